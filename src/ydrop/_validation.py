@@ -1,0 +1,112 @@
+"""Argument checks shared by the whole library.
+
+Every check raises a ``ValueError`` (or ``TypeError``) whose message names the
+argument, echoes the value and says what is allowed, so a user never has to read
+the source to learn why a call was refused. ``assert`` is never used for user input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_rate",
+    "check_open_unit",
+    "check_non_negative",
+    "check_positive_int",
+    "check_non_negative_int",
+    "check_choice",
+    "check_targets",
+    "check_all_finite",
+]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_rate(name: str, value: Any, *, allow_one: bool = False) -> float:
+    """A drop rate in [0, 1) (or [0, 1] when ``allow_one``)."""
+    upper_ok = value <= 1 if allow_one else value < 1
+    if not _is_real(value) or not (value >= 0 and upper_ok):
+        allowed = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
+    return float(value)
+
+
+def check_open_unit(name: str, value: Any) -> float:
+    """A fraction strictly between 0 and 1."""
+    if not _is_real(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    if not _is_real(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def check_targets(name: str, target: Any, batch_size: int, num_classes: int | None = None) -> Tensor:
+    """Class indices of shape (B,), integer dtype, each in [0, num_classes).
+
+    A Python int is broadcast to every sample, as Captum does.
+    """
+    if isinstance(target, int) and not isinstance(target, bool):
+        target = torch.full((batch_size,), target, dtype=torch.long)
+    if not isinstance(target, Tensor):
+        raise TypeError(
+            f"{name} must be a tensor of class indices of shape ({batch_size},) or an int, "
+            f"got {type(target).__name__}"
+        )
+    if target.dtype in (torch.bool,) or target.is_floating_point() or target.is_complex():
+        raise ValueError(f"{name} must hold integer class indices, got dtype {target.dtype}")
+    if target.dim() != 1 or target.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must have shape ({batch_size},) to match the batch, got {tuple(target.shape)}"
+        )
+    if num_classes is not None and target.numel() > 0:
+        low, high = int(target.min()), int(target.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
+                f"for a model with {num_classes} outputs"
+            )
+    return target.long()
+
+
+def check_all_finite(name: str, scores: Tensor) -> None:
+    """Refuse NaN or inf scores.
+
+    On the CPU the check is an ordinary comparison. On an accelerator it is queued
+    with ``torch._assert_async`` so the training step never waits on the device.
+    """
+    if scores.device.type == "cpu":
+        if not bool(torch.isfinite(scores).all()):
+            bad = scores[~torch.isfinite(scores)].flatten()[0].item()
+            raise ValueError(f"{name} must be finite, got a value of {bad} (NaN or inf)")
+    else:
+        torch._assert_async(torch.isfinite(scores).all(), f"{name} must be finite (NaN or inf found)")

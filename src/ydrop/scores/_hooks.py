@@ -1,0 +1,94 @@
+"""Hook helpers shared by every score.
+
+All three are context managers that undo themselves in ``finally``: a scoring call
+never leaves a hook registered or a module in the wrong train/eval state, also
+when the model raises half-way through (Captum's habit; ``tests/scores`` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Union
+
+from torch import Tensor, nn
+
+LayerSpec = Union[nn.Module, str]
+
+__all__ = ["LayerSpec", "resolve_layers", "eval_mode", "capture_outputs"]
+
+
+def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
+    """Normalise ``layers`` (a module, a qualified name, or a list of them) to
+    ``[(name, module), ...]``, refusing anything that is not inside ``model``."""
+    if isinstance(layers, (nn.Module, str)):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers must name at least one submodule of the model, got an empty list")
+    by_identity = {id(module): name for name, module in model.named_modules()}
+    by_name = dict(model.named_modules())
+    resolved: list[tuple[str, nn.Module]] = []
+    for index, layer in enumerate(layers):
+        if isinstance(layer, str):
+            if layer not in by_name:
+                raise ValueError(
+                    f"layers[{index}] = {layer!r} is not the name of a submodule of the model; "
+                    f"names look like {list(by_name)[1:4]}"
+                )
+            resolved.append((layer, by_name[layer]))
+        elif isinstance(layer, nn.Module):
+            if id(layer) not in by_identity:
+                raise ValueError(
+                    f"layers[{index}] = {layer.__class__.__name__}({layer.extra_repr()}) "
+                    "is not a submodule of the model"
+                )
+            resolved.append((by_identity[id(layer)], layer))
+        else:
+            raise TypeError(
+                f"layers[{index}] must be an nn.Module or a submodule name, got {type(layer).__name__}"
+            )
+    return resolved
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode (dropout off, batch norm on running
+    statistics) and restore each module's own flag afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+@contextmanager
+def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]]:
+    """Record each module's output on every call, in call order.
+
+    Yields one list per module; a module called more than once (weight sharing)
+    gets one entry per call. Only tensor outputs are supported.
+    """
+    captured: list[list[Tensor]] = [[] for _ in modules]
+    handles = []
+
+    def make_hook(slot: list[Tensor], module: nn.Module):
+        def hook(_module, _inputs, output):
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"{module.__class__.__name__} returned {type(output).__name__}; "
+                    "scores need a layer whose output is a single tensor"
+                )
+            slot.append(output)
+
+        return hook
+
+    try:
+        for module, slot in zip(modules, captured):
+            handles.append(module.register_forward_hook(make_hook(slot, module)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
