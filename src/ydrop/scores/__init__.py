@@ -1,0 +1,9 @@
+"""Importance scores of a layer's units, usable on their own (like Captum's).
+
+Every function returns ``{layer: Tensor (B, N)}`` with N the layer's units (the
+channels of a conv feature map, summed over positions).
+"""
+
+from .activation import activation, activation_score
+
+__all__ = ["activation", "activation_score"]

@@ -1,0 +1,37 @@
+"""Activation score of Activation Dropout (Zunino et al., *Excitation Dropout*, sec. 5).
+
+p_Act(a_i) = a_i / sum_k a_k over the units of a layer, per sample, from the
+layer's own (non-negative, post-ReLU) activations. Needs no backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers
+from ._units import normalise_rows, per_unit
+
+__all__ = ["activation_score", "activation"]
+
+
+def activation_score(activations: Tensor) -> Tensor:
+    """Normalised activations, (B, N) or (B, C, H, W) -> (B, N), rows summing to 1.
+
+    Negative values (a layer not behind a ReLU) count as 0; a sample whose units
+    are all zero gets the uniform 1/N.
+    """
+    return normalise_rows(per_unit(activations.clamp(min=0)))
+
+
+def activation(
+    model: nn.Module, inputs: Tensor, layers: LayerSpec | Sequence[LayerSpec]
+) -> dict[nn.Module, Tensor]:
+    """p_Act of each layer's output for ``inputs``, in eval mode: {layer: (B, N)}."""
+    resolved = resolve_layers(model, layers)
+    modules = [module for _, module in resolved]
+    with torch.no_grad(), eval_mode(model), capture_outputs(modules) as captured:
+        model(inputs)
+    return {module: activation_score(outputs[0]) for module, outputs in zip(modules, captured)}
