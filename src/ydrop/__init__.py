@@ -6,7 +6,7 @@ Dropout (Zunino et al.), as drop-in replacements for ``nn.Dropout``, with a
 """
 
 from .layers import ActivationDropout, ExcitationDropout, GuidedDropout, YDrop
-from .scores import activation
+from .scores import activation, conductance
 
 __version__ = "0.1.0"
 
@@ -15,6 +15,7 @@ __all__ = [
     "ExcitationDropout",
     "ActivationDropout",
     "GuidedDropout",
+    "conductance",
     "activation",
     "__version__",
 ]

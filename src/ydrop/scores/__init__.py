@@ -5,5 +5,6 @@ channels of a conv feature map, summed over positions).
 """
 
 from .activation import activation, activation_score
+from .conductance import conductance
 
-__all__ = ["activation", "activation_score"]
+__all__ = ["conductance", "activation", "activation_score"]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 LayerSpec = Union[nn.Module, str]
 
-__all__ = ["LayerSpec", "resolve_layers", "eval_mode", "capture_outputs"]
+__all__ = ["LayerSpec", "resolve_layers", "eval_mode", "capture_outputs", "single_call_outputs"]
 
 
 def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
@@ -92,3 +92,17 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
     finally:
         for handle in handles:
             handle.remove()
+
+
+def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor]]) -> list[Tensor]:
+    """The one output of each module, refusing a layer that did not run or ran twice."""
+    outputs = []
+    for module, calls in zip(modules, captured):
+        if len(calls) != 1:
+            what = "did not run" if not calls else f"ran {len(calls)} times"
+            raise ValueError(
+                f"layer {module.__class__.__name__}({module.extra_repr()}) {what} in the model's "
+                "forward; a scored layer must run exactly once per forward"
+            )
+        outputs.append(calls[0])
+    return outputs

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers
+from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._units import normalise_rows, per_unit
 
 __all__ = ["activation_score", "activation"]
@@ -34,4 +34,5 @@ def activation(
     modules = [module for _, module in resolved]
     with torch.no_grad(), eval_mode(model), capture_outputs(modules) as captured:
         model(inputs)
-    return {module: activation_score(outputs[0]) for module, outputs in zip(modules, captured)}
+    outputs = single_call_outputs(modules, captured)
+    return {module: activation_score(output) for module, output in zip(modules, outputs)}

@@ -1,0 +1,177 @@
+"""Conductance of all layers in one pass equals Captum's LayerConductance per layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerConductance
+from torch import nn
+
+from ydrop.scores.conductance import conductance
+
+RTOL = 1e-5
+
+
+def captum_conductance(model, layer, inputs, target, steps, baseline=None):
+    """Captum's reference, conv maps summed over positions to (B, C).
+
+    Captum runs the model as it is, so the model is put in eval mode (ours does
+    that itself: dropout off, batch norm on running statistics)."""
+    model.eval()
+    baselines = torch.zeros_like(inputs) if baseline is None else baseline
+    result = LayerConductance(model, layer).attribute(
+        inputs, baselines=baselines, target=target, n_steps=steps, method="riemann_trapezoid"
+    )
+    return result.flatten(2).sum(2) if result.dim() > 2 else result
+
+
+def assert_close(ours, reference):
+    scale = reference.abs().max().clamp_min(1e-12)
+    assert ((ours - reference).abs().max() / scale).item() < RTOL
+
+
+def fc_net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(32, 24), nn.ReLU(), nn.Dropout(0.5), nn.Linear(24, 5),
+    )
+
+
+def cnn_net():
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(8 * 2 * 2, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4),
+    )
+    # Non-trivial running statistics so eval-mode batch norm is not the identity.
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(16, 3, 8, 8))
+    return net
+
+
+@pytest.mark.parametrize("steps", [1, 5, 12])
+def test_fc_all_layers_match_captum(steps):
+    model = fc_net()
+    x = torch.randn(7, 20)
+    y = torch.randint(0, 5, (7,))
+    layers = [model[2], model[3], model[5], model[6]]
+    ours = conductance(model, x, y, layers, steps=steps)
+    for layer in layers:
+        assert ours[layer].shape == (7, 32 if layer in (model[2], model[3]) else 24)
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, steps))
+
+
+def test_cnn_with_batchnorm_and_fc_head_matches_captum():
+    model = cnn_net()
+    x = torch.randn(5, 3, 8, 8)
+    y = torch.randint(0, 4, (5,))
+    layers = [model[2], model[4], model[9], model[10]]
+    ours = conductance(model, x, y, layers, steps=5)
+    assert ours[model[2]].shape == (5, 6) and ours[model[4]].shape == (5, 8)
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
+
+
+def test_conv_layer_itself_matches_captum_with_nonzero_baseline():
+    model = cnn_net()
+    x = torch.randn(4, 3, 8, 8)
+    baseline = torch.full_like(x, 0.1)
+    y = torch.tensor([0, 1, 2, 3])
+    ours = conductance(model, x, y, [model[0]], baseline=baseline, steps=4)
+    assert_close(ours[model[0]], captum_conductance(model, model[0], x, y, 4, baseline=baseline))
+
+
+def test_internal_batch_size_gives_same_numbers():
+    model = fc_net()
+    x = torch.randn(9, 20)
+    y = torch.randint(0, 5, (9,))
+    layers = [model[3], model[6]]
+    whole = conductance(model, x, y, layers, steps=5)
+    for size in (1, 6, 13, 100):
+        chunked = conductance(model, x, y, layers, steps=5, internal_batch_size=size)
+        for layer in layers:
+            torch.testing.assert_close(chunked[layer], whole[layer], rtol=1e-6, atol=1e-7)
+
+
+def test_completeness_of_a_full_layer():
+    """Conductances of a layer through which everything flows add up to F(x) - F(x')
+    (exactly so as the steps grow), the axiom that makes them importances."""
+    model = fc_net().double()
+    x = torch.randn(3, 20, dtype=torch.float64)
+    y = torch.tensor([1, 2, 3])
+    total = conductance(model, x, y, [model[3]], steps=400)[model[3]].sum(1)
+    model.eval()
+    expected = model(x).gather(1, y[:, None]).squeeze(1) - model(torch.zeros_like(x)).gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(total, expected, rtol=1e-2, atol=1e-3)
+
+
+def test_restores_train_mode_and_leaves_no_hooks_or_grads():
+    model = fc_net().train()
+    model[0].eval()  # a mixed state must come back as it was
+    x, y = torch.randn(4, 20), torch.randint(0, 5, (4,))
+    conductance(model, x, y, [model[3]])
+    assert [m.training for m in model] == [False] + [True] * 7
+    assert all(not m._forward_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_hooks_removed_and_modes_restored_when_model_raises():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = fc_net()
+
+        def forward(self, x):
+            self.body(x)
+            raise RuntimeError("boom")
+
+    model = Broken().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        conductance(model, torch.randn(2, 20), torch.tensor([0, 1]), [model.body[3]])
+    assert model.training and all(m.training for m in model.modules())
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_bad_arguments_are_named():
+    model = fc_net()
+    x = torch.randn(4, 20)
+    y = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        conductance(model, x, y, [model[3]], steps=0)
+    with pytest.raises(ValueError, match=r"target holds class index 7, outside \[0, 4\]"):
+        conductance(model, x, torch.tensor([0, 1, 2, 7]), [model[3]])
+    with pytest.raises(ValueError, match=r"target must have shape \(4,\)"):
+        conductance(model, x, torch.tensor([0, 1]), [model[3]])
+    with pytest.raises(ValueError, match="target must hold integer class indices"):
+        conductance(model, x, torch.zeros(4), [model[3]])
+    with pytest.raises(ValueError, match="is not a submodule of the model"):
+        conductance(model, x, y, [nn.ReLU()])
+    with pytest.raises(ValueError, match="'nope' is not the name of a submodule"):
+        conductance(model, x, y, ["nope"])
+    with pytest.raises(ValueError, match="internal_batch_size must be an integer >= 1"):
+        conductance(model, x, y, [model[3]], internal_batch_size=0)
+    with pytest.raises(ValueError, match="baseline of shape"):
+        conductance(model, x, y, [model[3]], baseline=torch.zeros(3, 7))
+
+
+def test_layer_names_are_accepted_and_unused_layer_is_refused():
+    model = fc_net()
+    x, y = torch.randn(2, 20), torch.tensor([0, 1])
+    by_name = conductance(model, x, y, ["3"])
+    assert torch.equal(by_name[model[3]], conductance(model, x, y, [model[3]])[model[3]])
+
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.spare = fc_net(), nn.ReLU()
+
+        def forward(self, x):
+            return self.body(x)
+
+    spare = WithSpare()
+    with pytest.raises(ValueError, match="did not run"):
+        conductance(spare, x, y, [spare.spare])
