@@ -1,0 +1,184 @@
+"""Y-Drop layer, checked statistically (seeded, large batch, stated tolerances).
+
+With B x N = 20000 x 32 Bernoulli draws per bucket (16 units each), the standard
+error of an empirical drop rate is at most sqrt(0.25 / 320000) ~ 9e-4: a
+tolerance of 5e-3 is more than five standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from ydrop import YDrop
+
+BATCH, UNITS, TOL = 20000, 32, 5e-3
+
+
+def started(layer: YDrop) -> YDrop:
+    layer.set_epoch(layer.warmup_epochs)
+    return layer.train()
+
+
+def ranked_scores(units=UNITS, samples=12):
+    """Scores whose mean ranks unit k at position k (unit UNITS-1 most important)."""
+    torch.manual_seed(3)
+    return torch.arange(units, dtype=torch.float32).expand(samples, units) + 0.1 * torch.randn(samples, units)
+
+
+def dropped_fraction(output):
+    return (output == 0).float().mean(dim=0)
+
+
+def test_bucket_drop_rates_match_their_sampled_rates_and_strong_bucket_is_top():
+    torch.manual_seed(0)
+    # elasticity 1 makes the EMA equal to this step's g_B, i.e. exposes the draws.
+    layer = started(YDrop(elasticity=1.0))
+    scores = ranked_scores()
+    layer.set_scores(scores)
+    out = layer(torch.ones(BATCH, UNITS))
+    rates = layer.drop_rate.clone()
+    strong = rates > rates.min() + 1e-6
+    top = scores.mean(0).topk(UNITS // 2).indices
+    assert set(torch.nonzero(strong).flatten().tolist()) == set(top.tolist())
+    p_low, p_high = rates[~strong].unique(), rates[strong].unique()
+    assert p_low.numel() == 1 and p_high.numel() == 1
+    assert 0.1 <= p_low.item() <= 0.5 and 0.6 <= p_high.item() <= 0.9
+    empirical = dropped_fraction(out)
+    assert abs(empirical[~strong].mean().item() - p_low.item()) < TOL
+    assert abs(empirical[strong].mean().item() - p_high.item()) < TOL
+
+
+def test_draws_follow_the_capped_half_normal():
+    torch.manual_seed(1)
+    layer = started(YDrop(elasticity=1.0, mu_low=0.45, sigma_low=0.1, p_low_max=0.5))
+    scores = ranked_scores()
+    lows, highs = [], []
+    for _ in range(4000):
+        layer.set_scores(scores)
+        layer(torch.ones(1, UNITS))
+        lows.append(layer.drop_rate[0].item())
+        highs.append(layer.drop_rate[-1].item())
+    lows, highs = torch.tensor(lows), torch.tensor(highs)
+    # P(0.45 + |N(0, 0.1)| > 0.5) = 2 * (1 - Phi(0.5)) = 0.617: that share sits on the cap.
+    assert lows.max().item() == pytest.approx(0.5) and lows.min().item() >= 0.45
+    assert abs((lows >= 0.5 - 1e-7).float().mean().item() - 0.617) < 0.03
+    # Uncapped strong bucket: mean of mu + |N(0, s)| is mu + s * sqrt(2 / pi).
+    assert abs(highs.mean().item() - (0.6 + 0.05 * math.sqrt(2 / math.pi))) < 3e-3
+
+
+def test_ema_after_n_steps_equals_closed_form():
+    alpha, steps = 0.1, 7
+    layer = started(YDrop(elasticity=alpha, sigma_low=0.0, sigma_high=0.0, num_units=UNITS))
+    scores = ranked_scores()
+    for _ in range(steps):
+        layer.set_scores(scores)
+        layer(torch.ones(4, UNITS))
+    g = torch.where(torch.arange(UNITS) >= UNITS // 2, 0.6, 0.1)
+    expected = g + (0.35 - g) * (1 - alpha) ** steps
+    torch.testing.assert_close(layer.drop_rate, expected, rtol=0, atol=1e-6)
+
+
+def test_kept_units_are_rescaled_by_one_over_one_minus_ema():
+    torch.manual_seed(2)
+    layer = started(YDrop(elasticity=0.3))
+    layer.set_scores(ranked_scores())
+    x = torch.rand(256, UNITS) + 0.5
+    out = layer(x)
+    kept = out != 0
+    scale = (out / x)[kept]
+    expected = (1 / (1 - layer.drop_rate)).expand_as(x)[kept]
+    torch.testing.assert_close(scale, expected)
+
+
+def test_warmup_is_plain_dropout_at_warmup_rate_and_leaves_ema_alone():
+    torch.manual_seed(4)
+    layer = YDrop(warmup_epochs=3, warmup_p=0.3, num_units=UNITS).train()
+    layer.set_epoch(2)
+    layer.set_scores(ranked_scores())  # ignored during warm-up
+    out = layer(torch.ones(BATCH, UNITS))
+    assert abs(dropped_fraction(out).mean().item() - 0.3) < TOL
+    assert torch.allclose(out[out != 0], torch.tensor(1 / 0.7))
+    assert torch.equal(layer.drop_rate, torch.full((UNITS,), 0.35))
+    layer.set_epoch(3)
+    assert not layer.in_warmup and layer.needs_guide
+
+
+def test_conv_feature_maps_drop_whole_channels():
+    torch.manual_seed(5)
+    layer = started(YDrop(elasticity=1.0))
+    layer.set_scores(torch.randn(3, 8))
+    out = layer(torch.ones(500, 8, 4, 4))
+    per_channel = out.flatten(2)
+    assert torch.all((per_channel == 0).all(2) | (per_channel != 0).all(2))
+    assert layer.drop_rate.shape == (8,)
+
+
+def test_eval_mode_is_identity():
+    layer = started(YDrop())
+    layer.set_scores(ranked_scores())
+    x = torch.randn(5, UNITS)
+    assert layer.eval()(x) is x
+
+
+def test_state_survives_state_dict_round_trip_into_a_fresh_layer():
+    layer = started(YDrop(elasticity=0.5))
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS))
+    fresh = YDrop(elasticity=0.5)
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.equal(fresh.drop_rate, layer.drop_rate)
+    assert "drop_rate" in layer.state_dict()
+
+
+def test_without_scores_falls_back_to_dropout_and_warns_once():
+    torch.manual_seed(6)
+    layer = started(YDrop(warmup_p=0.4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = layer(torch.ones(BATCH, UNITS))
+        layer(torch.ones(2, UNITS))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "guide.step" in messages[0]
+    assert abs(dropped_fraction(out).mean().item() - 0.4) < TOL
+
+
+def test_extra_repr_shows_settings():
+    text = repr(YDrop(elasticity=0.01, warmup_epochs=2))
+    assert "elasticity=0.01" in text and "warmup_epochs=2" in text and "mu=(0.1, 0.6)" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"p0": 1.0}, r"p0 must be a number in \[0, 1\), got 1.0"),
+        ({"warmup_p": -0.1}, r"warmup_p must be a number in \[0, 1\), got -0.1"),
+        ({"p_high_max": 1.5}, r"p_high_max must be a number in \[0, 1\), got 1.5"),
+        ({"strong_fraction": 1.0}, r"strong_fraction must be a number in \(0, 1\), got 1.0"),
+        ({"strong_fraction": 0}, r"strong_fraction must be a number in \(0, 1\), got 0"),
+        ({"mu_high": 0.95}, r"mu_high must be <= p_high_max = 0.9, got mu_high = 0.95"),
+        ({"mu_low": 0.6}, r"mu_low must be <= p_low_max = 0.5, got mu_low = 0.6"),
+        ({"sigma_low": -0.01}, r"sigma_low must be a finite number >= 0, got -0.01"),
+        ({"steps": 0}, r"steps must be an integer >= 1, got 0"),
+        ({"score": "gradient"}, r"score must be one of 'conductance', 'excitation', 'activation'; got 'gradient'"),
+        ({"elasticity": 2.0}, r"elasticity must be a number in \[0, 1\], got 2.0"),
+        ({"warmup_epochs": -1}, r"warmup_epochs must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        YDrop(**kwargs)
+
+
+def test_bad_scores_are_refused():
+    layer = started(YDrop())
+    with pytest.raises(ValueError, match="scores must be finite"):
+        layer.set_scores(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match=r"scores must be a tensor of shape \(samples, units\)"):
+        layer.set_scores(torch.ones(4))
+    layer.set_scores(torch.ones(2, 5))
+    with pytest.raises(ValueError, match="scores have 5 units but the input of YDrop has 7"):
+        layer(torch.ones(3, 7))
