@@ -1,0 +1,180 @@
+"""The Guide: finds guided layers anywhere, scores each kind once per step, warm-up."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ydrop
+from ydrop import ActivationDropout, ExcitationDropout, Guide, YDrop
+
+
+class TwoBranchNet(nn.Module):
+    """Not an nn.Sequential: guided layers live in nested attributes."""
+
+    def __init__(self, first: nn.Module, second: nn.Module, classes: int = 5):
+        super().__init__()
+        self.body = nn.ModuleDict({"fc1": nn.Linear(12, 16), "fc2": nn.Linear(16, 16)})
+        self.first, self.second = first, second
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x):
+        h = self.first(F.relu(self.body["fc1"](x)))
+        h = self.second(F.relu(self.body["fc2"](h)))
+        return self.head(h)
+
+
+def count_forwards(model):
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_finds_layers_in_any_module_and_refuses_a_model_without_them():
+    model = TwoBranchNet(YDrop(), ExcitationDropout())
+    assert list(Guide(model).layers) == ["first", "second"]
+    with pytest.raises(ValueError, match="holds no guided dropout layer"):
+        Guide(nn.Sequential(nn.Linear(2, 2), nn.Dropout()))
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        Guide("model")
+
+
+def test_one_pass_per_score_kind_for_all_layers():
+    torch.manual_seed(0)
+    model = TwoBranchNet(YDrop(warmup_epochs=0), YDrop(warmup_epochs=0)).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    calls = count_forwards(model)
+    given = guide.step(torch.randn(64, 12), torch.randint(0, 5, (64,)))
+    assert len(calls) == 1  # both Y-Drop layers from one conductance pass
+    # B_c = max(1, floor(B / n_c)) = 12 samples for B = 64, n_c = 5 (Eq. 9).
+    assert given["first"].shape == (12, 16) and given["second"].shape == (12, 16)
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_mixed_kinds_run_one_pass_each():
+    model = TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout()).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    calls = count_forwards(model)
+    given = guide.step(torch.randn(10, 12), torch.randint(0, 5, (10,)))
+    assert len(calls) == 2
+    assert given["first"].shape == (2, 16) and given["second"].shape == (10, 16)
+
+
+def test_scores_handed_over_are_the_conductances_of_random_batch_samples():
+    torch.manual_seed(1)
+    model = TwoBranchNet(YDrop(warmup_epochs=0, steps=4), nn.Identity()).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(20, 12), torch.randint(0, 5, (20,))
+    given = guide.step(x, y)["first"]
+    full = ydrop.conductance(model, x, y, [model.first], steps=4)[model.first]
+    assert given.shape == (5, 16)
+    distances = torch.cdist(given, full)
+    assert torch.all(distances.min(1).values < 1e-5)
+    assert len(set(distances.argmin(1).tolist())) == 5  # five distinct samples
+
+
+def test_excitation_scores_are_per_sample_in_batch_order():
+    torch.manual_seed(2)
+    model = TwoBranchNet(nn.Identity(), ExcitationDropout()).train()
+    guide = Guide(model)
+    x, y = torch.randn(9, 12), torch.randint(0, 5, (9,))
+    given = guide.step(x, y)["second"]
+    expected = ydrop.excitation_backprop(model, x, y, [model.second])[model.second]
+    torch.testing.assert_close(given, expected)
+
+
+def test_excitation_policy_with_conductance_gets_every_sample_in_order():
+    torch.manual_seed(3)
+    model = TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout(score="conductance")).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(10, 12), torch.randint(0, 5, (10,))
+    given = guide.step(x, y)
+    expected = ydrop.conductance(model, x, y, [model.second])[model.second]
+    torch.testing.assert_close(given["second"], expected, rtol=1e-5, atol=1e-6)
+    assert given["first"].shape == (2, 16)
+    model(x).sum().backward()  # the training forward consumes them
+
+
+def test_every_score_policy_pair_trains():
+    torch.manual_seed(4)
+    for policy in (YDrop, ExcitationDropout):
+        for score in ("conductance", "excitation", "activation"):
+            model = TwoBranchNet(policy(score=score, warmup_epochs=0), policy(score=score, warmup_epochs=0))
+            guide = Guide(model)
+            guide.set_epoch(0)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # no fallback warning: scores did arrive
+                for _ in range(3):
+                    guide.step(x, y)
+                    loss = F.cross_entropy(model.train()(x), y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            assert torch.isfinite(loss)
+
+
+def test_no_scoring_pass_while_every_layer_is_in_warmup():
+    model = TwoBranchNet(YDrop(warmup_epochs=2), YDrop(warmup_epochs=1)).train()
+    guide = Guide(model)
+    calls = count_forwards(model)
+    x, y = torch.randn(8, 12), torch.randint(0, 5, (8,))
+    guide.set_epoch(0)
+    assert guide.step(x, y) == {} and not calls
+    guide.set_epoch(1)
+    assert list(guide.step(x, y)) == ["second"] and len(calls) == 1
+    guide.set_epoch(2)
+    assert sorted(guide.step(x, y)) == ["first", "second"]
+
+
+def test_activation_layers_need_no_pass():
+    model = TwoBranchNet(ActivationDropout(), ActivationDropout())
+    calls = count_forwards(model)
+    assert Guide(model).step(torch.randn(4, 12), torch.randint(0, 5, (4,))) == {}
+    assert not calls
+
+
+def test_forward_on_another_batch_after_an_excitation_step_raises():
+    model = TwoBranchNet(nn.Identity(), ExcitationDropout()).train()
+    guide = Guide(model)
+    guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))
+    with pytest.raises(ValueError, match="scores for 8 samples but the batch has 6"):
+        model(torch.randn(6, 12))
+
+
+def test_warns_once_when_set_epoch_is_never_called():
+    model = TwoBranchNet(YDrop(warmup_epochs=2), nn.Identity())
+    guide = Guide(model)
+    with pytest.warns(RuntimeWarning, match="set_epoch"):
+        guide.step(torch.randn(4, 12), torch.randint(0, 5, (4,)))
+
+
+def test_bad_targets_and_epochs_are_named():
+    model = TwoBranchNet(YDrop(warmup_epochs=0), nn.Identity())
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x = torch.randn(4, 12)
+    with pytest.raises(ValueError, match=r"target must have shape \(4,\)"):
+        guide.step(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"target holds class index 9, outside \[0, 4\]"):
+        guide.step(x, torch.tensor([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="epoch must be an integer >= 0, got -1"):
+        guide.set_epoch(-1)
+
+
+def test_state_dict_round_trip_restores_epoch():
+    model = TwoBranchNet(YDrop(warmup_epochs=3), nn.Identity())
+    guide = Guide(model)
+    guide.set_epoch(4)
+    other = Guide(TwoBranchNet(YDrop(warmup_epochs=3), nn.Identity()))
+    other.load_state_dict(guide.state_dict())
+    assert other.epoch == 4 and not other.layers["first"].in_warmup
