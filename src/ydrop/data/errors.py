@@ -1,0 +1,26 @@
+"""The two errors the data package raises about files on disk.
+
+Both subclass a built-in exception so that callers who catch ``FileNotFoundError``
+or ``ValueError`` keep working; the message always names the file(s) concerned.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DatasetNotFoundError", "DatasetFormatError"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are missing and could not be downloaded.
+
+    The message lists every expected file with its full path, the URL it would be
+    downloaded from and, when a download was tried, why each attempt failed.
+    """
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file exists but is damaged or is not in the expected format.
+
+    The message starts with the file's path and says what is wrong (bad magic
+    number, size that disagrees with the header, unreadable gzip or pickle, ...),
+    so that a truncated download never turns into a silently wrong dataset.
+    """
