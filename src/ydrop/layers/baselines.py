@@ -1,0 +1,347 @@
+"""Baseline dropout methods with the same interface as the guided layers.
+
+DESIGN section 4: the methods the two papers compare against, so that every
+method runs in the same models and training loop.
+
+* :class:`Dropout`: standard dropout (Srivastava et al. 2014) on units.
+* :class:`CurriculumDropout`: Morerio et al., *Curriculum Dropout*, ICCV 2017.
+  Retain probability keep(t) = (1 - keep_bar) exp(-gamma t) + keep_bar, with t the
+  training iteration, so dropout starts off and grows to 1 - keep_bar.
+* :class:`StandoutDropout`: Ba & Frey, *Adaptive dropout for training deep neural
+  networks* (standout), NIPS 2013. Retain probability sigmoid(alpha s + beta) of
+  the unit's own signal s.
+* :class:`InformationDropout`: Achille & Soatto, *Information Dropout: learning
+  optimal representations through noisy computation*, TPAMI 2018. Learned
+  multiplicative log-normal noise and a KL penalty the training loop adds to the
+  loss (:func:`information_kl`).
+
+Shapes (all layers): input (B, N), or (B, C, H, W) with units = channels (one
+mask or noise value per sample and channel, shared by all positions); output the
+same shape. Masks and noise are drawn under ``no_grad``. In eval mode every layer
+is the identity, except :class:`StandoutDropout`, whose eval output is the
+expectation x * keep(x) (the original method's test-time rule), and
+:class:`InformationDropout` with ``eval_output="mean"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import check_choice, check_non_negative, check_positive_int, check_rate
+from .base import broadcast_units, plain_dropout, unit_view
+
+__all__ = [
+    "Dropout",
+    "CurriculumDropout",
+    "StandoutDropout",
+    "InformationDropout",
+    "information_kl",
+    "curriculum_keep_probability",
+    "standout_keep_probability",
+    "unit_signal",
+]
+
+
+def _check_real(name: str, value: Any) -> float:
+    """A finite real number of any sign."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_iteration(name: str, value: Any) -> int:
+    """An integer >= 0 (a Python int or a 0-d integer tensor)."""
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def unit_signal(x: Tensor) -> Tensor:
+    """(B, N) signal of each unit: ``x`` itself for (B, N), the mean over positions
+    of each channel for a (B, C, ...) feature map."""
+    unit_view(x)
+    return x if x.dim() == 2 else x.flatten(2).mean(dim=2)
+
+
+# --------------------------------------------------------------------------- Dropout
+class Dropout(nn.Module):
+    """Standard dropout on units: keep with probability 1 - p, rescale by 1 / (1 - p).
+
+    Unlike ``nn.Dropout``, a (B, C, H, W) input drops whole channels (units =
+    channels, like the guided layers), so every method drops the same kind of unit.
+
+    Args:
+        p: drop rate in [0, 1) (0.5, the rate the Y-Drop paper found best).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_rate("p", p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return plain_dropout(x, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# ---------------------------------------------------------------- Curriculum Dropout
+def curriculum_keep_probability(t: float | Tensor, keep_bar: float, gamma: float) -> float | Tensor:
+    """keep(t) = (1 - keep_bar) exp(-gamma t) + keep_bar (Morerio et al. 2017, Eq. 9).
+
+    1 at t = 0, decreasing to ``keep_bar`` as t grows. Works on floats and tensors.
+    """
+    if isinstance(t, Tensor):
+        return (1.0 - keep_bar) * torch.exp(-gamma * t) + keep_bar
+    return (1.0 - keep_bar) * math.exp(-gamma * t) + keep_bar
+
+
+class CurriculumDropout(nn.Module):
+    """Dropout whose rate grows from 0 to 1 - keep_bar over training (Curriculum Dropout).
+
+    At the t-th training forward (t = 0, 1, ...) units are kept with probability
+    keep(t) = (1 - keep_bar) exp(-gamma t) + keep_bar and kept units are scaled by
+    1 / keep(t). The layer counts its own iterations: the buffer ``iteration`` is
+    incremented by every training-mode forward (not in eval mode, so scoring
+    passes and validation do not advance it) and is saved in ``state_dict``, so a
+    resumed run continues the schedule. Run the layer once per training step.
+
+    Args:
+        keep_bar: the final retain probability theta-bar in (0, 1] (0.5).
+        gamma: the schedule's speed, >= 0 (5e-4, the value of Morerio et al. and
+            of the Excitation Dropout comparison).
+    """
+
+    iteration: Tensor
+
+    def __init__(self, keep_bar: float = 0.5, gamma: float = 5e-4) -> None:
+        super().__init__()
+        if isinstance(keep_bar, bool) or not isinstance(keep_bar, (int, float)) or not 0 < keep_bar <= 1:
+            raise ValueError(f"keep_bar must be a number in (0, 1] (the final retain probability), got {keep_bar!r}")
+        self.keep_bar = float(keep_bar)
+        self.gamma = check_non_negative("gamma", gamma)
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    @property
+    def keep_probability(self) -> float:
+        """keep(t) that the next training forward will use."""
+        return float(curriculum_keep_probability(int(self.iteration), self.keep_bar, self.gamma))
+
+    @property
+    def p(self) -> float:
+        """The drop rate 1 - keep(t) of the next training forward."""
+        return 1.0 - self.keep_probability
+
+    def set_iteration(self, iteration: int) -> None:
+        """Jump the schedule to iteration t (e.g. when resuming without a state dict)."""
+        self.iteration.fill_(_check_iteration("iteration", iteration))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        batch, units = unit_view(x)
+        with torch.no_grad():
+            t = self.iteration.to(device=x.device, dtype=torch.float32)
+            keep = curriculum_keep_probability(t, self.keep_bar, self.gamma).to(x.dtype)
+            self.iteration.add_(1)
+            mask = torch.bernoulli(keep.expand(batch, units)).div_(keep)
+        return x * broadcast_units(mask, x)
+
+    def extra_repr(self) -> str:
+        text = f"keep_bar={self.keep_bar}, gamma={self.gamma}"
+        if self.iteration.device.type != "meta":
+            text += f", iteration={int(self.iteration)}, keep={self.keep_probability:.4g}"
+        return text
+
+
+# ------------------------------------------------------------------ Standout dropout
+def standout_keep_probability(x: Tensor, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
+    """Standout's retain probability sigmoid(alpha * s + beta), shape (B, N).
+
+    s is :func:`unit_signal` of ``x`` (the unit itself, or a channel's mean).
+    """
+    return torch.sigmoid(unit_signal(x) * alpha + beta)
+
+
+class StandoutDropout(nn.Module):
+    """Adaptive dropout (standout): units with a larger signal are kept more often.
+
+    Ba & Frey run a "standout network" alongside each layer whose weights are a
+    scaled copy of the layer's own: unit j is kept with probability
+    sigmoid(alpha * z_j + beta), z_j being the unit's pre-activation. This layer
+    sits *after* the activation, so it uses what it receives: s = its input (the
+    post-ReLU activation; for a feature map, the channel's mean over positions).
+    For ReLU units s = relu(z), so the rule is the same as the original for active
+    units, while inactive units (s = 0) get sigmoid(beta) and, being zero, are
+    unchanged whatever the mask. No clamp is needed: the sigmoid saturates.
+
+    Training: output = x * mask, mask ~ Bernoulli(keep), with no rescale (as in the
+    original). Eval: the expectation x * keep. keep is computed under ``no_grad``
+    from the detached input (the original does not backpropagate through the
+    standout network either: its weights are tied to the layer's).
+
+    Args:
+        alpha: scale of the signal (1.0, the tied setting of Ba & Frey).
+        beta: offset (0.0); a negative beta drops more.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
+        super().__init__()
+        self.alpha = _check_real("alpha", alpha)
+        self.beta = _check_real("beta", beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            keep = standout_keep_probability(x.detach(), self.alpha, self.beta)
+            factor = torch.bernoulli(keep) if self.training else keep
+        return x * broadcast_units(factor, x)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}"
+
+
+# --------------------------------------------------------------- Information dropout
+class InformationDropout(nn.Module):
+    """Learned multiplicative log-normal noise with a KL penalty (Information Dropout).
+
+    Training: output = x * eps with eps = exp(alpha(x) * n), n ~ N(0, 1), so
+    log eps ~ N(0, alpha(x)^2). The noise scale is learned from the input:
+    alpha(x) = ALPHA_MIN + alpha_max * sigmoid(W s + b), with s = :func:`unit_signal`
+    of x and (W, b) a learned N -> N linear map (``alpha_layer``), i.e. a 1x1
+    convolution applied to the channel means of a feature map. The paper computes
+    alpha with a layer shaped like the one it regularises; here the layer sits after
+    the activation, so alpha is computed from the activation itself. For feature maps
+    the noise is one value per sample and channel (units = channels). ``alpha_layer``
+    starts at zero weights and bias, so alpha starts at ALPHA_MIN + alpha_max / 2
+    for every input. Gradients reach ``alpha_layer`` through the noise
+    (reparameterisation: n is drawn under ``no_grad``) and through the KL term.
+
+    KL term: for ReLU activations and the log-uniform prior the paper's closed form
+    is KL = -log alpha + const; as in the authors' code the constant makes it
+    non-negative: kl = -log(alpha / (alpha_max + ALPHA_MIN)). Each training forward
+    sets ``self.kl``, a scalar tensor attached to the graph: the per-unit kl
+    averaged over the batch and, with ``kl_reduction="mean"`` (default), averaged
+    over units, so beta does not depend on the layer width; ``"sum"`` sums over
+    units, as the authors' code does. A training loop adds
+    ``beta * information_kl(model)`` to the loss. ``kl`` is None before the first
+    training forward and after an eval forward.
+
+    Eval: ``eval_output="identity"`` (default) returns x, the noise's median
+    (log eps has mean 0); ``"mean"`` returns x * E[eps] = x * exp(alpha(x)^2 / 2).
+
+    Args:
+        alpha_max: the cap of alpha (0.7, the paper's and the authors' code value).
+        num_units: N (or C); builds ``alpha_layer`` now. Without it the layer is
+            built at the first forward: run one forward before creating the
+            optimizer, or its parameters are not optimised. ``ydrop.models`` passes it.
+        kl_reduction: "mean" or "sum" over units (see above).
+        eval_output: "identity" or "mean" (see above).
+    """
+
+    ALPHA_MIN = 1e-3
+    KL_REDUCTIONS = ("mean", "sum")
+    EVAL_OUTPUTS = ("identity", "mean")
+
+    def __init__(
+        self,
+        alpha_max: float = 0.7,
+        num_units: int | None = None,
+        kl_reduction: str = "mean",
+        eval_output: str = "identity",
+    ) -> None:
+        super().__init__()
+        self.alpha_max = _check_positive("alpha_max", alpha_max)
+        self.kl_reduction = check_choice("kl_reduction", kl_reduction, self.KL_REDUCTIONS)
+        self.eval_output = check_choice("eval_output", eval_output, self.EVAL_OUTPUTS)
+        self.alpha_layer: nn.Linear | None = None
+        if num_units is not None:
+            self._build(check_positive_int("num_units", num_units))
+        self.kl: Tensor | None = None
+
+    def _build(self, units: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        layer = nn.Linear(units, units, device=device, dtype=dtype)
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        self.alpha_layer = layer
+
+    @property
+    def num_units(self) -> int | None:
+        return None if self.alpha_layer is None else self.alpha_layer.in_features
+
+    def alpha(self, x: Tensor) -> Tensor:
+        """The noise scale alpha(x), shape (B, N), in (ALPHA_MIN, ALPHA_MIN + alpha_max)."""
+        _, units = unit_view(x)
+        if self.alpha_layer is None:
+            self._build(units, device=x.device, dtype=x.dtype)
+        elif self.alpha_layer.in_features != units:
+            raise ValueError(
+                f"InformationDropout was built for {self.alpha_layer.in_features} units but got an input "
+                f"with {units} (shape {tuple(x.shape)}); use one InformationDropout module per layer"
+            )
+        return self.ALPHA_MIN + self.alpha_max * torch.sigmoid(self.alpha_layer(unit_signal(x)))
+
+    def kl_divergence(self, alpha: Tensor) -> Tensor:
+        """The scalar KL term of a batch's alpha (B, N), reduced as ``kl_reduction`` says."""
+        per_unit = -torch.log(alpha / (self.alpha_max + self.ALPHA_MIN))
+        per_sample = per_unit.mean(dim=1) if self.kl_reduction == "mean" else per_unit.sum(dim=1)
+        return per_sample.mean()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            self.kl = None
+            if self.eval_output == "identity":
+                return x
+            alpha = self.alpha(x)
+            return x * broadcast_units(torch.exp(alpha.square() / 2), x)
+        alpha = self.alpha(x)
+        self.kl = self.kl_divergence(alpha)
+        with torch.no_grad():
+            noise = torch.randn(alpha.shape, device=x.device, dtype=alpha.dtype)
+        eps = torch.exp(alpha * noise)
+        return x * broadcast_units(eps, x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A layer built lazily must still accept a trained one's alpha_layer.
+        weight = state_dict.get(prefix + "alpha_layer.weight")
+        if weight is not None and self.alpha_layer is None and weight.dim() == 2:
+            self._build(weight.shape[1], dtype=weight.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha_max={self.alpha_max}, units={self.num_units or 'lazy'}, "
+            f"kl_reduction={self.kl_reduction!r}, eval_output={self.eval_output!r}"
+        )
+
+
+def information_kl(model: nn.Module) -> Tensor:
+    """Sum of ``kl`` over every :class:`InformationDropout` layer of ``model``.
+
+    Add ``beta * information_kl(model)`` to the loss after the training forward.
+    Layers that have no KL yet (no training forward, or eval mode) contribute
+    nothing; a model without such layers gives a zero tensor, so a training loop
+    may add the term whatever the dropout method.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    terms = [m.kl for m in model.modules() if isinstance(m, InformationDropout) and m.kl is not None]
+    if not terms:
+        return torch.zeros(())
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
