@@ -1,0 +1,128 @@
+"""Downloads from a local HTTP server: md5 check, atomic write, mirrors, offline errors.
+
+Every request goes to 127.0.0.1 (a server started by the test, or a closed port).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ydrop.data as data
+from ydrop.data import DatasetNotFoundError, download_file, load_dataset
+from ydrop.data.download import DownloadError
+from ydrop.data.specs import SPECS, DirectSpec, Remote
+
+from _data_formats import SHARED_DATA, cifar_batch_bytes, idx_bytes, md5, random_idx_split, tar_gz, write_bytes
+
+
+@pytest.fixture
+def fake_mnist(http_server, monkeypatch):
+    """Tiny MNIST files on the server, with the spec's md5s replaced by theirs."""
+    base, www = http_server
+    rng = np.random.default_rng(0)
+    x, y = random_idx_split(rng, 6)
+    images = write_bytes(www / "t10k-images-idx3-ubyte.gz", idx_bytes(x))
+    labels = write_bytes(www / "t10k-labels-idx1-ubyte.gz", idx_bytes(y))
+    real = SPECS["mnist"]
+    splits = dict(real.splits, test=(Remote(images.name, md5(images)), Remote(labels.name, md5(labels))))
+    monkeypatch.setitem(SPECS, "mnist", DirectSpec(real.folder, splits, real.accept_uncompressed))
+    return base, www, x, y
+
+
+def test_good_download_loads(tmp_path, fake_mnist):
+    base, _, x, y = fake_mnist
+    root = tmp_path / "data"
+    ds = load_dataset("mnist", root, split="test", mirror=base, progress=False)
+    assert torch.equal(ds.labels, torch.from_numpy(y.astype(np.int64)))
+    assert torch.equal(ds.images[:, 0], torch.from_numpy(x.astype(np.float32)) / 255)
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_module_level_mirror_setting(tmp_path, fake_mnist, unreachable_url, monkeypatch):
+    base, *_ = fake_mnist
+    monkeypatch.setitem(data.MIRRORS, "mnist", (unreachable_url, base + "/"))
+    ds = load_dataset("mnist", tmp_path, split="test", progress=False)  # first mirror refused, second used
+    assert len(ds) == 6
+
+
+def test_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, fake_mnist):
+    base, www, *_ = fake_mnist
+    (www / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("mnist", tmp_path, split="test", mirror=base, progress=False)
+    message = str(err.value)
+    assert "t10k-labels-idx1-ubyte.gz: md5 mismatch: expected" in message and "discarded" in message
+    assert [p.name for p in (tmp_path / "mnist").iterdir()] == ["t10k-images-idx3-ubyte.gz"]  # no label file, no .part
+
+
+def test_download_file_directly(tmp_path, http_server):
+    base, www = http_server
+    (www / "blob.bin").write_bytes(b"abc" * 1000)
+    dest = tmp_path / "sub" / "blob.bin"
+    assert download_file([f"{base}/blob.bin"], dest, md5(www / "blob.bin"), progress=False) == dest
+    assert dest.read_bytes() == b"abc" * 1000
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_file([f"{base}/missing.bin"], tmp_path / "missing.bin", "0" * 32, progress=False)
+    with pytest.raises(DownloadError, match="md5 mismatch"):
+        download_file([f"{base}/blob.bin"], tmp_path / "other.bin", "0" * 32, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "www"]
+
+
+def test_unreachable_server_lists_expected_files(tmp_path, unreachable_url):
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("mnist", tmp_path, split="train", mirror=unreachable_url, progress=False)
+    message = str(err.value)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        assert str(tmp_path / "mnist" / name) in message
+        assert f"{unreachable_url}/{name}" in message
+    assert "cannot connect" in message and "f68b3c2dcbeaaa9fbdd348bbdeb94873" in message
+    assert not [p for p in (tmp_path / "mnist").iterdir()]
+
+
+def test_offline_error_names_official_urls(tmp_path):
+    x, y = random_idx_split(np.random.default_rng(1), 2)
+    write_bytes(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", idx_bytes(x))
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("fashion-mnist", tmp_path, split="test", download=False)
+    message = str(err.value)
+    assert "t10k-images-idx3-ubyte.gz (or t10k-images-idx3-ubyte, uncompressed)  [found]" in message
+    assert "t10k-labels-idx1-ubyte.gz (or t10k-labels-idx1-ubyte, uncompressed)  [missing]" in message
+    assert "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz" in message
+    assert "download=False" in message
+    with pytest.raises(FileNotFoundError):  # catchable as the built-in error too
+        load_dataset("svhn", tmp_path, split="extra", download=False)
+
+
+def test_offline_archive_error_offers_both_forms(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("stl10", tmp_path, split="test", download=False)
+    message = str(err.value)
+    assert str(tmp_path / "stl-10" / "stl10_binary" / "test_X.bin") in message
+    assert str(tmp_path / "stl-10" / "stl10_binary.tar.gz") in message
+    assert "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz (md5 91f7769df0f17e558f3565bffb0c7dfb)" in message
+
+
+def test_archive_download_then_extract(tmp_path, http_server, monkeypatch):
+    from ydrop.data.specs import ArchiveSpec
+
+    base, www = http_server
+    data_ = np.arange(2 * 3072).reshape(2, 3072).astype(np.uint8)
+    archive = tar_gz(www / "cifar-10-python.tar.gz", {"cifar-10-batches-py/test_batch": cifar_batch_bytes(data_, [4, 2])})
+    real = SPECS["cifar10"]
+    monkeypatch.setitem(SPECS, "cifar10", ArchiveSpec(real.folder, Remote(archive.name, md5(archive)), real.splits))
+    ds = load_dataset("cifar10", tmp_path, split="test", mirror=base, progress=False)
+    assert ds.labels.tolist() == [4, 2]
+    assert (tmp_path / "cifar-10" / "cifar-10-batches-py" / "test_batch").is_file()
+    archive.unlink()  # second load reads the extracted file, no network needed
+    assert load_dataset("cifar10", tmp_path, split="test", download=False).labels.tolist() == [4, 2]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is absent")
+def test_real_file_passes_official_md5(tmp_path, http_server):
+    base, www = http_server
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (www / name).write_bytes((SHARED_DATA / "mnist" / name).read_bytes())
+    ds = load_dataset("mnist", tmp_path, split="test", mirror=base, progress=False)
+    assert ds.images.shape == (10000, 1, 28, 28) and ds.labels[:3].tolist() == [7, 2, 1]
