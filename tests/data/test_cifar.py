@@ -84,7 +84,19 @@ def test_archive_extracted_when_download_allowed(tmp_path, cifar10_members):
     assert not list(extracted.glob(".*"))  # no temporary file left
 
 
-def test_archive_falls_back_to_memory_when_folder_not_writable(tmp_path, cifar10_members, monkeypatch):
+def test_read_only_folder_is_never_written(tmp_path, cifar10_members):
+    batches, members = cifar10_members
+    folder = tmp_path / "cifar-10"
+    tar_gz(folder / "cifar-10-python.tar.gz", members)
+    folder.chmod(0o555)  # like the shared data copy; the check holds even when running as root
+    try:
+        _check(load_dataset("cifar10", tmp_path, split="test", download=True), batches, "test")
+        assert [p.name for p in folder.iterdir()] == ["cifar-10-python.tar.gz"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_archive_falls_back_to_memory_when_extraction_fails(tmp_path, cifar10_members, monkeypatch):
     batches, members = cifar10_members
     tar_gz(tmp_path / "cifar-10" / "cifar-10-python.tar.gz", members)
 

@@ -81,6 +81,19 @@ def test_unreachable_server_lists_expected_files(tmp_path, unreachable_url):
     assert not [p for p in (tmp_path / "mnist").iterdir()]
 
 
+def test_silent_server_times_out(tmp_path, no_proxy, monkeypatch):
+    import socket
+
+    monkeypatch.setattr("ydrop.data.download.DOWNLOAD_TIMEOUT", 0.3)
+    with socket.socket() as silent:  # accepts connections (kernel backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(DatasetNotFoundError, match="timed out"):
+            load_dataset("mnist", tmp_path, split="test", mirror=url, progress=False)
+    assert not list((tmp_path / "mnist").iterdir())
+
+
 def test_offline_error_names_official_urls(tmp_path):
     x, y = random_idx_split(np.random.default_rng(1), 2)
     write_bytes(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", idx_bytes(x))

@@ -7,7 +7,6 @@ download=False, so nothing is written into the shared folder.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from ydrop.data import dataset_info, load_dataset
 

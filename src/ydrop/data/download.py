@@ -90,7 +90,7 @@ def download_file(
     md5: str,
     *,
     progress: bool = True,
-    timeout: float = DOWNLOAD_TIMEOUT,
+    timeout: float | None = None,
 ) -> Path:
     """Download ``dest`` from the first URL that delivers a file with the right md5.
 
@@ -99,7 +99,8 @@ def download_file(
         dest: final path of the file; its folder is created if needed.
         md5: expected hex md5 of the file.
         progress: show a tqdm progress bar.
-        timeout: socket timeout in seconds.
+        timeout: socket timeout in seconds; ``None`` uses the module's ``DOWNLOAD_TIMEOUT``
+            (read at call time, so setting it affects ``load_dataset``'s downloads).
 
     Returns:
         ``dest`` as a Path.
@@ -108,6 +109,8 @@ def download_file(
         DownloadError: every URL failed (network error, HTTP error or wrong md5).
     """
     dest = Path(dest)
+    if timeout is None:
+        timeout = DOWNLOAD_TIMEOUT
     dest.parent.mkdir(parents=True, exist_ok=True)
     attempts: list[tuple[str, str]] = []
     for url in urls:

@@ -7,11 +7,14 @@ allowed, and hand the bytes to the format readers (``idx.py``, ``cifar.py``,
 
 Nothing under ``root`` is written unless ``download=True``: with ``download=False``
 an archive (CIFAR, STL-10) is read in memory instead of being extracted, so a
-read-only data directory works.
+read-only data directory works. A dataset folder without any write permission bit
+(e.g. a shared, read-only copy) is never written either, even by root.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Sequence
 
@@ -186,6 +189,15 @@ def _load_cifar(members: list[tuple[str, bytes]], info: DatasetInfo) -> tuple[np
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _writable(folder: Path) -> bool:
+    """Whether we may write in ``folder``: permitted, and not marked read-only.
+
+    The mode-bit test matters for root, to whom ``os.access`` always says yes: a
+    folder someone made read-only (like a shared data copy) is left untouched.
+    """
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 class _Fetcher:
     """Finds a split's files, downloading them when allowed; builds the not-found message."""
 
@@ -267,7 +279,7 @@ class _Fetcher:
                 expected += [f"    {p}  [{'found' if p.is_file() else 'missing'}]" for p in extracted]
                 expected += [f"  or the archive {archive}  [missing]", self._describe(spec.archive)]
                 raise self._not_found(expected, failures)
-        if self.download:
+        if self.download and _writable(self.folder):
             try:
                 paths = extract_tar_members(archive, members, self.folder)
                 return [(str(p), p.read_bytes()) for p in paths]
