@@ -1,0 +1,364 @@
+"""Excitation Backprop of many layers in one pass.
+
+Zhang, Bargal, Lin, Brandt, Shen, Sclaroff, *Top-down neural attention by
+excitation backprop* (IJCV 2018), as used by Zunino et al., *Excitation Dropout*
+(``shared/papers/excitation-dropout.txt``, sec. 3.1, Eq. 1-2) and DESIGN section 3.
+
+Starting from a one-hot at the ground-truth class on the logits, a probability P is
+sent down the network. Through a linear or conv map with weights W and input a,
+
+    P(a_i) = sum_j  a+_i W+_ji / (sum_i' a+_i' W+_ji')  P(a_j),     (Eq. 1-2)
+
+W+ = max(W, 0), bias excluded, 0/0 = 0. EB assumes non-negative activations (the
+inputs of those maps are post-ReLU in the networks it was made for), so the input
+is clamped, a+ = max(a, 0): a negative input would make P negative. ReLU, dropout
+(identity in eval), flatten, identity, batch norm and every ydrop guided layer pass
+P through unchanged; max pooling gives P to the winner of each window; average
+pooling is a linear map with positive weights and uses the rule above.
+
+How: ONE forward and ONE backward for all requested layers together. The model runs
+in eval mode with forward hooks that replace the output of each module with a rule
+by a custom autograd Function: same values forward, the EB rule backward. Then
+``torch.autograd.grad(logits, layer outputs, one_hot)`` *is* P at every requested
+layer. Parameters are never differentiated (their ``.grad`` is left alone).
+
+Shapes: inputs (B, *), target (B,) or an int, logits (B, classes); result
+``{layer: (B, N)}`` with N the units of the layer's **output** (the channels of a
+conv feature map, summed over positions), each row a distribution (non-negative,
+sums to 1; uniform 1/N when nothing reached the layer).
+
+Functional operations in a custom ``forward`` (``x.flatten(1)``, ``torch.cat``,
+``x + y``) are differentiated by autograd as usual: exact for reshapes and
+concatenation, not the EB rule for arithmetic such as residual additions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._validation import check_targets
+from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from ._units import normalise_rows, per_unit
+
+__all__ = ["excitation_backprop", "register_excitation_rule"]
+
+# A rule says how P gets from a module's output to its input:
+#   "pass":     P at the input equals P at the output (same shape); the module's own
+#               derivative is NOT used (batch norm would scale P, ReLU would cut it).
+#   "gradient": the module's ordinary autograd derivative already carries P exactly
+#               (identity in eval, reshapes, max pooling routes to the winner).
+#   callable:   ``positive_map(module, a) -> z``, the module as a linear map of its
+#               input with its weights clamped to >= 0 and no bias; the EB rule is
+#               applied with it. ``a`` is already clamped to >= 0.
+PositiveMap = Callable[[nn.Module, Tensor], Tensor]
+Rule = Union[str, PositiveMap]
+_RULE_NAMES = ("pass", "gradient")
+
+
+def _linear(module: nn.Linear, a: Tensor) -> Tensor:
+    return F.linear(a, module.weight.detach().clamp(min=0))
+
+
+def _conv(module: nn.Conv2d, a: Tensor) -> Tensor:
+    # _conv_forward honours padding_mode, stride, dilation and groups.
+    return module._conv_forward(a, module.weight.detach().clamp(min=0), None)
+
+
+def _pool(module: nn.Module, a: Tensor) -> Tensor:
+    # Average pooling has positive weights and no bias: it is its own positive map.
+    # ``forward`` rather than ``__call__`` so the hooks of this pass do not fire again.
+    return module.forward(a)
+
+
+_RULES: dict[type, Rule] = {
+    nn.Linear: _linear,
+    nn.Conv2d: _conv,
+    nn.AvgPool2d: _pool,
+    nn.AdaptiveAvgPool2d: _pool,
+    nn.MaxPool2d: "gradient",
+    nn.BatchNorm1d: "pass",
+    nn.BatchNorm2d: "pass",
+    nn.ReLU: "pass",
+    nn.Dropout: "gradient",
+    nn.Dropout1d: "gradient",
+    nn.Dropout2d: "gradient",
+    nn.Dropout3d: "gradient",
+    nn.AlphaDropout: "gradient",
+    nn.FeatureAlphaDropout: "gradient",
+    nn.Flatten: "gradient",
+    nn.Identity: "gradient",
+}
+
+
+def _rules() -> dict[type, Rule]:
+    """The registry, with ydrop's own guided layers (identity in eval) added here
+    rather than above: importing ``layers`` at module level would make ``scores`` and
+    ``layers`` import each other (``layers.base`` reads the activation score)."""
+    from ..layers.base import GuidedDropout
+
+    _RULES.setdefault(GuidedDropout, "gradient")
+    return _RULES
+
+
+def register_excitation_rule(module_type: type, rule: Rule) -> None:
+    """Teach :func:`excitation_backprop` how P crosses modules of ``module_type``
+    (and its subclasses); replaces an existing rule for that exact type.
+
+    ``rule`` is ``"pass"`` (P at the input = P at the output, same shape),
+    ``"gradient"`` (the module's own derivative carries P: identities, reshapes) or
+    a callable ``positive_map(module, a) -> z`` giving the module as a linear map of
+    its first input ``a`` (already clamped to >= 0) with weights clamped to >= 0 and
+    no bias, e.g. ``lambda m, a: F.conv1d(a, m.weight.clamp(min=0), None, m.stride,
+    m.padding, m.dilation, m.groups)``; the EB rule is then applied with it.
+    """
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+        raise TypeError(f"module_type must be a subclass of nn.Module, got {module_type!r}")
+    if not (callable(rule) or rule in _RULE_NAMES):
+        raise ValueError(
+            f"rule must be 'pass', 'gradient' or a callable positive_map(module, a) -> z, got {rule!r}"
+        )
+    _rules()[module_type] = rule
+
+
+def _rule_for(module: nn.Module) -> Rule | None:
+    rules = _rules()
+    for cls in type(module).__mro__:  # subclasses inherit their base's rule
+        if cls in rules:
+            return rules[cls]
+    return None
+
+
+def excitation_backprop(
+    model: nn.Module, inputs: Tensor, target: Tensor | int, layers: LayerSpec | Sequence[LayerSpec]
+) -> dict[nn.Module, Tensor]:
+    """p_EB of the output units of every layer in ``layers`` for the target class.
+
+    Args:
+        model: maps a batch (B, *) to logits (B, classes). Run in eval mode (dropout
+            off, batch norm on running statistics); every module's train/eval flag is
+            restored afterwards. Every module run between the first requested layer
+            and the logits needs a rule (see :func:`register_excitation_rule`);
+            modules below the requested layers may be anything.
+        inputs: (B, *) batch.
+        target: ground-truth class per sample, LongTensor (B,) (or one int for all).
+        layers: modules of ``model`` (or their qualified names); each must run
+            exactly once per forward.
+
+    Returns:
+        ``{layer: Tensor (B, N)}`` keyed by the module: non-negative rows summing to
+        1, the uniform 1/N for a sample where no probability reached the layer.
+        For dropout layers (identity in eval) the output units are the input units.
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
+        raise ValueError(
+            f"inputs must be a tensor of shape (B, ...), got {type(inputs).__name__}"
+            + (f" of shape {tuple(inputs.shape)}" if isinstance(inputs, Tensor) else "")
+        )
+    target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
+    modules = [module for _, module in resolve_layers(model, layers)]
+    with eval_mode(model):
+        outputs, logits = _forward(model, inputs, modules)
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
+        check_targets("target", target, inputs.shape[0], num_classes=logits.shape[1])
+        one_hot = F.one_hot(target.to(logits.device), logits.shape[1]).to(logits.dtype)
+        if logits.requires_grad:
+            grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
+        else:  # no requested layer feeds the logits
+            grads = (None,) * len(outputs)
+    results = {}
+    for module, output, grad in zip(modules, outputs, grads):
+        p = torch.zeros_like(output) if grad is None else grad
+        results[module] = normalise_rows(per_unit(p.detach()))
+    return results
+
+
+class _State:
+    """Per-call bookkeeping shared by the hooks."""
+
+    def __init__(self) -> None:
+        # Set when the first requested layer has produced its output: only modules
+        # run after that can lie between a requested layer and the logits.
+        self.started = False
+        # Inputs of in-place "pass" modules (ReLU(inplace=True)), kept before the
+        # module overwrites them, so P can skip the module's own derivative.
+        self.saved_inputs: dict[int, Tensor] = {}
+
+
+def _forward(model: nn.Module, inputs: Tensor, modules: list[nn.Module]) -> tuple[list[Tensor], object]:
+    """One forward with the EB hooks; returns the requested outputs and the logits."""
+    state = _State()
+    with torch.enable_grad(), _excitation_hooks(model, modules, state), capture_outputs(modules) as captured:
+        logits = model(inputs)
+    return single_call_outputs(modules, captured), logits
+
+
+@contextmanager
+def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _State) -> Iterator[None]:
+    """Register the rule hooks, then the hooks of the requested layers, and remove
+    them all in ``finally``. Rule hooks come first so that a requested module's own
+    rule sees whether an *earlier* requested layer has already run, and so that
+    ``capture_outputs`` (registered after this) records the replaced outputs."""
+    ruled, unruled_leaves = _plan(model)
+    handles = []
+    try:
+        for name, module, rule in ruled:
+            if rule == "gradient":
+                continue
+            if rule == "pass" and getattr(module, "inplace", False):
+                handles.append(module.register_forward_pre_hook(_keep_input_hook(state)))
+            handles.append(module.register_forward_hook(_rule_hook(name, rule, state)))
+        for name, module in unruled_leaves:
+            handles.append(module.register_forward_hook(_check_hook(name, state)))
+        for module in requested:
+            handles.append(module.register_forward_hook(_requested_hook(state)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        state.saved_inputs.clear()
+
+
+def _plan(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]], list[tuple[str, nn.Module]]]:
+    """Outermost modules with a rule, and leaves not covered by any rule."""
+    ruled: list[tuple[str, nn.Module, Rule]] = []
+    unruled: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+
+    def visit(name: str, module: nn.Module) -> None:
+        if id(module) in seen:  # shared modules are hooked once
+            return
+        seen.add(id(module))
+        rule = _rule_for(module)
+        if rule is not None:
+            ruled.append((name, module, rule))  # its rule covers its children
+            return
+        children = list(module.named_children())
+        if not children:
+            unruled.append((name, module))
+        for child_name, child in children:
+            visit(f"{name}.{child_name}" if name else child_name, child)
+
+    visit("", model)
+    return ruled, unruled
+
+
+def _first_input(name: str, module: nn.Module, args: tuple) -> Tensor:
+    if not args or not isinstance(args[0], Tensor):
+        raise ValueError(
+            f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) was called "
+            "without a tensor as first positional argument; its rule needs it"
+        )
+    return args[0]
+
+
+def _keep_input_hook(state: _State):
+    def hook(module: nn.Module, args: tuple):
+        if not state.started or not args or not isinstance(args[0], Tensor):
+            return None
+        # The module overwrites its input: keep the original and let it write a copy.
+        state.saved_inputs[id(module)] = args[0]
+        return (args[0].clone(), *args[1:])
+
+    return hook
+
+
+def _rule_hook(name: str, rule: Rule, state: _State):
+    def hook(module: nn.Module, args: tuple, output):
+        if not state.started:
+            return None  # below every requested layer: P never goes through it
+        a = state.saved_inputs.pop(id(module), None)
+        if a is None:
+            a = _first_input(name, module, args)
+        if not a.requires_grad:
+            return None  # not fed by a requested layer: no P to carry
+        if not isinstance(output, Tensor):
+            raise ValueError(
+                f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) returned "
+                f"{type(output).__name__}; its rule needs a single tensor output"
+            )
+        if rule == "pass":
+            if output.shape != a.shape:
+                raise ValueError(
+                    f"excitation_backprop: the 'pass' rule of module {name or 'model'!r} "
+                    f"({type(module).__name__}) needs equal input and output shapes, got "
+                    f"{tuple(a.shape)} -> {tuple(output.shape)}"
+                )
+            return _PassThrough.apply(a, [output.detach()])
+        return _ExcitationRule.apply(a, [output.detach()], module, rule)
+
+    return hook
+
+
+def _check_hook(name: str, state: _State):
+    def hook(module: nn.Module, args: tuple, output):
+        if not state.started:
+            return None  # the feature extractor below the requested layers: anything goes
+        if not any(isinstance(arg, Tensor) and arg.requires_grad for arg in args):
+            return None  # not fed by a requested layer
+        supported = ", ".join(cls.__name__ for cls in _rules())
+        raise ValueError(
+            f"excitation_backprop has no rule for module {name or 'model'!r} ({type(module).__name__}), "
+            "which runs between a requested layer and the model's output. Supported types: "
+            f"{supported}. Request a layer above it, or add a rule with "
+            "ydrop.register_excitation_rule(module_type, rule)."
+        )
+
+    return hook
+
+
+def _requested_hook(state: _State):
+    def hook(module: nn.Module, args: tuple, output):
+        state.started = True
+        if isinstance(output, Tensor) and not output.requires_grad and output.is_floating_point():
+            # Nothing below has parameters: start the graph here. The clone keeps
+            # the leaf safe from in-place operations later in the forward.
+            return output.detach().requires_grad_().clone()
+        return None
+
+    return hook
+
+
+class _PassThrough(torch.autograd.Function):
+    """Forward: the module's own output values. Backward: P unchanged."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, output: list[Tensor]) -> Tensor:
+        # ``output`` is boxed in a list so autograd sees a new tensor, not an input
+        # returned as is (which it would turn into a view of that input).
+        return output[0]
+
+    @staticmethod
+    def backward(ctx, p_out: Tensor):
+        return p_out, None
+
+
+class _ExcitationRule(torch.autograd.Function):
+    """Forward: the module's own output values. Backward: the EB rule (Eq. 1-2)
+    P_in = a+ * (dz/da+)^T (P_out / z), z = positive_map(a+), 0 where z == 0."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, output: list[Tensor], module: nn.Module, positive_map: PositiveMap) -> Tensor:
+        ctx.save_for_backward(a)  # version-checked: an in-place change of ``a`` raises
+        ctx.module = module
+        ctx.positive_map = positive_map
+        return output[0]
+
+    @staticmethod
+    def backward(ctx, p_out: Tensor):
+        (a,) = ctx.saved_tensors
+        with torch.enable_grad():
+            a_pos = a.detach().clamp(min=0).requires_grad_()
+            z = ctx.positive_map(ctx.module, a_pos)
+            # z >= 0; where it is 0 no child is excited and the share is 0 (0/0 = 0).
+            excited = z.detach() > 0
+            share = (p_out / z.detach().masked_fill(~excited, 1.0)).masked_fill(~excited, 0.0)
+            (collected,) = torch.autograd.grad(z, a_pos, share)
+        return a_pos.detach() * collected, None, None, None
