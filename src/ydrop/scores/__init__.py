@@ -6,5 +6,6 @@ channels of a conv feature map, summed over positions).
 
 from .activation import activation, activation_score
 from .conductance import conductance
+from .excitation import excitation_backprop
 
-__all__ = ["conductance", "activation", "activation_score"]
+__all__ = ["conductance", "excitation_backprop", "activation", "activation_score"]
