@@ -34,6 +34,7 @@ def test_every_name_builds_its_class(name):
 def test_names_are_exactly_the_documented_ones_and_case_insensitive():
     assert set(DROPOUT_METHODS) == set(EXPECTED)
     assert type(create_dropout(" YDrop ")) is YDrop
+    assert type(create_dropout(None)) is nn.Identity
 
 
 def test_keywords_are_passed():

@@ -157,6 +157,7 @@ def test_dropout_none_adds_no_parameters_and_information_adds_its_alpha_layers()
     assert plain == count(meta("s2", dropout="dropout"))
     assert count(meta("s2", dropout="information")) == plain + 3 * (2048 * 2048 + 2048)
     assert not any(isinstance(m, Dropout) for m in meta("s2", dropout="none").modules())
+    assert all(type(m) is nn.Identity for m in meta("s2", dropout=None).dropout_modules())
 
 
 def test_dropout_kwargs_and_num_units_reach_each_module():

@@ -41,6 +41,8 @@ DROPOUT_METHODS: dict[str, Callable[..., nn.Module]] = {
 
 def resolve_dropout(name: Any) -> Callable[..., nn.Module]:
     """The class or factory that ``name`` stands for (see :func:`create_dropout`)."""
+    if name is None:
+        return DROPOUT_METHODS["none"]
     if isinstance(name, str):
         key = name.strip().lower()
         if key not in DROPOUT_METHODS:
@@ -83,7 +85,7 @@ def _display_name(name: Any, factory: Callable[..., Any]) -> str:
     return repr(name.strip().lower()) if isinstance(name, str) else getattr(factory, "__name__", repr(factory))
 
 
-def create_dropout(name: Any = "dropout", **kwargs: Any) -> nn.Module:
+def create_dropout(name: Any, **kwargs: Any) -> nn.Module:
     """A new dropout module.
 
     Args:
@@ -91,7 +93,8 @@ def create_dropout(name: Any = "dropout", **kwargs: Any) -> nn.Module:
             "curriculum" (:class:`CurriculumDropout`), "standout"
             (:class:`StandoutDropout`), "information" (:class:`InformationDropout`),
             "ydrop" (:class:`YDrop`), "excitation" (:class:`ExcitationDropout`),
-            "activation" (:class:`ActivationDropout`) - case-insensitive; or an
+            "activation" (:class:`ActivationDropout`) - case-insensitive; None
+            means "none"; or an
             ``nn.Module`` subclass or any callable returning an ``nn.Module``, called
             with ``kwargs`` as is.
         **kwargs: the method's constructor arguments (e.g. ``p=0.3``). An argument
