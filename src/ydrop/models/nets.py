@@ -12,10 +12,12 @@ Y-Drop (Georgiou et al., section 5 "Architectures", Table 2):
   (``layers-80sec_deep*.json``) use 2x2/2 max pools, which also give 4 x 4: both
   readings give the same head. The head's parameter counts are then
   S_1 2.11M, S_2 10.51M, S_3 54.58M, S_4 88.15M against Table 2's 2, 10, 54, 87:
-  the differences S_4 - S_3 = 2 * (4096^2 + 4096) = 33.6M (Table: 33M) and
-  S_3 - S_2 do not depend on the flattened size F; Table 2's 54M and 87M together
-  would put F near 750-880, which no 64 x k x k map gives (k = 3 -> 576 misses S_1
-  by 17%), so F = 1024 (k = 4) is the closest consistent choice.
+  the difference S_4 - S_3 = 2 * (4096^2 + 4096) = 33.6M (Table: 33M) does not
+  depend on the flattened size F, but rounding S_3 to 54M and S_4 to 87M needs
+  F in [760, 866], which no 64 x k x k map gives; k = 3 (F = 576, floor-mode
+  pools) gives S_1 1.65M (-17%), so F = 1024 (k = 4) is the closest choice and
+  the one the authors ran. Table 2 rounds to whole millions (FC_1, fixed by the
+  paper at 784-1024-1024-10, has 1.86M for its "2").
 * M_1, M_2 (STL-10, SVHN, CIFAR-100): three 5x5 convolutions with 96, 128, 256
   filters, stride 1, padding 2, batch norm, ReLU, 3x3/2 max pooling, then FC heads
   2x2048 and 3x4096.
