@@ -31,8 +31,7 @@ def _is_real(value: Any) -> bool:
 
 def check_rate(name: str, value: Any, *, allow_one: bool = False) -> float:
     """A drop rate in [0, 1) (or [0, 1] when ``allow_one``)."""
-    upper_ok = value <= 1 if allow_one else value < 1
-    if not _is_real(value) or not (value >= 0 and upper_ok):
+    if not _is_real(value) or not (value >= 0 and (value <= 1 if allow_one else value < 1)):
         allowed = "[0, 1]" if allow_one else "[0, 1)"
         raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
     return float(value)

@@ -175,3 +175,14 @@ def test_layer_names_are_accepted_and_unused_layer_is_refused():
     spare = WithSpare()
     with pytest.raises(ValueError, match="did not run"):
         conductance(spare, x, y, [spare.spare])
+
+
+def test_inplace_relu_after_a_scored_layer_does_not_corrupt_it():
+    torch.manual_seed(5)
+    inplace = nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 3))
+    plain = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    plain.load_state_dict(inplace.state_dict())
+    x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(
+        conductance(inplace, x, y, [inplace[0]])[inplace[0]], conductance(plain, x, y, [plain[0]])[plain[0]]
+    )

@@ -1,7 +1,9 @@
 """Dropout layers: the guided policies (Y-Drop, Excitation, Activation)."""
 
 from .base import GUIDE_SCORE_KINDS, SCORE_KINDS, GuidedDropout, ScoreRequest
+from .baselines import CurriculumDropout, Dropout, InformationDropout, StandoutDropout, information_kl
 from .excitation import ActivationDropout, ExcitationDropout
+from .factory import DROPOUT_METHODS, create_dropout
 from .ydrop import YDrop
 
 __all__ = [
@@ -12,4 +14,11 @@ __all__ = [
     "YDrop",
     "ExcitationDropout",
     "ActivationDropout",
+    "Dropout",
+    "CurriculumDropout",
+    "StandoutDropout",
+    "InformationDropout",
+    "information_kl",
+    "create_dropout",
+    "DROPOUT_METHODS",
 ]

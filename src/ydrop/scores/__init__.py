@@ -6,6 +6,6 @@ channels of a conv feature map, summed over positions).
 
 from .activation import activation, activation_score
 from .conductance import conductance
-from .excitation import excitation_backprop
+from .excitation import excitation_backprop, register_excitation_rule
 
-__all__ = ["conductance", "excitation_backprop", "activation", "activation_score"]
+__all__ = ["conductance", "excitation_backprop", "register_excitation_rule", "activation", "activation_score"]

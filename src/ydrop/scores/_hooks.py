@@ -65,11 +65,14 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]]:
+def capture_outputs(modules: Sequence[nn.Module], detach_from_inplace: bool = False) -> Iterator[list[list[Tensor]]]:
     """Record each module's output on every call, in call order.
 
     Yields one list per module; a module called more than once (weight sharing)
-    gets one entry per call. Only tensor outputs are supported.
+    gets one entry per call. Only tensor outputs are supported. With
+    ``detach_from_inplace`` the network continues on a copy of the output, so a
+    later in-place op (``ReLU(inplace=True)``) cannot overwrite what was recorded;
+    gradients still flow from the copy to the recorded tensor.
     """
     captured: list[list[Tensor]] = [[] for _ in modules]
     handles = []
@@ -82,6 +85,7 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
                     "scores need a layer whose output is a single tensor"
                 )
             slot.append(output)
+            return output.clone() if detach_from_inplace else None
 
         return hook
 

@@ -105,7 +105,8 @@ def _conductance(
     delta = inputs - baseline
     path = torch.cat([baseline + alpha * delta for alpha in alphas]).requires_grad_()
     with torch.enable_grad():
-        with capture_outputs(modules) as captured:
+        # Copies protect the recorded outputs from in-place ops further up.
+        with capture_outputs(modules, detach_from_inplace=True) as captured:
             logits = model(path)
         if logits.dim() != 2:
             raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
