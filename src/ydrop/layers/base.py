@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .._validation import check_all_finite, check_choice, check_non_negative_int, check_rate
 from ..scores.activation import activation_score
+from .functional import bernoulli_mask
 
 __all__ = ["SCORE_KINDS", "GUIDE_SCORE_KINDS", "ScoreRequest", "GuidedDropout", "unit_view", "plain_dropout"]
 
@@ -69,7 +70,7 @@ def plain_dropout(x: Tensor, p: float) -> Tensor:
     batch, units = unit_view(x)
     with torch.no_grad():
         keep = torch.full((batch, units), 1.0 - p, dtype=x.dtype, device=x.device)
-        mask = torch.bernoulli(keep).div_(1.0 - p)
+        mask = bernoulli_mask(keep).div_(1.0 - p)
     return x * broadcast_units(mask, x)
 
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .._validation import check_choice, check_non_negative, check_positive_int, check_rate
 from .base import broadcast_units, plain_dropout, unit_view
+from .functional import bernoulli_mask
 
 __all__ = [
     "Dropout",
@@ -158,7 +159,7 @@ class CurriculumDropout(nn.Module):
             t = self.iteration.to(device=x.device, dtype=torch.float32)
             keep = curriculum_keep_probability(t, self.keep_bar, self.gamma).to(x.dtype)
             self.iteration.add_(1)
-            mask = torch.bernoulli(keep.expand(batch, units)).div_(keep)
+            mask = bernoulli_mask(keep.expand(batch, units)).div_(keep)
         return x * broadcast_units(mask, x)
 
     def extra_repr(self) -> str:
@@ -207,7 +208,7 @@ class StandoutDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             keep = standout_keep_probability(x.detach(), self.alpha, self.beta)
-            factor = torch.bernoulli(keep) if self.training else keep
+            factor = bernoulli_mask(keep) if self.training else keep
         return x * broadcast_units(factor, x)
 
     def extra_repr(self) -> str:

@@ -26,7 +26,19 @@ __all__ = [
     "ema_update",
     "retain_probability",
     "per_sample_rescaled_mask",
+    "bernoulli_mask",
 ]
+
+
+def bernoulli_mask(keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A 0/1 float mask with P(1) = ``keep`` elementwise (any broadcastable shape).
+
+    ``uniform < keep`` draws the same distribution as ``torch.bernoulli(keep)`` but
+    is an order of magnitude faster on the CPU for per-element probabilities (it
+    was 12 % of a Y-Drop training step).
+    """
+    uniform = torch.rand(keep.shape, dtype=keep.dtype, device=keep.device, generator=generator)
+    return (uniform < keep).to(keep.dtype)
 
 
 def strong_count(strong_fraction: float, units: int) -> int:
@@ -88,6 +100,6 @@ def per_sample_rescaled_mask(keep: Tensor, generator: torch.Generator | None = N
     This is the authors' rescale. A sample that lost every unit keeps an all-zero
     row (the scale is computed against max(kept, 1)), never inf or NaN.
     """
-    mask = torch.bernoulli(keep, generator=generator)
+    mask = bernoulli_mask(keep, generator)
     kept = mask.sum(dim=1, keepdim=True)
     return mask.mul_(keep.shape[1] / kept.clamp_min(1.0))

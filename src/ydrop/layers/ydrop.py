@@ -124,7 +124,7 @@ class YDrop(GuidedDropout):
             rates = self.unit_drop_rates(scores.float())
             F_.ema_update(self.drop_rate, rates, self.elasticity)
             keep = (1.0 - rates).expand(batch, units)
-            mask = torch.bernoulli(keep).div_(1.0 - self.drop_rate)
+            mask = F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate)
         return x * broadcast_units(mask.to(x.dtype), x)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
