@@ -1,0 +1,192 @@
+"""``TrainConfig``: every setting of one training run, typed, with its default.
+
+Two protocols (DESIGN section 4):
+
+* ``"ydrop"`` (Y-Drop paper): SGD momentum 0.9, lr 0.01, batch 64, optional step LR
+  schedule, a validation split of the training set, early stopping on validation loss
+  (patience 10) capped at ``max_epochs``; the best checkpoint is tested.
+* ``"excitation"`` (Excitation Dropout paper): Adam, lr 1e-3 then 1e-4 after
+  ``lr_drop_iteration``, weight decay 5e-3, batch 100, a fixed number of
+  ``iterations`` (no early stopping; the best checkpoint by validation loss is tested).
+
+Settings left at ``None`` are filled from the protocol by :meth:`TrainConfig.resolved`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["TrainConfig", "PROTOCOLS", "DEVICES", "PROTOCOL_DEFAULTS"]
+
+PROTOCOLS = ("ydrop", "excitation")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Settings each protocol fills in when the config leaves them at None.
+PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ydrop": dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=64,
+                  patience=10, max_epochs=60, iterations=None, lr_drop_iteration=None),
+    "excitation": dict(optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=5e-3, batch_size=100,
+                       patience=None, max_epochs=None, iterations=20000, lr_drop_iteration=15000),
+}
+# Datasets where pad-crop + flip augmentation is on unless the config says otherwise.
+AUGMENTED_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
+DRY_RUN_EPOCHS = 2
+DRY_RUN_BATCHES = 3
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``TrainConfig(method="ydrop", seed=1).resolved()`` is ready to train."""
+
+    # --- what is trained -------------------------------------------------------------
+    dataset: str = "digits"  # any ydrop.data dataset name; "digits" is embedded (no download)
+    model: str = "fc1"  # any ydrop.models name (fc1..fc4, s1..s4, m1, m2, cnn2, vgg16, ...)
+    method: str = "dropout"  # dropout method: none, dropout, curriculum, standout, information, ydrop, excitation, activation
+    method_kwargs: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the method, e.g. {"elasticity": 0.01}
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # model options, e.g. {"hidden": (256, 256)}
+    seed: int = 0  # seeds the weights, the split, the batch order and every random draw
+    # --- where -----------------------------------------------------------------------
+    data_dir: str = "data"  # dataset root (downloads go there when allowed)
+    download: bool = True  # download a missing dataset (never needed for digits)
+    out: str = "runs"  # runs directory: each run writes out/<dataset>/<model>/<method>/seed<k>/
+    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
+    # --- protocol --------------------------------------------------------------------
+    protocol: str = "ydrop"  # "ydrop" (SGD + early stopping) or "excitation" (Adam, fixed iterations)
+    optimizer: str | None = None  # "sgd" or "adam"; None: the protocol's
+    lr: float | None = None  # learning rate; None: 0.01 (ydrop) or 1e-3 (excitation)
+    momentum: float | None = None  # SGD momentum; None: 0.9 (ydrop)
+    weight_decay: float | None = None  # L2 weight decay; None: 0 (ydrop) or 5e-3 (excitation)
+    batch_size: int | None = None  # None: 64 (ydrop) or 100 (excitation)
+    lr_step_size: int | None = None  # ydrop: multiply lr by lr_gamma every lr_step_size epochs; None: constant lr
+    lr_gamma: float = 0.1  # factor of the step schedule and of the excitation lr drop
+    patience: int | None = None  # early stopping: epochs without a lower val loss; None: 10 (ydrop), off (excitation)
+    max_epochs: int | None = None  # cap on epochs; None: 60 (ydrop), unbounded (excitation: iterations decide)
+    iterations: int | None = None  # excitation: training steps in total; None: 20000
+    lr_drop_iteration: int | None = None  # excitation: lr *= lr_gamma from this step on; None: 15000
+    val_fraction: float = 0.25  # share of the training set held out for validation
+    augment: bool | None = None  # pad-crop + flip; None: on for cifar10/100, svhn, stl10, off otherwise
+    information_beta: float = 1e-3  # weight of the KL term of "information" dropout (ignored by other methods)
+    dry_run: bool = False  # tiny smoke run: 2 epochs of 3 batches
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Check every field; raises ValueError naming the field, the value and what is allowed."""
+        from ..data import DATASET_NAMES
+        from ..layers.factory import DROPOUT_METHODS
+        from ..models import list_models
+
+        def bad(name: str, allowed: str) -> ValueError:
+            return ValueError(f"{name} must be {allowed}; got {getattr(self, name)!r}")
+
+        if self.dataset not in DATASET_NAMES:
+            raise bad("dataset", "one of " + ", ".join(map(repr, DATASET_NAMES)))
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise bad("model", "a model name (" + ", ".join(list_models()) + ")")
+        if not isinstance(self.method, str) or self.method.strip().lower() not in DROPOUT_METHODS:
+            raise bad("method", "one of " + ", ".join(map(repr, DROPOUT_METHODS)))
+        for name in ("method_kwargs", "model_kwargs"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise bad(name, "a dict with string keys")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        for name in ("data_dir", "out"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise bad(name, "a non-empty path string")
+        if self.device not in DEVICES:
+            raise bad("device", "one of " + ", ".join(map(repr, DEVICES)))
+        if self.protocol not in PROTOCOLS:
+            raise bad("protocol", "one of " + ", ".join(map(repr, PROTOCOLS)))
+        if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
+            raise bad("optimizer", "'sgd', 'adam' or None")
+        if self.lr is not None and (not _is_real(self.lr) or self.lr <= 0):
+            raise bad("lr", "a number > 0 or None")
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and (not _is_real(value) or value < 0):
+                raise bad(name, "a number >= 0 or None")
+        for name in ("batch_size", "lr_step_size", "patience", "max_epochs", "iterations"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise bad(name, "an integer >= 1 or None")
+        if self.lr_drop_iteration is not None and (not _is_int(self.lr_drop_iteration) or self.lr_drop_iteration < 0):
+            raise bad("lr_drop_iteration", "an integer >= 0 or None")
+        if not _is_real(self.lr_gamma) or not 0 < self.lr_gamma <= 1:
+            raise bad("lr_gamma", "a number in (0, 1]")
+        if not _is_real(self.val_fraction) or not 0 < self.val_fraction < 1:
+            raise bad("val_fraction", "a number in (0, 1)")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise bad("augment", "True, False or None")
+        if not _is_real(self.information_beta) or self.information_beta < 0:
+            raise bad("information_beta", "a number >= 0")
+        for name in ("dry_run", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+        return self
+
+    # ------------------------------------------------------------------ resolution
+    def resolved(self) -> "TrainConfig":
+        """A copy with "auto" turned into the actual device and every None filled from the protocol."""
+        values = self.to_dict()
+        if values["device"] == "auto":
+            values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        elif values["device"] == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device must be 'cpu' or 'auto' here: 'cuda' was asked for but no CUDA device is available")
+        values["method"] = values["method"].strip().lower()
+        for key, default in PROTOCOL_DEFAULTS[self.protocol].items():
+            if values[key] is None:
+                values[key] = default
+        if values["augment"] is None:
+            values["augment"] = self.dataset in AUGMENTED_DATASETS
+        if self.dry_run:
+            values["max_epochs"] = min(values["max_epochs"] or DRY_RUN_EPOCHS, DRY_RUN_EPOCHS)
+            if values["iterations"] is not None:
+                values["iterations"] = min(values["iterations"], DRY_RUN_EPOCHS * DRY_RUN_BATCHES)
+        return TrainConfig.from_dict(values)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples in the kwargs become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise, naming the allowed ones."""
+        if not isinstance(values, dict):
+            raise TypeError(f"config must be a dict, got {type(values).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(f"unknown config key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(names)}")
+        values = dict(values)
+        if isinstance(values.get("model_kwargs"), dict):
+            # JSON turns tuples into lists; model options such as hidden are tuples.
+            values["model_kwargs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in values["model_kwargs"].items()}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,287 @@
+"""``train_run(config)``: one seeded, resumable training run (DESIGN section 4 protocol).
+
+Per epoch: ``guide.set_epoch``, the loader's ``set_epoch``, per step ``guide.step(x, y)``
+then the loss (+ ``information_beta * information_kl(model)``), backward, step; then
+validation loss and accuracy, a checkpoint, early stopping. At the end the best
+checkpoint (lowest validation loss) is restored and tested, and ``result.json`` is
+written. A finished run is never trained again; an interrupted one resumes from its
+last checkpoint and reaches the same metrics (on CPU) as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import BatchLoader, PadCropFlip, load_dataset, train_val_split
+from ..guide import Guide
+from ..layers import GuidedDropout, information_kl
+from ..models import create
+from . import store
+from .config import DRY_RUN_BATCHES, TrainConfig
+
+__all__ = ["train_run", "RunResult", "EpochCallback"]
+
+# callback(epoch, record, run_dir) after each epoch's checkpoint is written.
+EpochCallback = Callable[[int, dict, Path], None]
+
+
+@dataclass
+class RunResult:
+    """What ``result.json`` holds (accuracies in %, losses mean cross-entropy)."""
+
+    config: dict[str, Any]
+    history: list[dict[str, float]]  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, time
+    best_epoch: int
+    best_val_loss: float
+    test_acc: float
+    test_loss: float
+    epochs: int
+    stopped_early: bool
+    time_per_epoch: float
+    total_time: float
+    versions: dict[str, str]
+    run_dir: str = ""
+    trained: bool = True  # False when loaded from an existing result.json
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("trained")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], trained: bool = False) -> "RunResult":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "trained"}
+        return cls(**known, trained=trained)
+
+    def metrics(self) -> dict[str, Any]:
+        """The deterministic part (no timings): what two runs of one config share."""
+        strip = [{k: v for k, v in h.items() if k != "time"} for h in self.history]
+        return dict(history=strip, best_epoch=self.best_epoch, best_val_loss=self.best_val_loss,
+                    test_acc=self.test_acc, test_loss=self.test_loss, epochs=self.epochs)
+
+
+def _versions() -> dict[str, str]:
+    return {"ydrop": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _needs_guide(model: nn.Module) -> bool:
+    return any(isinstance(m, GuidedDropout) for m in model.modules())
+
+
+def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy %) over the loader, in eval mode."""
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    with torch.no_grad():
+        for i, (x, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            logits = model(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += y.numel()
+    return total_loss / max(count, 1), 100.0 * correct / max(count, 1)
+
+
+def _make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+
+def _lr_at(c: TrainConfig, epoch: int, step: int) -> float:
+    """Learning rate of global step ``step`` in ``epoch`` (pure function of the two)."""
+    lr = c.lr
+    if c.lr_step_size is not None:
+        lr *= c.lr_gamma ** (epoch // c.lr_step_size)
+    if c.lr_drop_iteration is not None and step >= c.lr_drop_iteration:
+        lr *= c.lr_gamma
+    return lr
+
+
+def train_run(
+    config: TrainConfig,
+    progress: bool = True,
+    callbacks: Sequence[EpochCallback] = (),
+) -> RunResult:
+    """Train (or resume, or load) the run of ``config``; returns its :class:`RunResult`.
+
+    ``callbacks`` are called as ``callback(epoch, record, run_dir)`` after each epoch's
+    checkpoint is written (an exception there interrupts the run like a kill would).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    c = config.resolved()
+    folder = store.run_dir(c)
+    result_path = folder / store.RESULT_FILE
+    if result_path.exists():
+        data = store.read_json(result_path)
+        _check_same_config(data.get("config", {}), c, folder)
+        result = RunResult.from_dict(data, trained=False)
+        result.run_dir = str(folder)
+        return result
+    config_path = folder / store.CONFIG_FILE
+    if config_path.exists():
+        _check_same_config(store.read_json(config_path), c, folder)
+    store.write_json(config_path, c.to_dict())
+
+    device = torch.device(c.device)
+    torch.manual_seed(c.seed)
+    full_train = load_dataset(c.dataset, root=c.data_dir, split="train", download=c.download, progress=progress)
+    test_set = load_dataset(c.dataset, root=c.data_dir, split="test", download=c.download, progress=progress)
+    train_set, val_set = train_val_split(full_train, val_fraction=c.val_fraction, seed=c.seed)
+    info = full_train.info
+    train_loader = BatchLoader(train_set, c.batch_size, shuffle=True, seed=c.seed, device=device,
+                               augment=PadCropFlip() if c.augment else None)
+    eval_batch = max(c.batch_size, 256)
+    val_loader = BatchLoader(val_set, eval_batch, device=device)
+    test_loader = BatchLoader(test_set, eval_batch, device=device)
+
+    torch.manual_seed(c.seed)
+    model = create(c.model, num_classes=info.num_classes, in_shape=info.in_shape, dropout=c.method,
+                   dropout_kwargs=c.method_kwargs, **c.model_kwargs).to(device)
+    optimizer = _make_optimizer(model, c)
+    guide = Guide(model) if _needs_guide(model) else None
+    batch_limit = DRY_RUN_BATCHES if c.dry_run else None
+    steps_per_epoch = min(len(train_loader), batch_limit or len(train_loader))
+    if c.iterations is not None:
+        planned = math.ceil(c.iterations / steps_per_epoch)
+        max_epochs = min(planned, c.max_epochs) if c.max_epochs else planned
+    else:
+        max_epochs = c.max_epochs
+
+    initial_path = folder / store.INITIAL_FILE
+    if not initial_path.exists():
+        store.save_torch(initial_path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+    # Training state (restored from the checkpoint when resuming).
+    start_epoch, step = 0, 0
+    history: list[dict[str, float]] = []
+    best = {"val_loss": math.inf, "epoch": -1, "state": None}
+    bad_epochs, elapsed = 0, 0.0
+    checkpoint_path = folder / store.CHECKPOINT_FILE
+    if checkpoint_path.exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if guide is not None and ckpt.get("guide") is not None:
+            guide.load_state_dict(ckpt["guide"])
+        start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
+        best, bad_epochs, elapsed = ckpt["best"], ckpt["bad_epochs"], ckpt["elapsed"]
+        _set_rng_state(ckpt["rng"])
+    else:
+        torch.manual_seed(c.seed)
+
+    stopped_early = bool(history) and c.patience is not None and bad_epochs >= c.patience
+    done = stopped_early or (c.iterations is not None and step >= c.iterations)
+    bar = tqdm(total=max_epochs, initial=start_epoch, disable=not progress, unit="epoch", leave=False,
+               desc=f"{c.dataset}/{c.model}/{c.method}/seed{c.seed}")
+    try:
+        epoch = start_epoch
+        while not done and (max_epochs is None or epoch < max_epochs):
+            started = time.perf_counter()
+            model.train()
+            if guide is not None:
+                guide.set_epoch(epoch)
+            train_loader.set_epoch(epoch)
+            total_loss, correct, count = 0.0, 0, 0
+            lr = _lr_at(c, epoch, step)
+            for i, (x, y) in enumerate(train_loader):
+                if (batch_limit is not None and i >= batch_limit) or (c.iterations is not None and step >= c.iterations):
+                    break
+                lr = _lr_at(c, epoch, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                model.train()
+                if guide is not None:
+                    guide.step(x, y)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                if c.method == "information" and c.information_beta:
+                    loss = loss + c.information_beta * information_kl(model).to(loss.device)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                total_loss += loss.item() * y.numel()
+                correct += (logits.detach().argmax(1) == y).sum().item()
+                count += y.numel()
+            val_loss, val_acc = _evaluate(model, val_loader, batch_limit)
+            seconds = time.perf_counter() - started
+            elapsed += seconds
+            record = dict(epoch=epoch, train_loss=total_loss / max(count, 1), train_acc=100.0 * correct / max(count, 1),
+                          val_loss=val_loss, val_acc=val_acc, lr=lr, time=seconds)
+            history.append(record)
+            if val_loss < best["val_loss"]:
+                best = {"val_loss": val_loss, "epoch": epoch,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            stopped_early = c.patience is not None and bad_epochs >= c.patience
+            done = stopped_early or (c.iterations is not None and step >= c.iterations)
+            store.save_torch(checkpoint_path, dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(),
+                guide=guide.state_dict() if guide is not None else None, rng=_rng_state(),
+                epoch=epoch, step=step, history=history, best=best, bad_epochs=bad_epochs, elapsed=elapsed,
+            ))
+            bar.update(1)
+            bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.2f}")
+            for callback in callbacks:
+                callback(epoch, record, folder)
+            epoch += 1
+    finally:
+        bar.close()
+
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    test_loss, test_acc = _evaluate(model, test_loader, batch_limit)
+    result = RunResult(
+        config=c.to_dict(), history=history, best_epoch=best["epoch"], best_val_loss=best["val_loss"],
+        test_acc=test_acc, test_loss=test_loss, epochs=len(history), stopped_early=stopped_early,
+        time_per_epoch=elapsed / max(len(history), 1), total_time=elapsed, versions=_versions(),
+        run_dir=str(folder), trained=True,
+    )
+    store.write_json(result_path, result.to_dict())
+    return result
+
+
+# Fields that do not change what a run computes (so a stored run still counts).
+_NEUTRAL = ("out", "data_dir", "download")
+
+
+def _check_same_config(stored: dict[str, Any], c: TrainConfig, folder: Path) -> None:
+    current = c.to_dict()
+    differ = sorted(k for k in set(stored) | set(current)
+                    if k not in _NEUTRAL and stored.get(k) != current.get(k))
+    if differ:
+        raise ValueError(
+            f"run folder {str(folder)!r} holds a run with another config ("
+            + ", ".join(f"{k}: stored {stored.get(k)!r}, now {current.get(k)!r}" for k in differ)
+            + "); use another out folder or delete that run"
+        )

@@ -1,0 +1,84 @@
+"""Where a run lives on disk, and atomic writes.
+
+Layout::
+
+    <out>/<dataset>/<model>[-<hash of model_kwargs>]/<method>[-<hash of method_kwargs>]/seed<k>/
+        config.json      the resolved TrainConfig
+        initial.pt       the initial weights (state dict), for the analyses
+        checkpoint.pt    latest epoch: model, optimizer, RNG states, early stopping, history
+        result.json      written last: its presence marks the run finished
+
+Every file is written to a temporary file in the same folder, fsynced, then moved
+into place with ``os.replace``: a reader sees the old file or the new one, never a
+partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["kwargs_hash", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
+           "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE"]
+
+CONFIG_FILE = "config.json"
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+INITIAL_FILE = "initial.pt"
+TMP_PREFIX = ".tmp-"
+
+
+def kwargs_hash(kwargs: dict[str, Any]) -> str:
+    """Short stable hash (8 hex digits) of a kwargs dict (key order and tuple/list do not matter)."""
+    text = json.dumps(kwargs, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _folder(name: str, kwargs: dict[str, Any]) -> str:
+    return f"{name}-{kwargs_hash(kwargs)}" if kwargs else name
+
+
+def run_dir(config: Any) -> Path:
+    """The folder of one run (``config`` a TrainConfig or its dict)."""
+    c = config if isinstance(config, dict) else config.to_dict()
+    return (Path(c["out"]) / c["dataset"] / _folder(c["model"], c["model_kwargs"])
+            / _folder(c["method"], c["method_kwargs"]) / f"seed{c['seed']}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+    """Call ``write(binary file)`` on a temp file next to ``path``, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
