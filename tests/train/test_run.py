@@ -1,0 +1,117 @@
+import json
+import os
+
+import pytest
+import torch
+
+from ydrop.train import RunResult, run_dir, train_run
+from ydrop.train import store
+
+
+def _metrics(folder):
+    return RunResult.from_dict(json.loads((folder / "result.json").read_text())).metrics()
+
+
+@pytest.mark.parametrize("method", ["ydrop", "excitation"])
+def test_same_seed_gives_identical_metrics(tiny, tmp_path, method):
+    a = train_run(tiny(method=method, out=str(tmp_path / "a")), progress=False)
+    b = train_run(tiny(method=method, out=str(tmp_path / "b")), progress=False)
+    assert a.trained and b.trained
+    assert _metrics(run_dir(a.config)) == _metrics(run_dir(b.config))
+    c = train_run(tiny(method=method, seed=1, out=str(tmp_path / "c")), progress=False)
+    assert c.metrics() != a.metrics()
+
+
+def test_run_folder_layout_and_files(tiny):
+    config = tiny(method="ydrop", method_kwargs={"elasticity": 0.01}, seed=2)
+    result = train_run(config, progress=False)
+    folder = run_dir(config.resolved())
+    assert folder.parts[-4:] == ("digits", f"fc1-{store.kwargs_hash({'hidden': [16]})}",
+                                 f"ydrop-{store.kwargs_hash({'elasticity': 0.01})}", "seed2")
+    assert sorted(os.listdir(folder)) == ["checkpoint.pt", "config.json", "initial.pt", "result.json"]
+    data = json.loads((folder / "result.json").read_text())
+    for key in ("history", "best_epoch", "test_acc", "test_loss", "time_per_epoch", "total_time", "config", "versions"):
+        assert key in data
+    assert set(data["history"][0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "time"}
+    assert data["versions"]["torch"] == torch.__version__
+    assert json.loads((folder / "config.json").read_text()) == config.resolved().to_dict()
+    assert set(torch.load(folder / "initial.pt")) == set(torch.load(folder / "checkpoint.pt", weights_only=False)["model"])
+    # a finished run is loaded, not trained again
+    again = train_run(config, progress=False)
+    assert not again.trained and again.metrics() == result.metrics()
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
+    whole = train_run(tiny(method="ydrop", max_epochs=5, out=str(tmp_path / "whole")), progress=False)
+
+    def kill_after_epoch_2(epoch, record, folder):
+        if epoch == 2:
+            raise Stop
+
+    config = tiny(method="ydrop", max_epochs=5, out=str(tmp_path / "cut"))
+    with pytest.raises(Stop):
+        train_run(config, progress=False, callbacks=[kill_after_epoch_2])
+    folder = run_dir(config.resolved())
+    assert not (folder / "result.json").exists() and (folder / "checkpoint.pt").exists()
+    seen = []
+    resumed = train_run(config, progress=False, callbacks=[lambda e, r, f: seen.append(e)])
+    assert seen == [3, 4]
+    assert resumed.metrics() == whole.metrics()
+
+
+def test_early_stopping_after_patience(tiny):
+    # lr so high that validation loss stops improving quickly
+    result = train_run(tiny(method="none", lr=5.0, patience=2, max_epochs=30), progress=False)
+    assert result.stopped_early
+    assert result.epochs == result.best_epoch + 1 + 2
+    losses = [h["val_loss"] for h in result.history]
+    assert min(losses) == losses[result.best_epoch]
+    assert all(l >= losses[result.best_epoch] for l in losses[result.best_epoch + 1:])
+
+
+def test_information_dropout_and_excitation_protocol(tiny):
+    r = train_run(tiny(method="information", information_beta=0.1, max_epochs=2), progress=False)
+    assert r.epochs == 2
+    e = train_run(tiny(method="activation", protocol="excitation", iterations=25, lr_drop_iteration=15,
+                       batch_size=100, max_epochs=None), progress=False)
+    assert e.epochs == 3  # 1078 training digits / 100 = 11 steps per epoch: 11 + 11 + 3 iterations
+    assert e.history[0]["lr"] == pytest.approx(1e-3) and e.history[-1]["lr"] == pytest.approx(1e-4)
+
+
+def test_changed_config_in_same_folder_is_refused(tiny):
+    train_run(tiny(max_epochs=1), progress=False)
+    with pytest.raises(ValueError, match="another config.*max_epochs"):
+        train_run(tiny(max_epochs=2), progress=False)
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    target = tmp_path / "result.json"
+    store.write_json(target, {"a": 1})
+
+    def broken(handle):
+        handle.write(b"{\"partial\": ")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        store.atomic_write(target, broken)
+    assert json.loads(target.read_text()) == {"a": 1}  # the old file, whole
+    with pytest.raises(OSError):
+        store.atomic_write(tmp_path / "new.json", broken)
+    assert sorted(os.listdir(tmp_path)) == ["result.json"]  # no temp file, no partial new.json
+
+
+def test_interrupted_run_leaves_no_result_or_temp_files(tiny):
+    config = tiny(max_epochs=3)
+
+    def stop(epoch, record, folder):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_run(config, progress=False, callbacks=[stop])
+    names = os.listdir(run_dir(config.resolved()))
+    assert "result.json" not in names
+    assert not [n for n in names if n.startswith(store.TMP_PREFIX)]
