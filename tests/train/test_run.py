@@ -115,3 +115,17 @@ def test_interrupted_run_leaves_no_result_or_temp_files(tiny):
     names = os.listdir(run_dir(config.resolved()))
     assert "result.json" not in names
     assert not [n for n in names if n.startswith(store.TMP_PREFIX)]
+
+
+def test_setting_added_later_counts_as_its_default(tiny):
+    import json
+
+    from ydrop.train import store
+
+    config = tiny(max_epochs=1)
+    train_run(config, progress=False)
+    path = store.run_dir(config) / store.CONFIG_FILE
+    stored = json.loads(path.read_text())
+    del stored["information_beta"]  # as if the run predated this setting
+    path.write_text(json.dumps(stored))
+    assert train_run(config, progress=False).trained is False

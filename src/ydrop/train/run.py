@@ -14,7 +14,7 @@ import copy
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -271,12 +271,19 @@ def train_run(
     return result
 
 
+def _field_defaults() -> dict[str, Any]:
+    return {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(TrainConfig)}
+
+
 # Fields that do not change what a run computes (so a stored run still counts).
 _NEUTRAL = ("out", "data_dir", "download")
 
 
 def _check_same_config(stored: dict[str, Any], c: TrainConfig, folder: Path) -> None:
     current = c.to_dict()
+    # A setting added to TrainConfig after the run was stored counts as its default, so
+    # finished runs stay valid when the config grows.
+    stored = {**_field_defaults(), **stored}
     differ = sorted(k for k in set(stored) | set(current)
                     if k not in _NEUTRAL and stored.get(k) != current.get(k))
     if differ:
