@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import check_non_negative_int, check_targets
+from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores.conductance import _conductance
 from .scores._hooks import eval_mode
@@ -57,6 +58,9 @@ class Guide:
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        # Score the network inside a DDP wrapper: the scoring pass must not trigger
+        # DDP's gradient synchronisation.
+        model = unwrap_model(model)
         self.model = model
         self.layers: dict[str, GuidedDropout] = {
             name: module for name, module in model.named_modules() if isinstance(module, GuidedDropout)

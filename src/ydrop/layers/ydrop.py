@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
+from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
 from .base import GuidedDropout, ScoreRequest, broadcast_units
 
@@ -113,8 +114,10 @@ class YDrop(GuidedDropout):
     def unit_drop_rates(self, scores: Tensor) -> Tensor:
         """This step's g_B (N,) from scores (samples, N): mean (Eq. 4), buckets (Eq. 5),
         half-normal draws (Eq. 8)."""
-        strong = F_.strong_units(scores.mean(dim=0), self.strong_fraction)
-        p_low, p_high = F_.sample_bucket_rates(*self._bucket_parameters(scores.device))
+        # Under DDP every rank must rank the same units and draw the same rates, so
+        # that the EMA buffers stay identical: mean over ranks, rank 0's draws.
+        strong = F_.strong_units(all_reduce_mean(scores.mean(dim=0)), self.strong_fraction)
+        p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(scores.device)))
         return F_.bucket_drop_rates(strong, p_low, p_high)
 
     def _guided_forward(self, x: Tensor, scores: Tensor) -> Tensor:
