@@ -1,7 +1,9 @@
 """Analysis of trained layers: conductance spread, utilisation, conservative units,
 robustness to removing units (Y-Drop sec. 6.2-6.3, Excitation Dropout sec. 4.3-4.4).
 
-Plots live in :mod:`ydrop.analysis.plots` (imported on demand: it loads matplotlib).
+Finished training runs are rebuilt and analysed by :mod:`ydrop.analysis.runs`, and
+reported (tables, figures) by :mod:`ydrop.analysis.report` (``ydrop analyze``). Plots
+live in :mod:`ydrop.analysis.plots` (imported on demand: it loads matplotlib).
 """
 
 from .metrics import (
@@ -14,10 +16,12 @@ from .metrics import (
     UtilisationResult,
     conductance_spread,
     conservative_units,
+    feeding_layer,
     spread_from_scores,
     utilisation,
     utilisation_from_scores,
 )
+from .report import Report, analyze, summarize_analyses, write_report
 from .robustness import (
     DEFAULT_FRACTIONS,
     DEFAULT_THRESHOLDS,
@@ -28,6 +32,18 @@ from .robustness import (
     ranked_removal,
     remove_units,
     threshold_masks,
+)
+from .runs import (
+    DEFAULT_CONSERVATIVE_DELTA,
+    DEFAULT_REPEATS,
+    LoadedRun,
+    RunAnalysis,
+    analyse_run,
+    check_layer,
+    default_layer,
+    find_runs,
+    load_run,
+    run_layers,
 )
 
 __all__ = [
@@ -45,6 +61,7 @@ __all__ = [
     "ConservativeResult",
     "ConservativeUnits",
     "conservative_units",
+    "feeding_layer",
     "RobustnessCurve",
     "remove_units",
     "evaluate",
@@ -52,4 +69,18 @@ __all__ = [
     "ranked_removal",
     "peb_threshold_removal",
     "threshold_masks",
+    "DEFAULT_REPEATS",
+    "DEFAULT_CONSERVATIVE_DELTA",
+    "LoadedRun",
+    "RunAnalysis",
+    "find_runs",
+    "load_run",
+    "check_layer",
+    "run_layers",
+    "default_layer",
+    "analyse_run",
+    "Report",
+    "analyze",
+    "summarize_analyses",
+    "write_report",
 ]

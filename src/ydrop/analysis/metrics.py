@@ -11,7 +11,8 @@ Each metric is a torchmetrics-style object (``update`` per batch, ``compute``,
   normalised activations, entropy of p_EB (Excitation Dropout sec. 4.3, Table 5).
   :func:`utilisation_from_scores` works on given (B, N) activations and p_EB.
 - :class:`ConservativeUnits` / :func:`conservative_units`: units whose incoming
-  weights barely moved between two state dicts (Ma et al. 2017, Table 5).
+  weights barely moved between two state dicts (Ma et al. 2017, Table 5);
+  :func:`feeding_layer` finds the module holding those weights.
 
 "Units" of a layer are its output units: the last dimension of a (B, N) output or
 the channels of a (B, C, H, W) map (summed over positions), as in ``ydrop.scores``.
@@ -44,6 +45,7 @@ __all__ = [
     "ConservativeResult",
     "conservative_units",
     "ConservativeUnits",
+    "feeding_layer",
 ]
 
 DEFAULT_TOP_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -296,14 +298,16 @@ class ConservativeResult:
     Attributes:
         count: number of conservative units.
         mask: (N,) bool, True for a conservative unit.
-        change: (N,) relative L2 change ||w_final - w_init|| / ||w_init|| per unit.
+        change: (N,) change of each unit's incoming weights, Δ_k (see ``relative``).
         threshold: the Δ used.
+        relative: True when Δ_k is relative to the initial norm.
     """
 
     count: int
     mask: Tensor
     change: Tensor
     threshold: float
+    relative: bool = False
 
 
 def _weight_key(state: Mapping[str, Tensor], layer: str | nn.Module, model: nn.Module | None) -> str:
@@ -324,20 +328,26 @@ def conservative_units(
     initial: Mapping[str, Tensor],
     final: Mapping[str, Tensor],
     layer: str | nn.Module,
-    threshold: float = 0.01,
+    threshold: float,
     model: nn.Module | None = None,
+    relative: bool = False,
 ) -> ConservativeResult:
-    """Units whose incoming weights moved less than ``threshold`` during training.
+    """Units whose incoming weights moved less than ``threshold`` during training
+    (conservative filters, Ma et al. 2017, Excitation Dropout sec. 4.3, Table 5).
 
     ``layer`` is the Linear or Conv module *feeding* the analysed units (its name,
-    its ``"<name>.weight"`` key, or the module with ``model=``). Unit k's change is
-    the relative L2 change of its weight row (Linear: ``W[k, :]``; conv: filter
-    ``W[k]``, all input channels and positions):
-    Δ_k = ||w_final_k - w_init_k||_2 / ||w_init_k||_2 (an all-zero initial row uses
-    the absolute change). Unit k is conservative when Δ_k < threshold. The bias is
-    not included.
+    its ``"<name>.weight"`` key, or the module with ``model=``; see
+    :func:`feeding_layer`). Unit k's change is the L2 norm of the change of its
+    weight row (Linear: ``W[k, :]``; conv: filter ``W[k]``, all input channels and
+    positions), the bias excluded: Δ_k = ||w_final_k - w_init_k||_2, the paper's
+    definition, or with ``relative=True`` Δ_k / ||w_init_k||_2 (an all-zero initial
+    row keeps the absolute change), which does not depend on the initial scale. Unit
+    k is conservative when Δ_k < ``threshold``; the paper sets the threshold per
+    dataset (0.15 to 1.25 in Table 5).
     """
     threshold = check_non_negative("threshold", threshold)
+    if not isinstance(relative, bool):
+        raise TypeError(f"relative must be True or False, got {relative!r}")
     key = _weight_key(initial, layer, model)
     if key not in final:
         raise ValueError(f"layer weight {key!r} is in the initial state dict but not in the final one")
@@ -345,11 +355,52 @@ def conservative_units(
     w1 = final[key].detach().double().cpu()
     if w0.shape != w1.shape or w0.dim() < 2:
         raise ValueError(f"weight {key!r} must be (N, ...) and equal in both states, got {tuple(w0.shape)} and {tuple(w1.shape)}")
-    moved = (w1 - w0).flatten(1).norm(dim=1)
-    base = w0.flatten(1).norm(dim=1)
-    change = torch.where(base > 0, moved / base.clamp_min(1e-300), moved)
+    change = (w1 - w0).flatten(1).norm(dim=1)
+    if relative:
+        base = w0.flatten(1).norm(dim=1)
+        change = torch.where(base > 0, change / base.clamp_min(1e-300), change)
     mask = change < threshold
-    return ConservativeResult(int(mask.sum()), mask, change, threshold)
+    return ConservativeResult(int(mask.sum()), mask, change, threshold, relative)
+
+
+def feeding_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> str:
+    """Name of the module whose weight rows are the incoming weights of ``layer``'s units.
+
+    The last module run before ``layer`` (or ``layer`` itself) that owns a weight of
+    shape (N, ...) with N = the units of ``layer``: the Linear (or conv) that feeds
+    a ReLU and a dropout slot. One forward of ``inputs[:1]`` in eval mode finds it.
+    """
+    _, target = _one_layer(model, layer)
+    order: list[str] = []
+    units: list[int] = []
+    handles = []
+
+    def record(name: str):
+        def hook(module, _inputs, output):
+            if module is target:
+                units.append(output.shape[1])
+            if not units:
+                order.append(name)
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if module is target or (isinstance(weight, Tensor) and weight.dim() >= 2):
+                handles.append(module.register_forward_hook(record(name)))
+        with torch.no_grad(), eval_mode(model):
+            model(inputs[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not units:
+        raise ValueError(f"layer {layer!r} did not run in the model's forward")
+    modules = dict(model.named_modules())
+    for name in reversed(order):
+        weight = getattr(modules[name], "weight", None)
+        if isinstance(weight, Tensor) and weight.dim() >= 2 and weight.shape[0] == units[0]:
+            return name
+    raise ValueError(f"no module with a ({units[0]}, ...) weight runs before layer {layer!r}: nothing feeds its units")
 
 
 class ConservativeUnits:
@@ -360,8 +411,9 @@ class ConservativeUnits:
     (std with Bessel's correction, 0 for one model).
     """
 
-    def __init__(self, layer: str | nn.Module, threshold: float = 0.01, model: nn.Module | None = None):
-        self.layer, self.model = layer, model
+    def __init__(self, layer: str | nn.Module, threshold: float, model: nn.Module | None = None,
+                 relative: bool = False):
+        self.layer, self.model, self.relative = layer, model, relative
         self.threshold = check_non_negative("threshold", threshold)
         self.reset()
 
@@ -369,7 +421,7 @@ class ConservativeUnits:
         self._results: list[ConservativeResult] = []
 
     def update(self, initial: Mapping[str, Tensor], final: Mapping[str, Tensor]) -> None:
-        self._results.append(conservative_units(initial, final, self.layer, self.threshold, self.model))
+        self._results.append(conservative_units(initial, final, self.layer, self.threshold, self.model, self.relative))
 
     def compute(self) -> dict:
         if not self._results:

@@ -1,75 +1,126 @@
-"""Figures and tables of the analysis (Y-Drop Fig. 2-3, Excitation Dropout Fig. 7, Table 5).
+"""Figures of the analysis, in the papers' style (Y-Drop Fig. 2-3, Excitation Dropout Fig. 7).
 
-Every plot uses matplotlib's Agg backend, writes its PNG atomically (a temporary
-file in the target directory, then ``os.replace``) and returns the path.
+- :func:`plot_conductance_spread`: sorted mean conductance per unit (Fig. 2a) and
+  its cumulative sum with the share of the top 20/40/60/80 % of units (Fig. 2b);
+- :func:`plot_robustness`: one panel of robustness curves with a shaded std;
+- :func:`plot_robustness_panels`: several such panels side by side (Fig. 3a/3b,
+  Fig. 7 left/centre/right).
+
+Each model (method) is one line; a list of results of several trained models (seeds)
+of one method is drawn as their mean with the std between them shaded. Plots use
+matplotlib's Agg backend and are written atomically
+(:func:`ydrop.train.store.atomic_write`); each function returns the path.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .._validation import check_choice  # noqa: E402
+from ..train.store import atomic_write  # noqa: E402
 from .metrics import SpreadResult  # noqa: E402
 from .robustness import RobustnessCurve  # noqa: E402
 
-__all__ = ["plot_conductance_spread", "plot_robustness", "to_markdown_table"]
+__all__ = ["plot_conductance_spread", "plot_robustness", "plot_robustness_panels"]
+
+METRIC_LABELS = {"accuracy": "accuracy", "gt_prob": "ground-truth probability"}
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path
 
 
-def _check_models(name: str, value: Mapping, kind: type) -> None:
+def _groups(name: str, value: Mapping, kind: type) -> dict[str, list]:
+    """``{model: item or [items]}`` -> ``{model: [items]}``, checked."""
     if not isinstance(value, Mapping) or not value:
-        raise ValueError(f"{name} must be a non-empty dict {{model name: {kind.__name__}}}, got {value!r}")
+        raise ValueError(f"{name} must be a non-empty dict {{model name: {kind.__name__} or list}}, got {value!r}")
+    groups = {}
     for key, item in value.items():
-        if not isinstance(item, kind):
-            raise TypeError(f"{name}[{key!r}] must be a {kind.__name__}, got {type(item).__name__}")
+        group = [item] if isinstance(item, kind) else list(item) if isinstance(item, Sequence) else [item]
+        if not group or not all(isinstance(g, kind) for g in group):
+            raise TypeError(f"{name}[{key!r}] must be a {kind.__name__} or a non-empty list of them, got {item!r:.80}")
+        groups[key] = group
+    return groups
 
 
-def plot_conductance_spread(spreads: Mapping[str, SpreadResult], path: str | os.PathLike, title: str = "") -> Path:
+def _mean_std(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std over models (std 0 for one model)."""
+    stacked = np.stack(rows)
+    std = stacked.std(0, ddof=1) if len(rows) > 1 else np.zeros(stacked.shape[1])
+    return stacked.mean(0), std
+
+
+def _line(axis, x, mean, std, label):
+    line, = axis.plot(x, mean, label=label)
+    axis.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25, linewidth=0)
+    return line
+
+
+def plot_conductance_spread(
+    spreads: Mapping[str, SpreadResult | Sequence[SpreadResult]], path: str | os.PathLike, title: str = ""
+) -> Path:
     """Sorted mean conductance per unit (left, Fig. 2a) and the cumulative
-    conductance with the top-fraction shares (right, Fig. 2b), one line per model."""
-    _check_models("spreads", spreads, SpreadResult)
+    conductance with the top-fraction shares in % (right, Fig. 2b), one line per model.
+
+    Every result of one model must have the same number of units.
+    """
+    groups = _groups("spreads", spreads, SpreadResult)
+    for name, group in groups.items():
+        if len({s.sorted.numel() for s in group}) != 1:
+            raise ValueError(f"spreads[{name!r}] mixes layers of different widths: {[s.sorted.numel() for s in group]}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, spread in spreads.items():
-        units = range(1, spread.sorted.numel() + 1)
-        left.plot(units, spread.sorted.numpy(), label=name)
-        line, = right.plot(units, spread.sorted.cumsum(0).numpy(), label=f"{name} (total {spread.total:.3g})")
-        for fraction, share in spread.top_shares.items():
-            k = max(1, math.ceil(fraction * spread.sorted.numel() - 1e-9))
-            y = float(spread.sorted[:k].sum())
-            right.annotate(f"{100 * share:.1f}%", (k, y), color=line.get_color(), fontsize=8)
-    left.set(xlabel="unit (sorted by mean conductance)", ylabel="mean conductance")
-    right.set(xlabel="number of top units", ylabel="cumulative conductance")
+    for name, group in groups.items():
+        units = np.arange(1, group[0].sorted.numel() + 1)
+        sorted_mean, sorted_std = _mean_std([s.sorted.numpy() for s in group])
+        cum_mean, cum_std = _mean_std([s.sorted.cumsum(0).numpy() for s in group])
+        _line(left, units, sorted_mean, sorted_std, name)
+        line = _line(right, units, cum_mean, cum_std, f"{name} (total {cum_mean[-1]:.3g})")
+        for fraction in group[0].top_shares:
+            k = max(1, math.ceil(fraction * units[-1] - 1e-9))
+            share = float(np.mean([s.top_shares[fraction] for s in group]))
+            right.annotate(f"{100 * share:.1f}%", (k, cum_mean[k - 1]), color=line.get_color(), fontsize=8,
+                           textcoords="offset points", xytext=(2, 4))
+    left.set(xlabel="unit (sorted by mean conductance)", ylabel="mean conductance", title="(a) mean conductance")
+    right.set(xlabel="number of top units", ylabel="cumulative conductance", title="(b) cumulative conductance")
     for axis in (left, right):
-        axis.legend()
+        axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def _draw_robustness(axis, curves: Mapping, metric: str, title: str = "") -> None:
+    xlabel = "removed fraction of units"
+    for name, group in _groups("curves", curves, RobustnessCurve).items():
+        if len({tuple(c.grid) for c in group}) != 1:
+            raise ValueError(f"curves[{name!r}] holds curves on different grids")
+        grid = np.asarray(group[0].grid)
+        if group[0].kind.startswith("peb"):
+            xlabel = "cumulative p_EB of the removed units (p_c)"
+        if len(group) == 1:  # one model: the std over its random repeats
+            mean = np.asarray(getattr(group[0], f"{metric}_mean"))
+            std = np.asarray(getattr(group[0], f"{metric}_std"))
+        else:  # several models: the std between them (Excitation Dropout Fig. 7)
+            mean, std = _mean_std([np.asarray(getattr(c, f"{metric}_mean")) for c in group])
+        _line(axis, grid, mean, std, name if len(group) == 1 else f"{name} (n={len(group)})")
+    axis.set(xlabel=xlabel, ylabel=METRIC_LABELS[metric], ylim=(0, 1.02), title=title)
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
 
 
 def plot_robustness(
@@ -81,72 +132,30 @@ def plot_robustness(
     """Robustness curves with a shaded std, one line per model (Fig. 3, Fig. 7).
 
     ``curves[name]`` is one curve (shade = std over its random repeats) or a list of
-    curves of several trained models on the same grid (line = mean of the means,
+    curves of several trained models on the same grid (line = mean of their means,
     shade = std between models, as Fig. 7). ``metric``: ``"accuracy"`` or ``"gt_prob"``.
     """
-    metric = check_choice("metric", metric, ("accuracy", "gt_prob"))
-    if not isinstance(curves, Mapping) or not curves:
-        raise ValueError(f"curves must be a non-empty dict {{model name: RobustnessCurve or list}}, got {curves!r}")
-    import numpy as np
+    return plot_robustness_panels({title: curves}, path, metric)
 
-    fig, axis = plt.subplots(figsize=(6, 4))
-    xlabel = "removed fraction of units"
-    for name, value in curves.items():
-        group = [value] if isinstance(value, RobustnessCurve) else list(value)
-        if not group or not all(isinstance(c, RobustnessCurve) for c in group):
-            raise TypeError(f"curves[{name!r}] must be a RobustnessCurve or a non-empty list of them")
-        grid = np.asarray(group[0].grid)
-        if group[0].kind.startswith("peb"):
-            xlabel = "cumulative p_EB removed (p_c)"
-        means = np.asarray([getattr(c, f"{metric}_mean") for c in group])
-        if len(group) == 1:
-            mean, std = means[0], np.asarray(getattr(group[0], f"{metric}_std"))
-        else:
-            mean, std = means.mean(0), means.std(0, ddof=1)
-        line, = axis.plot(grid, mean, label=name)
-        axis.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25)
-    axis.set(xlabel=xlabel, ylabel="accuracy" if metric == "accuracy" else "ground-truth probability", ylim=(0, 1.02))
-    axis.legend()
-    axis.grid(alpha=0.3)
+
+def plot_robustness_panels(
+    panels: Mapping[str, Mapping[str, RobustnessCurve | Sequence[RobustnessCurve]]],
+    path: str | os.PathLike,
+    metric: str = "accuracy",
+    title: str = "",
+) -> Path:
+    """One panel per ``{panel title: curves}`` entry, side by side (e.g. Fig. 3a and
+    3b, or Fig. 7 left, centre and right); each panel as :func:`plot_robustness`."""
+    metric = check_choice("metric", metric, tuple(METRIC_LABELS))
+    if not isinstance(panels, Mapping) or not panels:
+        raise ValueError(f"panels must be a non-empty dict {{panel title: curves}}, got {panels!r}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    try:
+        for axis, (panel, curves) in zip(axes[0], panels.items()):
+            _draw_robustness(axis, curves, metric, panel)
+    except BaseException:
+        plt.close(fig)
+        raise
     if title:
-        axis.set_title(title)
+        fig.suptitle(title)
     return _save(fig, path)
-
-
-def _cell(value, digits: int) -> str:
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return f"{_cell(value[0], digits)} (±{_cell(value[1], digits)})"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def to_markdown_table(
-    rows: Mapping[str, Mapping[str, object]], methods_as: str = "columns", digits: int = 3
-) -> str:
-    """A Table-5-style markdown table from ``{method: {metric: value}}``.
-
-    A value may be a number, a string or a ``(mean, std)`` pair, shown as
-    ``mean (±std)``. ``methods_as="columns"`` (Table 5: one row per metric) or
-    ``"rows"``. Metrics missing for a method are left blank.
-    """
-    methods_as = check_choice("methods_as", methods_as, ("columns", "rows"))
-    if not isinstance(rows, Mapping) or not rows:
-        raise ValueError(f"rows must be a non-empty dict {{method: {{metric: value}}}}, got {rows!r}")
-    methods = list(rows)
-    metrics: list[str] = []
-    for method in methods:
-        if not isinstance(rows[method], Mapping):
-            raise TypeError(f"rows[{method!r}] must be a dict {{metric: value}}, got {type(rows[method]).__name__}")
-        metrics += [m for m in rows[method] if m not in metrics]
-
-    def get(method, metric):
-        return _cell(rows[method][metric], digits) if metric in rows[method] else ""
-
-    if methods_as == "columns":
-        header, body = ["metric", *methods], [[m, *(get(k, m) for k in methods)] for m in metrics]
-    else:
-        header, body = ["method", *metrics], [[k, *(get(k, m) for m in metrics)] for k in methods]
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines) + "\n"

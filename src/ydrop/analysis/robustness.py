@@ -1,28 +1,33 @@
 """Robustness to removing units at inference (Y-Drop Fig. 3, Excitation Dropout Fig. 7).
 
-Units of one layer are *removed* by a forward hook that multiplies the layer's
-output by a 0/1 mask (no rescaling); the hook is always removed in ``finally``.
-Units are the last dimension of a (B, N) output or the channels of a
-(B, C, H, W) map (a removed channel is zero at every position). Every curve
-records, per grid point, the accuracy and the mean softmax probability of the
-ground-truth class, with the model in eval mode under ``no_grad``.
+Units of one layer are *removed* by multiplying the layer's output by a 0/1 mask
+(no rescaling) in a forward hook that is always removed in ``finally``. Units are
+the last dimension of a (B, N) output or the channels of a (B, C, H, W) map (a
+removed channel is zero at every position). Every curve records, per grid point,
+the accuracy and the mean softmax probability of the ground-truth class, with the
+model in eval mode under ``no_grad``.
 
 - :func:`random_removal`: a random fraction of units, R repeats (Fig. 3a / 7 right);
-  the R repeats of a batch run as one batched forward.
 - :func:`ranked_removal`: most (or least) important first, by mean conductance on
-  a given validation set or by given per-unit scores (Fig. 3b).
+  a given validation set or by given per-unit scores (Fig. 3b);
 - :func:`peb_threshold_removal`: per sample, remove the most (least) relevant units
-  whose cumulative p_EB reaches p_c (Fig. 7 left / centre); per-sample masks, one
-  batched forward per grid point and batch.
+  whose cumulative p_EB reaches p_c (Fig. 7 left / centre).
+
+Speed: a curve needs M masked networks (M = grid points, times R for random
+removal). They run together: the hook turns the layer's (B, N) output into
+(M * B, N), copy m multiplied by mask m, so the layers *before* the analysed one
+run once per batch and only the rest of the network sees M * B rows (at most
+:data:`ROWS_PER_FORWARD` per forward). A model whose later layers cannot carry the
+extra rows (a residual branch joining after the layer) is run on M copies of the
+input instead; the numbers are the same.
 
 ``data`` is any iterable of (x, y) batches on the model's device; it is iterated
-once per grid point (a one-shot iterator is first stored in a list).
+once per curve (a one-shot iterator is first stored in a list).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -52,6 +57,9 @@ __all__ = [
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(20)) + (0.99,)
 #: p_c = 0, 0.05, ..., 0.95 (Excitation Dropout Fig. 7).
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
+#: Rows (masks x samples) per forward of the masked networks: bounds the memory of
+#: one forward (16384 x 1024 units x 4 bytes = 64 MB per activation).
+ROWS_PER_FORWARD = 16384
 
 
 @dataclass
@@ -83,30 +91,59 @@ class RobustnessCurve:
         return asdict(self)
 
 
-@contextmanager
-def remove_units(module: nn.Module, mask: Tensor) -> Iterator[None]:
-    """Multiply ``module``'s output by ``mask`` while inside the block.
+def _masked(output: Tensor, mask: Tensor, expand: bool) -> Tensor:
+    """``output`` (B, N, *) times ``mask`` on its units.
 
-    ``mask``: (N,) shared by all samples or (B, N) one row per sample; 1 keeps a
-    unit, 0 removes it. For a (B, C, *spatial) output the mask applies per channel.
-    The hook is removed in ``finally``, also when the forward raises.
+    Without ``expand``: ``mask`` (N,) or (B, N) -> (B, N, *). With ``expand``: ``mask``
+    (M, N) or (M, B, N) -> (M * B, N, *), block m being the output times mask m.
     """
+    if not isinstance(output, Tensor) or output.dim() < 2:
+        raise TypeError(f"removing units needs a layer with a (B, N, ...) tensor output, got {type(output).__name__}")
+    m = mask.to(device=output.device, dtype=output.dtype)
+    if m.shape[-1] != output.shape[1]:
+        raise ValueError(f"mask has {m.shape[-1]} units, the layer output has {output.shape[1]}")
+    spatial = [1] * (output.dim() - 2)
+    if not expand:
+        return output * m.reshape(-1, m.shape[-1], *spatial)
+    m = m.reshape(m.shape[0], -1, m.shape[-1], *spatial)  # (M, 1 or B, N, *1)
+    return (output.unsqueeze(0) * m).reshape(-1, *output.shape[1:])
 
-    def hook(_module, _inputs, output):
-        if not isinstance(output, Tensor) or output.dim() < 2:
-            raise TypeError(f"remove_units needs a layer with a (B, N, ...) tensor output, got {type(output).__name__}")
-        m = mask.to(device=output.device, dtype=output.dtype)
-        if m.shape[-1] != output.shape[1]:
-            raise ValueError(f"mask has {m.shape[-1]} units, the layer output has {output.shape[1]}")
-        if m.dim() == 1:
-            m = m.unsqueeze(0)
-        return output * m.reshape(m.shape[0], m.shape[1], *([1] * (output.dim() - 2)))
 
-    handle = module.register_forward_hook(hook)
+@contextmanager
+def _masking(module: nn.Module, mask: Tensor, expand: bool) -> Iterator[None]:
+    handle = module.register_forward_hook(lambda _module, _inputs, output: _masked(output, mask, expand))
     try:
         yield
     finally:
         handle.remove()
+
+
+def remove_units(module: nn.Module, mask: Tensor):
+    """Context manager: multiply ``module``'s output by ``mask`` while inside the block.
+
+    ``mask``: (N,) shared by all samples or (B, N) one row per sample; 1 keeps a
+    unit, 0 removes it (no rescaling). For a (B, C, *spatial) output the mask
+    applies per channel. The hook is removed in ``finally``, also when the forward
+    raises.
+    """
+    return _masking(module, mask, expand=False)
+
+
+def _masked_logits(model: nn.Module, module: nn.Module, x: Tensor, masks: Tensor) -> Tensor:
+    """Logits (M, B, classes) of the M networks with ``module``'s units masked by
+    ``masks`` (M, N) (shared by the samples) or (M, B, N) (one mask per sample)."""
+    rows = masks.shape[0] * x.shape[0]
+    try:
+        with _masking(module, masks, expand=True):
+            logits = model(x)
+        if logits.dim() == 2 and logits.shape[0] == rows:
+            return logits.view(masks.shape[0], x.shape[0], -1)
+    except RuntimeError:
+        pass  # a later layer met the B original rows again (residual join): run M copies instead
+    per_sample = masks.expand(masks.shape[0], x.shape[0], masks.shape[-1]) if masks.dim() == 2 else masks
+    with _masking(module, per_sample.reshape(rows, -1), expand=False):
+        logits = model(x.repeat(masks.shape[0], *([1] * (x.dim() - 1))))
+    return logits.view(masks.shape[0], x.shape[0], -1)
 
 
 def _batches(data: Iterable) -> Iterable:
@@ -129,7 +166,7 @@ def _units_of(model: nn.Module, module: nn.Module, x: Tensor) -> int:
 
 
 def _scores(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-sample correctness and ground-truth probability."""
+    """Per-sample correctness and ground-truth probability (float64)."""
     correct = (logits.argmax(1) == y).double()
     gt = F.softmax(logits.double(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
     return correct, gt
@@ -151,6 +188,38 @@ def evaluate(model: nn.Module, data: Iterable) -> tuple[float, float]:
     return correct / count, gt / count
 
 
+def _removal_scores(
+    model: nn.Module, module: nn.Module, batches: Iterable, masks_for: Callable[[Tensor, Tensor], Tensor],
+    desc: str, progress: bool,
+) -> tuple[Tensor, Tensor]:
+    """Accuracy and mean ground-truth probability (M,) of M masked networks.
+
+    ``masks_for(x, y)`` gives a batch's keep masks, (M, N) or (M, B, N); it runs
+    outside ``no_grad`` (p_EB needs a backward).
+    """
+    correct = gt = None
+    count = 0
+    total = len(batches) if hasattr(batches, "__len__") else None
+    with eval_mode(model):
+        for x, y in tqdm(batches, desc=desc, total=total, unit="batch", leave=False, disable=not progress):
+            _check_batch(x, y)
+            masks = masks_for(x, y).to(x.device)
+            if correct is None:
+                correct = torch.zeros(masks.shape[0], dtype=torch.float64)
+                gt = torch.zeros_like(correct)
+            per_forward = max(1, ROWS_PER_FORWARD // max(1, x.shape[0]))
+            with torch.no_grad():
+                for start in range(0, masks.shape[0], per_forward):
+                    chunk = masks[start:start + per_forward]
+                    c, p = _scores(_masked_logits(model, module, x, chunk).flatten(0, 1), y.repeat(chunk.shape[0]))
+                    correct[start:start + chunk.shape[0]] += c.view(chunk.shape[0], -1).sum(1).cpu()
+                    gt[start:start + chunk.shape[0]] += p.view(chunk.shape[0], -1).sum(1).cpu()
+            count += y.shape[0]
+    if correct is None or count == 0:
+        raise ValueError("data must hold at least one sample, got no batches or only empty ones")
+    return correct / count, gt / count
+
+
 def _check_grid(name: str, grid: Sequence[float]) -> list[float]:
     values = list(grid)
     if not values:
@@ -161,13 +230,16 @@ def _check_grid(name: str, grid: Sequence[float]) -> list[float]:
     return [float(v) for v in values]
 
 
-def _removed_count(fraction: float, units: int) -> int:
-    return min(units, int(round(fraction * units)))
+def _removed_counts(fractions: Sequence[float], units: int) -> Tensor:
+    """round(f * N) units for each fraction f, (G,)."""
+    return torch.tensor([min(units, int(round(f * units))) for f in fractions])
 
 
 def _summarise(kind, grid, acc: Tensor, gt: Tensor, unpruned, repeats) -> RobustnessCurve:
-    """acc, gt: (G, R) per grid point and repeat."""
-    std = (lambda t: t.std(1, unbiased=True)) if acc.shape[1] > 1 else (lambda t: torch.zeros(t.shape[0], dtype=t.dtype))
+    """acc, gt: (G, R) per grid point and repeat; the std is over the R repeats."""
+    def std(t: Tensor) -> Tensor:
+        return t.std(1, unbiased=True) if t.shape[1] > 1 else torch.zeros(t.shape[0], dtype=t.dtype)
+
     return RobustnessCurve(
         kind, list(grid), acc.mean(1).tolist(), std(acc).tolist(), gt.mean(1).tolist(), std(gt).tolist(),
         unpruned[0], unpruned[1], repeats,
@@ -185,9 +257,10 @@ def random_removal(
 ) -> RobustnessCurve:
     """Remove round(f * N) random units for each fraction f, ``repeats`` times.
 
-    Each repeat draws one set of units shared by every sample of the data (one
-    pruned network per repeat), so the std is between pruned networks. The
-    random sets are drawn on the CPU from ``generator`` (seeded for reproducibility).
+    Repeat r draws one random order of the N units (on the CPU, from ``generator``:
+    seed it for reproducible curves) and removes its first round(f * N) units for
+    every f, so each repeat is one network pruned further and further, shared by
+    every sample of the data; the std is between the R repeats.
     """
     fractions = _check_grid("fractions", fractions)
     repeats = check_positive_int("repeats", repeats)
@@ -195,26 +268,11 @@ def random_removal(
     batches = _batches(data)
     unpruned = evaluate(model, batches)
     units = _units_of(model, module, next(iter(batches))[0])
-    acc = torch.zeros(len(fractions), repeats, dtype=torch.float64)
-    gt = torch.zeros_like(acc)
-    with torch.no_grad(), eval_mode(model):
-        for g, fraction in enumerate(tqdm(fractions, desc="random removal", disable=not progress)):
-            k = _removed_count(fraction, units)
-            ranks = torch.rand(repeats, units, generator=generator).argsort(1).argsort(1)
-            keep = (ranks >= k).float()  # (R, N): each row removes k random units
-            count = 0
-            for x, y in batches:
-                b = y.shape[0]
-                masks = keep.repeat_interleave(b, dim=0)  # (R * B, N), repeat-major
-                with remove_units(module, masks):
-                    logits = model(x.repeat(repeats, *([1] * (x.dim() - 1))))
-                c, p = _scores(logits, y.repeat(repeats))
-                acc[g] += c.view(repeats, b).sum(1).cpu()
-                gt[g] += p.view(repeats, b).sum(1).cpu()
-                count += b
-            acc[g] /= count
-            gt[g] /= count
-    return _summarise("random", fractions, acc, gt, unpruned, repeats)
+    ranks = torch.rand(repeats, units, generator=generator).argsort(1).argsort(1)  # (R, N) a random order each
+    removed = _removed_counts(fractions, units)
+    keep = (ranks.unsqueeze(0) >= removed.view(-1, 1, 1)).float().flatten(0, 1)  # (G * R, N), grid-major
+    acc, gt = _removal_scores(model, module, batches, lambda x, y: keep, "random removal", progress)
+    return _summarise("random", fractions, acc.view(-1, repeats), gt.view(-1, repeats), unpruned, repeats)
 
 
 def ranked_removal(
@@ -251,21 +309,19 @@ def ranked_removal(
     ranking = torch.sort(scores.detach().cpu().double(), descending=(order == "most"), stable=True).indices
     position = torch.empty(units, dtype=torch.long)
     position[ranking] = torch.arange(units)
-    acc = torch.zeros(len(fractions), 1, dtype=torch.float64)
-    gt = torch.zeros_like(acc)
-    with torch.no_grad(), eval_mode(model):
-        for g, fraction in enumerate(tqdm(fractions, desc=f"{order} important first", disable=not progress)):
-            keep = (position >= _removed_count(fraction, units)).float()
-            count = 0
-            with remove_units(module, keep):
-                for x, y in batches:
-                    c, p = _scores(model(x), y)
-                    acc[g, 0] += float(c.sum())
-                    gt[g, 0] += float(p.sum())
-                    count += y.shape[0]
-            acc[g] /= count
-            gt[g] /= count
-    return _summarise(order, fractions, acc, gt, unpruned, 1)
+    keep = (position.unsqueeze(0) >= _removed_counts(fractions, units).unsqueeze(1)).float()  # (G, N)
+    acc, gt = _removal_scores(model, module, batches, lambda x, y: keep, f"{order} important first", progress)
+    return _summarise(order, fractions, acc.unsqueeze(1), gt.unsqueeze(1), unpruned, 1)
+
+
+def _threshold_keep(p_eb: Tensor, thresholds: Sequence[float], order: str) -> Tensor:
+    """Keep-masks (G, B, N), one per threshold; see :func:`threshold_masks`."""
+    sorted_p, index = torch.sort(p_eb, dim=1, descending=(order == "most"), stable=True)
+    before = torch.cumsum(sorted_p, 1) - sorted_p  # p_EB of the units ranked ahead of each unit
+    limits = torch.tensor(thresholds, dtype=p_eb.dtype, device=p_eb.device).view(-1, 1, 1)
+    remove_sorted = (before.unsqueeze(0) < limits) & (limits > 0)
+    remove = torch.zeros_like(remove_sorted).scatter(2, index.unsqueeze(0).expand_as(remove_sorted), remove_sorted)
+    return (~remove).to(p_eb.dtype)
 
 
 def threshold_masks(p_eb: Tensor, threshold: float, order: str = "most") -> Tensor:
@@ -276,11 +332,11 @@ def threshold_masks(p_eb: Tensor, threshold: float, order: str = "most") -> Tens
     cumulative p_EB of the units before it is still below ``threshold``, so the
     smallest prefix whose sum reaches p_c goes. p_c = 0 removes nothing.
     """
-    sorted_p, index = torch.sort(p_eb, dim=1, descending=(order == "most"), stable=True)
-    before = torch.cumsum(sorted_p, 1) - sorted_p
-    remove_sorted = before < threshold if threshold > 0 else torch.zeros_like(before, dtype=torch.bool)
-    remove = torch.zeros_like(remove_sorted).scatter(1, index, remove_sorted)
-    return (~remove).to(p_eb.dtype)
+    order = check_choice("order", order, ("most", "least"))
+    (threshold,) = _check_grid("threshold", [threshold])
+    if not isinstance(p_eb, Tensor) or p_eb.dim() != 2:
+        raise ValueError(f"p_eb must be a (B, N) tensor, got {getattr(p_eb, 'shape', type(p_eb).__name__)}")
+    return _threshold_keep(p_eb, [threshold], order)[0]
 
 
 def peb_threshold_removal(
@@ -293,7 +349,7 @@ def peb_threshold_removal(
 ) -> RobustnessCurve:
     """Per-sample removal by cumulative p_EB threshold p_c (Excitation Dropout Fig. 7).
 
-    p_EB of the layer's units is computed once per batch for the ground-truth class
+    p_EB of the layer's units is computed per batch for the ground-truth class
     (:func:`ydrop.excitation_backprop`); see :func:`threshold_masks` for the rule.
     """
     order = check_choice("order", order, ("most", "least"))
@@ -301,18 +357,9 @@ def peb_threshold_removal(
     _, module = resolve_layers(model, layer)[0]
     batches = _batches(data)
     unpruned = evaluate(model, batches)
-    p_ebs = [excitation_backprop(model, x, y, module)[module] for x, y in batches]
-    acc = torch.zeros(len(thresholds), 1, dtype=torch.float64)
-    gt = torch.zeros_like(acc)
-    with torch.no_grad(), eval_mode(model):
-        for g, threshold in enumerate(tqdm(thresholds, desc=f"p_EB {order} first", disable=not progress)):
-            count = 0
-            for (x, y), p_eb in zip(batches, p_ebs):
-                with remove_units(module, threshold_masks(p_eb, threshold, order)):
-                    c, p = _scores(model(x), y)
-                acc[g, 0] += float(c.sum())
-                gt[g, 0] += float(p.sum())
-                count += y.shape[0]
-            acc[g] /= count
-            gt[g] /= count
-    return _summarise(f"peb_{order}", thresholds, acc, gt, unpruned, 1)
+
+    def masks_for(x: Tensor, y: Tensor) -> Tensor:
+        return _threshold_keep(excitation_backprop(model, x, y, module)[module], thresholds, order)
+
+    acc, gt = _removal_scores(model, module, batches, masks_for, f"p_EB {order} first", progress)
+    return _summarise(f"peb_{order}", thresholds, acc.unsqueeze(1), gt.unsqueeze(1), unpruned, 1)
