@@ -8,6 +8,7 @@ the source to learn why a call was refused. ``assert`` is never used for user in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -87,25 +88,39 @@ def check_targets(name: str, target: Any, batch_size: int, num_classes: int | No
             f"{name} must have shape ({batch_size},) to match the batch, got {tuple(target.shape)}"
         )
     if num_classes is not None and target.numel() > 0:
-        low, high = int(target.min()), int(target.max())
-        if low < 0 or high >= num_classes:
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
-                f"for a model with {num_classes} outputs"
-            )
+        message = f"{name} holds a class index outside [0, {num_classes - 1}] for a model with {num_classes} outputs"
+
+        def explain() -> str:
+            bad = target[(target < 0) | (target >= num_classes)][0].item()
+            return (f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
+                    f"for a model with {num_classes} outputs")
+
+        _assert_on_device(((target >= 0) & (target < num_classes)).all(), message, explain)
     return target.long()
 
 
 def check_all_finite(name: str, scores: Tensor) -> None:
-    """Refuse NaN or inf scores.
+    """Refuse NaN or inf scores."""
 
-    On the CPU the check is an ordinary comparison. On an accelerator it is queued
-    with ``torch._assert_async`` so the training step never waits on the device.
+    def explain() -> str:
+        bad = scores[~torch.isfinite(scores)].flatten()[0].item()
+        return f"{name} must be finite, got a value of {bad} (NaN or inf)"
+
+    _assert_on_device(torch.isfinite(scores).all(), f"{name} must be finite (NaN or inf found)", explain)
+
+
+def _assert_on_device(condition: Tensor, message: str, explain: Callable[[], str]) -> None:
+    """Raise when the one-element ``condition`` is false, without a host-device sync.
+
+    These checks run on every training step (the Guide, the layers' forward), so
+    reading ``condition`` on the host (``bool()``, ``.item()``) would stall a GPU
+    each step. ``torch._assert_async`` queues the check on the tensor's device
+    instead. On the CPU it fails right here, and only then is the offending value
+    read back, to raise a ``ValueError`` that echoes it (``explain()``).
     """
-    if scores.device.type == "cpu":
-        if not bool(torch.isfinite(scores).all()):
-            bad = scores[~torch.isfinite(scores)].flatten()[0].item()
-            raise ValueError(f"{name} must be finite, got a value of {bad} (NaN or inf)")
-    else:
-        torch._assert_async(torch.isfinite(scores).all(), f"{name} must be finite (NaN or inf found)")
+    try:
+        torch._assert_async(condition, message)
+    except RuntimeError:
+        if condition.device.type != "cpu":
+            raise
+        raise ValueError(explain()) from None

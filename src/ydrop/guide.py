@@ -17,12 +17,27 @@ Which samples are scored (Y-Drop Eq. 9 and Excitation Dropout sec. 3.2):
   random B_c rows of it;
 * excitation backprop costs one forward and one backward whatever the layer, so
   it always runs on the whole batch.
+
+Excitation backprop without a second pass below the layer (Excitation Dropout,
+Fig. 1): when the modules from a layer to the output form a chain (the layer sits in
+``nn.Sequential`` containers whose outermost one returns the model's output, as in
+every ``ydrop.models`` network except WRN), the Guide runs no pass at ``step``: the
+layer's next training forward sends its own input through the modules above it
+(eval mode) and backpropagates the EB rule from there. The part below the layer is
+not run again. Those activations are the training forward's, so a guided layer
+above another one sees the lower one's dropout; the separate pass (used for other
+models, or with ``reuse_forward=False``) scores everything in eval mode. Both give
+the same p_EB when nothing below the layer behaves differently in training.
+
+Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
+step where no layer asks, the pass is skipped.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import torch
@@ -32,8 +47,9 @@ from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores.conductance import _conductance
-from .scores._hooks import eval_mode
-from .scores.excitation import excitation_backprop
+from .scores._hooks import capture_outputs, eval_mode
+from .scores._chain import chain_above
+from .scores.excitation import _excitation_backprop, chain_input_excitation
 
 __all__ = ["Guide"]
 
@@ -44,6 +60,9 @@ class Guide:
     Args:
         model: any ``nn.Module`` holding at least one :class:`~ydrop.layers.GuidedDropout`.
             It must map a batch (B, *) to logits (B, classes).
+        reuse_forward: score Excitation Backprop inside the training forward when
+            the modules above a layer form a chain (see the module docstring);
+            False always runs the separate pass.
 
     Example::
 
@@ -55,7 +74,7 @@ class Guide:
                 loss = F.cross_entropy(model(x), y)
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, reuse_forward: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         # Score the network inside a DDP wrapper: the scoring pass must not trigger
@@ -71,6 +90,11 @@ class Guide:
                 f"model ({type(model).__name__}) holds no guided dropout layer (ydrop.YDrop, "
                 f"ydrop.ExcitationDropout, ydrop.ActivationDropout); its modules are: {', '.join(kinds) or 'none'}"
             )
+        if not isinstance(reuse_forward, bool):
+            raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
+        self.reuse_forward = reuse_forward
+        # Per layer name: the modules above it as a chain, or None (separate pass).
+        self._chains: dict[str, nn.Sequential | None] = {}
         self.epoch: int | None = None
         self._warned_no_epoch = False
 
@@ -99,47 +123,76 @@ class Guide:
             target: ground-truth classes, LongTensor (B,).
 
         Returns:
-            ``{layer name: scores (samples, N)}`` for the layers scored at this step
-            (empty while every layer is in warm-up or reads its own activations).
+            ``{layer name: scores (samples, N)}`` for the layers scored by a pass at
+            this step (empty while every layer is in warm-up, reuses its scores or
+            reads its own activations). Layers on the Excitation fast path are
+            scored during the training forward and are not listed.
+
+        Nothing here reads a device tensor back to the host, so a GPU never waits.
         """
         self._warn_if_epoch_never_set()
         active = {name: layer for name, layer in self.layers.items() if layer.needs_guide}
+        for name, layer in self.layers.items():
+            if name not in active:
+                layer.keep_scores()
         if not active:
             return {}
         if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
             raise ValueError(f"inputs must be a non-empty batch tensor (B, ...), got {inputs!r:.80}")
         batch = inputs.shape[0]
+        # Shape and dtype only; the class range is checked on the device by the pass.
         target = check_targets("target", target, batch).to(inputs.device)
 
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
             request = layer.score_request()
-            steps = request.steps if request.kind == "conductance" else 1
-            groups[(request.kind, steps)].append(name)
+            if request.kind == "excitation" and self._defer_to_forward(name, layer, inputs, target):
+                continue
+            groups[(request.kind, request.steps if request.kind == "conductance" else 1)].append(name)
 
         given: dict[str, Tensor] = {}
         for (kind, steps), names in groups.items():
-            per_sample = any(active[name].score_request().per_sample for name in names)
-            subset_size = max(1, batch // steps)
-            order = torch.randperm(batch, device=inputs.device)
-            rows = order if per_sample or kind == "excitation" else order[:subset_size]
-            scores = self._score(kind, steps, inputs[rows], target[rows], [active[n] for n in names])
-            for name, layer_scores in zip(names, scores):
-                if not active[name].score_request().per_sample and kind == "conductance":
-                    layer_scores = layer_scores[:subset_size]
-                elif active[name].score_request().per_sample:
-                    # Back to the batch order the training forward will use.
-                    layer_scores = layer_scores[torch.argsort(order)]
+            per_sample = [active[name].score_request().per_sample for name in names]
+            # Y-Drop ranks on B_c random samples (Eq. 9); per-sample policies and
+            # excitation backprop take the whole batch in order.
+            subset = None
+            if kind == "conductance" and not all(per_sample):
+                subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
+            only_subset = subset is not None and not any(per_sample)
+            rows = (inputs[subset], target[subset]) if only_subset else (inputs, target)
+            scores, classes = self._score(kind, steps, *rows, [active[name] for name in names])
+            if only_subset:  # the pass checked its rows; check the whole batch too
+                check_targets("target", target, batch, num_classes=classes)
+            for name, each, layer_scores in zip(names, per_sample, scores):
+                if subset is not None and not only_subset and not each:
+                    layer_scores = layer_scores[subset]
                 active[name].set_scores(layer_scores)
                 given[name] = layer_scores
         return given
 
-    def _score(self, kind: str, steps: int, inputs: Tensor, target: Tensor, layers: list[GuidedDropout]) -> list[Tensor]:
-        if kind == "conductance":
-            with eval_mode(self.model):
-                return _conductance(self.model, inputs, torch.zeros_like(inputs), target, layers, steps)
-        by_layer = excitation_backprop(self.model, inputs, target, layers)
-        return [by_layer[layer] for layer in layers]
+    def _defer_to_forward(self, name: str, layer: GuidedDropout, inputs: Tensor, target: Tensor) -> bool:
+        """Arm ``layer`` to score Excitation Backprop from its own input in the next
+        training forward, when the modules above it form a chain."""
+        if not self.reuse_forward:
+            return False
+        if name not in self._chains:
+            self._chains[name] = chain_above(self.model, layer, inputs[:1])
+        chain = self._chains[name]
+        if chain is None:
+            return False
+        layer.score_in_forward(partial(chain_input_excitation, chain, target=target))
+        return True
+
+    def _score(
+        self, kind: str, steps: int, inputs: Tensor, target: Tensor, layers: list[GuidedDropout]
+    ) -> tuple[list[Tensor], int]:
+        """One pass: the scores of ``layers`` and the model's number of classes."""
+        with eval_mode(self.model), capture_outputs([self.model]) as logits:
+            if kind == "conductance":
+                scores = _conductance(self.model, inputs, torch.zeros_like(inputs), target, layers, steps)
+            else:
+                scores = _excitation_backprop(self.model, inputs, target, layers)
+        return scores, logits[0][0].shape[1]
 
     def _warn_if_epoch_never_set(self) -> None:
         if self.epoch is None and not self._warned_no_epoch:

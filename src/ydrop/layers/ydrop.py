@@ -9,6 +9,11 @@ drawn from a capped right half-normal (Eq. 8), every unit's drop rate is tracked
 an EMA (Eq. 6) and units are kept with Bernoulli(1 - g_B(k)), output
 x * mask / (1 - p_k). Shapes: input (B, N) or (B, C, H, W) (units = channels),
 output the same shape. Identity in eval mode.
+
+``score_every = k`` (an addition, not in the paper; k = 1 is the paper) keeps the
+mean scores, hence the ranking into buckets, for k guided steps: the Guide runs the
+scoring pass on one step in k, while the bucket rates (Eq. 8), the EMA and the
+masks are still drawn every step. Steps are counted by the Guide (``guide.step``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import Tensor
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
 from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
+from ..scores.activation import activation_score
 from .base import GuidedDropout, ScoreRequest, broadcast_units
 
 __all__ = ["YDrop"]
@@ -41,8 +47,13 @@ class YDrop(GuidedDropout):
         score: the importance score consumed: "conductance" (the paper),
             "excitation" or "activation".
         num_units: allocate the EMA buffer now (otherwise on the first guided step).
+        score_every: k, reuse the last mean scores (the ranking) for k guided steps,
+            so the Guide scores one step in k (1, the paper: every step).
 
-    Buffers: ``drop_rate`` (N,), the EMA p_k, saved in ``state_dict``.
+    Buffers: ``drop_rate`` (N,), the EMA p_k, and ``mean_score`` (N,), the mean
+    scores of the last scored step (empty before it), both saved in ``state_dict``
+    together with the number of Guide steps it may still be reused for
+    (``get_extra_state``).
     Without scores after warm-up the layer falls back to plain dropout at
     ``warmup_p`` and warns once.
     """
@@ -65,6 +76,7 @@ class YDrop(GuidedDropout):
         warmup_p: float = 0.5,
         score: str = "conductance",
         num_units: int | None = None,
+        score_every: int = 1,
     ) -> None:
         super().__init__(score=score, warmup_epochs=warmup_epochs, warmup_p=warmup_p, fallback_p=warmup_p)
         self.steps = check_positive_int("steps", steps)
@@ -86,21 +98,64 @@ class YDrop(GuidedDropout):
         if num_units is not None:
             check_positive_int("num_units", num_units)
         self.register_buffer("drop_rate", torch.full((num_units or 0,), self.p0))
+        self.score_every = check_positive_int("score_every", score_every)
+        self.register_buffer("mean_score", torch.zeros(0))
+        # Guide steps for which ``mean_score`` may still be reused (None: no scores
+        # yet). A Python int, so deciding whether to score never reads a device tensor.
+        self._reuses_left: int | None = None
+        self._bucket_cache: tuple[tuple, Tensor] | None = None
+
+    # ------------------------------------------------------------ score_every
+    @property
+    def needs_guide(self) -> bool:
+        """True on a step where the ranking must be refreshed by a Guide pass."""
+        return super().needs_guide and (self._reuses_left is None or self._reuses_left == 0)
+
+    def keep_scores(self) -> None:
+        """A Guide step without new scores: one reuse of the kept mean spent."""
+        if self._reuses_left:
+            self._reuses_left -= 1
+
+    def set_scores(self, scores: Tensor) -> None:
+        """Receive scores (samples, N); only their mean over samples (Eq. 4) is kept."""
+        super().set_scores(scores)
+        # Under DDP every rank must rank the same units: mean over ranks.
+        self.mean_score = all_reduce_mean(self._scores.float().mean(dim=0))
+        self._scores = None
+        # Scores given during warm-up are kept but count as stale: the first guided
+        # step still asks the Guide for fresh ones.
+        self._reuses_left = 0 if self.in_warmup else self.score_every - 1
+
+    def clear_scores(self) -> None:
+        super().clear_scores()
+        self.mean_score = self.mean_score.new_zeros(0)
+        self._reuses_left = None
+
+    def _current_scores(self, x: Tensor) -> Tensor | None:
+        """The kept mean scores as one row (1, N). Refreshed by the Guide's
+        :meth:`set_scores` (or a pending in-forward score function); scores read off
+        ``x`` ("activation") cost no pass and are refreshed every forward."""
+        scores = super()._current_scores(x)
+        if self.score == "activation":
+            self.set_scores(scores)
+        return None if self._reuses_left is None else self.mean_score.unsqueeze(0)
 
     def score_request(self) -> ScoreRequest:
         return ScoreRequest(kind=self.score, per_sample=False, steps=self.steps)
 
     def _bucket_parameters(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """(mu, sigma, p_max), each [weak, strong], as tensors on ``device``."""
-        values = torch.tensor(
-            [
-                [self.mu_low, self.mu_high],
-                [self.sigma_low, self.sigma_high],
-                [self.p_low_max, self.p_high_max],
-            ],
-            device=device,
+        values = (
+            (self.mu_low, self.mu_high),
+            (self.sigma_low, self.sigma_high),
+            (self.p_low_max, self.p_high_max),
         )
-        return values[0], values[1], values[2]
+        # Cached: a new host tensor every step would be a blocking host-to-device
+        # copy on a GPU.
+        if self._bucket_cache is None or self._bucket_cache[0] != values or self._bucket_cache[1].device != device:
+            self._bucket_cache = (values, torch.tensor(values, device=device))
+        table = self._bucket_cache[1]
+        return table[0], table[1], table[2]
 
     def _ensure_state(self, units: int, device: torch.device) -> None:
         if self.drop_rate.numel() == 0:
@@ -113,10 +168,10 @@ class YDrop(GuidedDropout):
 
     def unit_drop_rates(self, scores: Tensor) -> Tensor:
         """This step's g_B (N,) from scores (samples, N): mean (Eq. 4), buckets (Eq. 5),
-        half-normal draws (Eq. 8)."""
-        # Under DDP every rank must rank the same units and draw the same rates, so
-        # that the EMA buffers stay identical: mean over ranks, rank 0's draws.
-        strong = F_.strong_units(all_reduce_mean(scores.mean(dim=0)), self.strong_fraction)
+        half-normal draws (Eq. 8). The layer passes its kept mean as one row."""
+        strong = F_.strong_units(scores.mean(dim=0), self.strong_fraction)
+        # Under DDP every rank must draw the same rates, so that the EMA buffers
+        # stay identical: rank 0's draws (the mean is averaged in set_scores).
         p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(scores.device)))
         return F_.bucket_drop_rates(strong, p_low, p_high)
 
@@ -130,18 +185,32 @@ class YDrop(GuidedDropout):
             mask = F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate)
         return x * broadcast_units(mask.to(x.dtype), x)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The EMA is sized lazily on the first guided step; a fresh module must
-        # still accept a trained one's buffer.
-        saved = state_dict.get(prefix + "drop_rate")
-        if saved is not None and self.drop_rate.numel() == 0:
-            self.drop_rate = torch.empty_like(saved, device=self.drop_rate.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def get_extra_state(self) -> dict:
+        return {"reuses_left": self._reuses_left}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._reuses_left = state.get("reuses_left")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs):
+        # The buffers are sized lazily on the first guided step; a fresh module must
+        # still accept a trained one's.
+        for name in ("drop_rate", "mean_score"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs)
+        # A state saved before score_every existed has neither: the layer then
+        # scores at its next guided step.
+        for key in (prefix + "mean_score", prefix + "_extra_state"):
+            if key not in state_dict and key in missing_keys:
+                missing_keys.remove(key)
+                self.clear_scores()
 
     def extra_repr(self) -> str:
         return (
             f"score={self.score!r}, steps={self.steps}, strong_fraction={self.strong_fraction}, "
             f"mu=({self.mu_low}, {self.mu_high}), sigma=({self.sigma_low}, {self.sigma_high}), "
             f"p_max=({self.p_low_max}, {self.p_high_max}), p0={self.p0}, elasticity={self.elasticity}, "
-            f"warmup_epochs={self.warmup_epochs}, warmup_p={self.warmup_p}, units={self.drop_rate.numel() or 'lazy'}"
+            f"warmup_epochs={self.warmup_epochs}, warmup_p={self.warmup_p}, score_every={self.score_every}, "
+            f"units={self.drop_rate.numel() or 'lazy'}"
         )

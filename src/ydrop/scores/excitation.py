@@ -46,7 +46,7 @@ from .._validation import check_targets
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._units import normalise_rows, per_unit
 
-__all__ = ["excitation_backprop", "register_excitation_rule"]
+__all__ = ["excitation_backprop", "register_excitation_rule", "chain_input_excitation"]
 
 # A rule says how P gets from a module's output to its input:
 #   "pass":     P at the input equals P at the output (same shape); the module's own
@@ -163,21 +163,45 @@ def excitation_backprop(
     target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
     modules = [module for _, module in resolve_layers(model, layers)]
     with eval_mode(model):
-        outputs, logits = _forward(model, inputs, modules)
-        if not isinstance(logits, Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
-        check_targets("target", target, inputs.shape[0], num_classes=logits.shape[1])
-        one_hot = F.one_hot(target.to(logits.device), logits.shape[1]).to(logits.dtype)
-        if logits.requires_grad:
-            grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
-        else:  # no requested layer feeds the logits
-            grads = (None,) * len(outputs)
-    results = {}
-    for module, output, grad in zip(modules, outputs, grads):
-        p = torch.zeros_like(output) if grad is None else grad
-        results[module] = normalise_rows(per_unit(p.detach()))
-    return results
+        return dict(zip(modules, _excitation_backprop(model, inputs, target, modules)))
+
+
+def _excitation_backprop(model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module]) -> list[Tensor]:
+    """The computation, model already in eval mode, ``target`` a (B,) index tensor:
+    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order."""
+    outputs, logits = _forward(model, inputs, modules)
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
+    check_targets("target", target, inputs.shape[0], num_classes=logits.shape[1])
+    # scatter_ rather than F.one_hot, which reads the largest index back to the host.
+    one_hot = torch.zeros_like(logits).scatter_(1, target.to(logits.device).unsqueeze(1), 1.0)
+    if logits.requires_grad:
+        grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
+    else:  # no requested layer feeds the logits
+        grads = (None,) * len(outputs)
+    return [
+        normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach()))
+        for output, grad in zip(outputs, grads)
+    ]
+
+
+def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor) -> Tensor:
+    """p_EB (B, N) of the input units of ``chain``, a ``nn.Sequential(nn.Identity(),
+    *modules)`` whose modules map ``inputs`` (B, N, *) to the logits.
+
+    The Guide's fast path for Excitation Dropout: ``inputs`` is the guided layer's
+    input taken from the training forward, so only the modules above the layer run
+    again (in eval mode, like the separate pass); the leading ``nn.Identity`` stands
+    for the guided layer (identity in eval) and is where P is read.
+    """
+    if target.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"Guide.step was given {target.shape[0]} targets but the guided layer got a batch of "
+            f"{inputs.shape[0]}: call guide.step(inputs, targets) on the same batch that is fed to the model"
+        )
+    with eval_mode(chain):
+        return _excitation_backprop(chain, inputs, target, [chain[0]])[0]
 
 
 class _State:
