@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m ydrop.demo
+	$(VENV)/bin/ydrop compare
 
 test: $(STAMP)
 	$(PY) -m pytest -q

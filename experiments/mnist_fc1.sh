@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Reproduce Y-Drop Table 2, row MNIST / FC_1, with the project's own commands (issue 7).
+#
+#   experiments/mnist_fc1.sh [DATA_DIR] [RUNS_DIR]
+#
+# Every cell is one `ydrop compare` call; finished cells are skipped, an interrupted
+# cell resumes from its last checkpoint, so the script can be stopped and rerun at will.
+# The small result files (config.json, result.json) are copied into docs/results/ after
+# each call, so `ydrop table docs/results/mnist-fc1` rebuilds the table from git alone.
+set -euo pipefail
+DATA=${1:-../shared/data}
+RUNS=${2:-runs/mnist-fc1}
+YDROP=${YDROP:-ydrop}
+SEEDS=${SEEDS:-3}
+common=(--dataset mnist --model fc1 --data-dir "$DATA" --out "$RUNS" --seeds "$SEEDS" --no-progress)
+
+export_results() {
+  (cd "$RUNS" && find . -name result.json -o -name config.json) | while read -r f; do
+    mkdir -p "docs/results/mnist-fc1/$(dirname "$f")"
+    cp "$RUNS/$f" "docs/results/mnist-fc1/$f"
+  done
+}
+
+# 1. The paper's row: no dropout, dropout 0.5, Y-Drop with the authors' MNIST pick (alpha 1e-2, K 2).
+$YDROP compare "${common[@]}" --methods none,dropout
+export_results
+$YDROP compare "${common[@]}" --methods ydrop --set ydrop.elasticity=0.01 --set ydrop.warmup_epochs=2
+export_results
+# 2. The rest of the Y-Drop tuning grid (alpha in {1e-3, 1e-2}, K in {1, 2, 3}); picked on validation accuracy.
+for alpha in 0.001 0.01; do
+  for k in 1 2 3; do
+    $YDROP compare "${common[@]}" --methods ydrop --set ydrop.elasticity=$alpha --set ydrop.warmup_epochs=$k
+    export_results
+  done
+done
+# 3. The other guided and curriculum methods.
+$YDROP compare "${common[@]}" --methods excitation,activation,curriculum
+export_results
