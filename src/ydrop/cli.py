@@ -5,6 +5,17 @@ dropout, dropout, Y-Drop, Excitation Dropout and Activation Dropout on the embed
 digits dataset over 3 seeds (Y-Drop protocol: SGD, early stopping on validation loss),
 prints a Table-2-style Markdown table and writes table.md, table.csv, table.tex and
 val_curves.png into the out folder. Finished runs are reused; interrupted ones resume.
+
+``ydrop sweep`` runs the paper's Y-Drop tuning grid (elasticity x warm-up x seeds) and
+reports the test accuracy of the setting with the best validation accuracy.
+``compare --shard i/n`` and ``sweep --shard i/n`` run the i-th of n disjoint parts of
+their grid (for job arrays sharing one out folder); ``ydrop table`` merges them.
+``train``, ``compare`` and ``sweep`` run under ``torchrun --nproc_per_node N -m
+ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes.
+
+``ydrop analyze RUN_DIR ...`` (or ``compare --analyze``) analyses finished runs: the
+Table-5-style table and the plots of Y-Drop Fig. 2-3 and Excitation Dropout Fig. 7
+(see ``ydrop.analysis.report``).
 """
 
 from __future__ import annotations
@@ -73,6 +84,41 @@ def _parse_sets(items: Sequence[str], config_fields: set[str], methods: Sequence
     return changes, model_kwargs, method_kwargs
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n), 0 <= i < n."""
+    index, slash, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = None
+    if not slash or shard is None or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(
+            f"expects I/N with 0 <= I < N, e.g. 0/4 for the first of 4 parts (with SLURM: "
+            f"$SLURM_ARRAY_TASK_ID/$N and --array=0-$((N-1))); got {text!r}")
+    return shard
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated numbers such as 1e-3,1e-2; got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers such as 1,3,5; got {text!r}") from None
+
+
+def _grid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell, 0..N-1 (default: %(default)s)")
+    parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help="run only the I-th (0-based) of N disjoint parts of the grid; parts share the out "
+                             "folder and `ydrop table` merges them (default: the whole grid)")
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="digits", help="dataset name (default: %(default)s, embedded, no download)")
     parser.add_argument("--model", default="fc1", help="model name, see ydrop.models.list_models() (default: %(default)s)")
@@ -92,8 +138,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train.sweep import ALPHAS, WARMUPS
+
     parser = argparse.ArgumentParser(prog="ydrop", description="Importance-guided dropout: train and compare methods.")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,train,table}")
+    sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,train,table,analyze}")
     sub.required = True
 
     compare = sub.add_parser("compare", help="compare dropout methods over seeds and write a results table",
@@ -101,7 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
                                  line.strip() for line in __doc__.splitlines()[3:7]))
     _common_options(compare)
     compare.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated methods (default: %(default)s)")
-    compare.add_argument("--seeds", type=int, default=3, help="seeds per method, 0..N-1 (default: %(default)s)")
+    _grid_options(compare)
+    compare.add_argument("--analyze", action="store_true",
+                         help="then analyse the runs as `ydrop analyze` does, into OUT/analysis (default: off)")
+
+    sweep = sub.add_parser("sweep", help="tune Y-Drop's elasticity and warm-up, pick by validation accuracy",
+                           description="Train Y-Drop over elasticity alpha x warm-up K x seeds (the paper's "
+                                       "tuning grid), pick the (alpha, K) with the best mean validation accuracy "
+                                       "and report its test accuracy; writes sweep.md and sweep.csv.")
+    _common_options(sweep)
+    sweep.add_argument("--alphas", type=_floats, default=",".join(f"{a:g}" for a in ALPHAS), metavar="A,B,..",
+                       help="elasticity values (default: %(default)s)")
+    sweep.add_argument("--warmups", type=_ints, default=",".join(map(str, WARMUPS)), metavar="K,L,..",
+                       help="warm-up epochs K (default: %(default)s)")
+    _grid_options(sweep)
 
     train = sub.add_parser("train", help="train one run", description="Train (or resume, or load) one run.")
     _common_options(train)
@@ -113,16 +174,45 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched for result.json files")
     table.add_argument("--format", default="md", choices=("md", "csv", "latex"), help="output format (default: %(default)s)")
     table.add_argument("--plot", default=None, metavar="PNG", help="also write the validation curves there (default: no plot)")
+    table.add_argument("--sweep", action="store_true",
+                       help="the Y-Drop sweep table (alpha x K, pick by validation accuracy) instead (default: off)")
+    _analyze_options(sub)
     return parser
+
+
+def _analyze_options(sub) -> None:
+    analyze = sub.add_parser(
+        "analyze", help="analyse finished runs: conductance spread, utilisation, robustness to removed units",
+        description="Analyse one layer of finished runs (Y-Drop Fig. 2-3, Excitation Dropout Table 5 and Fig. 7): "
+                    "print the Table-5-style table (mean (±std) over seeds) and write table.md, table.csv, "
+                    "analysis.json, spread.png, removal.png and peb_removal.png.")
+    analyze.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                         help="a run folder (holding result.json) or a folder searched for finished runs")
+    analyze.add_argument("--out", default=None, metavar="DIR",
+                         help="report folder (default: analysis/ in the common folder of the RUN_DIRs)")
+    analyze.add_argument("--layer", default=None, metavar="NAME",
+                         help="submodule analysed, e.g. classifier.2 (default: each model's last dropout slot, the "
+                              "last hidden layer feeding the classifier)")
+    analyze.add_argument("--repeats", type=int, default=25,  # ydrop.analysis.DEFAULT_REPEATS
+                         help="repeats of random removal (default: %(default)s)")
+    analyze.add_argument("--delta", type=float, default=0.1,  # ydrop.analysis.DEFAULT_CONSERVATIVE_DELTA
+                         help="a unit whose incoming weights moved less than this (L2) is conservative "
+                              "(default: %(default)s)")
+    analyze.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: %(default)s)")
+    analyze.add_argument("--data-dir", default=None, metavar="DIR",
+                         help="dataset root (default: the one stored with each run)")
+    analyze.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
 
 
 def _base_config(args: argparse.Namespace, methods: Sequence[str]):
     from .data import dataset_info
     from .train import TrainConfig
 
+    if getattr(args, "seeds", 1) < 1:
+        raise UsageError(f"--seeds must be an integer >= 1; got {args.seeds}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
-    if args.command == "compare" and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
+    if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     values = dict(dataset=args.dataset, model=args.model, protocol=args.protocol, device=args.device,
                   data_dir=args.data_dir, out=args.out, dry_run=args.dry_run, model_kwargs=model_kwargs)
@@ -168,32 +258,98 @@ def _methods(text: str) -> list[str]:
     return methods
 
 
+def _run_cells(args: argparse.Namespace, configs: list, write) -> tuple[list, list]:
+    """Run this process's cells of ``configs``, then, under the out folder's lock, call
+    ``write(finished results of the whole grid)`` on rank 0.
+
+    The tables hold every finished cell of the grid, whoever trained it, so the last
+    shard to finish writes the complete ones; the lock makes "collect, then write"
+    one step, so a shard that collected earlier cannot overwrite them with fewer rows.
+    """
+    from . import distributed
+    from .train import finished_results, run_configs
+    from .train.lock import TABLES_LOCK, wait_lock
+
+    mine = run_configs(configs, progress=not args.no_progress, shard=args.shard)
+    finished = []
+    if distributed.is_main_process():
+        with wait_lock(Path(configs[0].out) / TABLES_LOCK):
+            finished = finished_results(configs)
+            write(finished)
+    return mine, finished
+
+
+def _ran(args: argparse.Namespace, mine: list, finished: list, cells: int, started: float) -> str:
+    part = f"shard {args.shard[0]}/{args.shard[1]}: " if args.shard else ""
+    return (f"{part}{sum(r.trained for r in mine)} run(s) trained, {len(mine) - sum(r.trained for r in mine)} "
+            f"reused; {len(finished)} of the grid's {cells} cells finished ({time.perf_counter() - started:.0f} s)")
+
+
 def _compare(args: argparse.Namespace) -> int:
-    from .train import plot_validation_curves, run_grid, summarize, to_csv, to_latex, to_markdown
-    from .train.store import atomic_write
+    from . import distributed
+    from .train import plot_validation_curves, summarize, to_csv, to_latex, to_markdown
+    from .train.grid import grid_configs
+    from .train.table import write_outputs
 
     methods = _methods(args.methods)
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be an integer >= 1; got {args.seeds}")
     config, method_kwargs = _base_config(args, methods)
     started = time.perf_counter()
-    results = run_grid(config, methods, args.seeds, method_kwargs=method_kwargs, progress=not args.no_progress)
-    rows = summarize(results)
-    markdown = to_markdown(rows)
     out = Path(config.out)
-    for name, text in (("table.md", markdown), ("table.csv", to_csv(rows)), ("table.tex", to_latex(rows))):
-        atomic_write(out / name, lambda f, t=text: f.write(t.encode()))
-    plot_validation_curves(results, out / "val_curves.png")
+    tables = {}
+
+    def write(results):
+        rows = summarize(results)
+        tables["md"] = to_markdown(rows)
+        write_outputs(out, {"table.md": tables["md"], "table.csv": to_csv(rows), "table.tex": to_latex(rows)})
+        plot_validation_curves(results, out / "val_curves.png")
+
+    configs = grid_configs(config, methods, args.seeds, method_kwargs=method_kwargs)
+    mine, finished = _run_cells(args, configs, write)
+    if not distributed.is_main_process():
+        return 0
     c = config.resolved()
     print(f"\n{c.dataset}, {c.model} {c.model_kwargs or ''}, protocol {c.protocol} ({c.optimizer}, lr {c.lr}, "
           f"batch {c.batch_size}, max {c.max_epochs} epochs), {args.seeds} seed(s):\n")
-    print(markdown)
-    print(f"wrote {out / 'table.md'}, table.csv, table.tex, val_curves.png "
-          f"({time.perf_counter() - started:.0f} s, {sum(r.trained for r in results)} run(s) trained)")
+    print(tables["md"])
+    print(f"wrote {out / 'table.md'}, table.csv, table.tex, val_curves.png; {_ran(args, mine, finished, len(configs), started)}")
+    if args.analyze and finished:
+        _print_analysis([r.run_dir for r in finished], out / "analysis", None, args)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .train import summarize_sweep, sweep_configs, sweep_csv, sweep_markdown
+    from .train.sweep import SWEEP_KEYS
+    from .train.table import write_outputs
+
+    config, method_kwargs = _base_config(args, ["ydrop"])
+    clash = [k for k in SWEEP_KEYS if k in method_kwargs.get("ydrop", {})]
+    if clash:
+        raise UsageError(f"--set ydrop.{clash[0]}=...: the sweep varies it; use --alphas / --warmups instead")
+    try:
+        configs = sweep_configs(config.replace(method="ydrop", method_kwargs=method_kwargs.get("ydrop", {})),
+                                args.alphas, args.warmups, args.seeds)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("alphas", "--alphas").replace("warmups", "--warmups")) from exc
+    started = time.perf_counter()
+    out = Path(config.out)
+    tables = {}
+
+    def write(results):
+        rows = summarize_sweep(results)
+        tables["md"] = sweep_markdown(rows)
+        write_outputs(out, {"sweep.md": tables["md"], "sweep.csv": sweep_csv(rows)})
+
+    mine, finished = _run_cells(args, configs, write)
+    if distributed.is_main_process():
+        print(tables["md"])
+        print(f"wrote {out / 'sweep.md'}, sweep.csv; {_ran(args, mine, finished, len(configs), started)}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .distributed import rank as dist_rank
     from .train import train_run
 
     method = _methods(args.method)
@@ -204,6 +360,8 @@ def _train(args: argparse.Namespace) -> int:
     config, method_kwargs = _base_config(args, method)
     config = config.replace(method=method[0], seed=args.seed, method_kwargs=method_kwargs.get(method[0], {}))
     result = train_run(config, progress=not args.no_progress)
+    if result.world_size > 1 and dist_rank() != 0:
+        return 0  # rank 0 reports
     print(f"{'trained' if result.trained else 'already finished'}: {result.run_dir}\n"
           f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) at best epoch {result.best_epoch} "
           f"of {result.epochs}, {result.time_per_epoch:.3f} s/epoch")
@@ -219,6 +377,16 @@ def _table(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if not results:
         raise UsageError(f"no result.json found below {args.runs_dir!r}")
+    if args.sweep:
+        from .train import summarize_sweep, sweep_csv, sweep_markdown
+
+        if args.format == "latex":
+            raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
+        rows = summarize_sweep(results)
+        if not rows:
+            raise UsageError(f"no Y-Drop run found below {args.runs_dir!r} (--sweep tabulates ydrop sweeps)")
+        print({"md": sweep_markdown, "csv": sweep_csv}[args.format](rows), end="")
+        return 0
     rows = summarize(results)
     print({"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](rows), end="")
     if args.plot:
@@ -226,11 +394,50 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args: argparse.Namespace,
+                    repeats: int = 25, delta: float = 0.1) -> None:
+    from .analysis.report import analyze
+
+    report = analyze(runs, out=out, layer=layer, repeats=repeats, device=args.device, data_dir=args.data_dir,
+                     conservative_delta=delta, progress=not args.no_progress)
+    folder = Path(next(iter(report.files.values()))).parent
+    print(f"\nanalysis of layer {', '.join(sorted({a.layer for a in report.analyses}))} "
+          f"({len(report.analyses)} run(s)):\n\n{report.markdown}")
+    print(f"wrote {', '.join(report.files)} into {folder} ({report.seconds:.0f} s)")
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis.runs import find_runs, run_layers
+
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be an integer >= 1; got {args.repeats}")
+    if not args.delta >= 0:
+        raise UsageError(f"--delta must be a number >= 0; got {args.delta}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device 'cuda' was asked for but no CUDA device is available; allowed: auto, cpu")
+    try:  # bad folders and layers are refused before any run is loaded
+        runs = find_runs(args.run_dirs, name="RUN_DIR")
+        run_layers(runs, args.layer, name="--layer")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    _print_analysis(runs, args.out, args.layer, args, args.repeats, args.delta)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"compare": _compare, "train": _train, "table": _table}[args.command](args)
+        if args.command in ("table", "analyze"):
+            return {"table": _table, "analyze": _analyze}[args.command](args)
+        from .distributed import process_group
+
+        # Under torchrun: one process group for the whole command (gloo on CPU, nccl on CUDA).
+        with process_group(args.device):
+            return {"compare": _compare, "sweep": _sweep, "train": _train}[args.command](args)
     except UsageError as exc:
         parser.exit(2, f"ydrop {args.command}: error: {exc}\n")
     except KeyboardInterrupt:

@@ -1,16 +1,33 @@
-"""``run_grid``: dataset x model x method x seed cells, skipping finished ones."""
+"""``run_grid``: dataset x model x method x seed cells, skipping finished ones.
+
+Grids split over processes and machines: ``shard=(i, n)`` runs only the cells whose
+index in the deterministic cell order is i modulo n, so n jobs that share the runs
+folder (a SLURM job array, GNU parallel) cover the grid once, and every cell has a
+stable owner. Round-robin rather than blocks, so that every shard gets a mix of
+methods and seeds and the shards take about as long. Whatever the sharding, a cell
+is never trained by two processes at once: ``train_run`` holds a lock file in the
+run folder, a process that meets a locked cell first runs its other cells, then
+waits for it (and trains it itself if its owner died and the lock went stale).
+"""
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from .. import distributed as dist_
+from . import store
 from .config import TrainConfig
+from .lock import RunLocked
 from .run import RunResult, train_run
 
-__all__ = ["run_grid", "grid_configs"]
+__all__ = ["run_grid", "grid_configs", "run_configs", "shard_cells", "check_shard", "finished_results"]
+
+# Seconds between two looks at cells that another process is training.
+WAIT_POLL = 5.0
 
 
 def _as_list(name: str, value: Any, kind: type) -> list:
@@ -58,6 +75,57 @@ def grid_configs(
     return configs
 
 
+def check_shard(shard: Any) -> tuple[int, int] | None:
+    """``None`` (the whole grid) or ``(index, count)`` with 0 <= index < count."""
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be None or (index, count) of integers with 0 <= index < count; got {shard!r}")
+    return shard[0], shard[1]
+
+
+def shard_cells(configs: Sequence[TrainConfig], shard: tuple[int, int] | None) -> list[TrainConfig]:
+    """The cells of shard ``(i, n)``: those whose index in ``configs`` is i modulo n."""
+    shard = check_shard(shard)
+    return list(configs) if shard is None else list(configs)[shard[0]::shard[1]]
+
+
+def run_configs(
+    configs: Sequence[TrainConfig],
+    progress: bool = True,
+    train: Callable[..., RunResult] = train_run,
+    shard: tuple[int, int] | None = None,
+    poll: float = WAIT_POLL,
+) -> list[RunResult]:
+    """Run the cells of ``configs`` (of shard ``shard``), one result per cell, in order.
+
+    Finished cells are loaded, interrupted ones resumed. Cells locked by another
+    process are left for the end and waited for (``poll`` seconds between looks).
+    """
+    cells = shard_cells(configs, shard)
+    results: dict[int, RunResult] = {}
+    progress = progress and dist_.is_main_process()
+    with tqdm(total=len(cells), disable=not progress, desc="grid", unit="run") as bar:
+        pending = list(range(len(cells)))
+        while pending:
+            locked = []
+            for index in pending:
+                config = cells[index]
+                bar.set_postfix_str(f"{config.dataset}/{config.model}/{config.method}/seed{config.seed}")
+                try:
+                    results[index] = train(config, progress=progress)
+                except RunLocked:
+                    locked.append(index)
+                    continue
+                bar.update(1)
+            if locked and len(locked) == len(pending):
+                time.sleep(poll)  # nothing left to do but wait for the other processes
+            pending = locked
+    return [results[index] for index in range(len(cells))]
+
+
 def run_grid(
     base_config: TrainConfig,
     methods: Sequence[str],
@@ -67,16 +135,24 @@ def run_grid(
     method_kwargs: Mapping[str, dict[str, Any]] | None = None,
     progress: bool = True,
     train: Callable[..., RunResult] = train_run,
+    shard: tuple[int, int] | None = None,
 ) -> list[RunResult]:
-    """Run every cell (finished cells are loaded, interrupted ones resumed); one result per cell.
+    """Run every cell (or those of ``shard``); finished cells are loaded, interrupted ones
+    resumed, cells being trained by another process waited for. One result per cell run.
 
     An outer progress bar counts cells; each run shows its own epoch bar.
     """
     configs = grid_configs(base_config, methods, seeds, datasets, models, method_kwargs)
+    return run_configs(configs, progress=progress, train=train, shard=shard)
+
+
+def finished_results(configs: Sequence[TrainConfig]) -> list[RunResult]:
+    """The stored results of the cells of ``configs`` that are finished (by any process), in order."""
     results = []
-    with tqdm(total=len(configs), disable=not progress, desc="grid", unit="run") as bar:
-        for config in configs:
-            bar.set_postfix_str(f"{config.dataset}/{config.model}/{config.method}/seed{config.seed}")
-            results.append(train(config, progress=progress))
-            bar.update(1)
+    for config in configs:
+        path = store.run_dir(config.resolved()) / store.RESULT_FILE
+        if path.exists():
+            result = RunResult.from_dict(store.read_json(path))
+            result.run_dir = str(path.parent)
+            results.append(result)
     return results

@@ -6,6 +6,19 @@ validation loss and accuracy, a checkpoint, early stopping. At the end the best
 checkpoint (lowest validation loss) is restored and tested, and ``result.json`` is
 written. A finished run is never trained again; an interrupted one resumes from its
 last checkpoint and reaches the same metrics (on CPU) as an uninterrupted one.
+
+A run holds a lock file in its folder while it trains (see :mod:`.lock`): a second
+process asking for the same run gets :class:`RunLocked` instead of training it twice.
+
+Under ``torchrun`` (an initialised process group) the model is wrapped in
+``DistributedDataParallel``: every rank iterates the same batches and trains on its
+contiguous share of each (so ``batch_size`` stays the global batch and the protocol
+is unchanged), the Guide scores each rank's share and the Y-Drop layers average the
+mean scores over ranks. Validation and test sets are split over ranks the same way
+and their sums all-reduced, so every rank takes the same early-stopping decisions.
+Only rank 0 reads the run's state from disk to decide what to do, writes files and
+shows progress; the runs folder must be shared by all ranks (it is on one machine).
+A batch smaller than the number of ranks is skipped.
 """
 
 from __future__ import annotations
@@ -18,20 +31,23 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .. import distributed as dist_
 from ..data import BatchLoader, PadCropFlip, load_dataset, train_val_split
 from ..guide import Guide
 from ..layers import GuidedDropout, information_kl
 from ..models import create
 from . import store
 from .config import DRY_RUN_BATCHES, TrainConfig
+from .lock import LOCK_FILE, FileLock, RunLocked, lock_holder, try_lock
 
-__all__ = ["train_run", "RunResult", "EpochCallback"]
+__all__ = ["train_run", "RunResult", "EpochCallback", "RunLocked"]
 
 # callback(epoch, record, run_dir) after each epoch's checkpoint is written.
 EpochCallback = Callable[[int, dict, Path], None]
@@ -53,6 +69,7 @@ class RunResult:
     total_time: float
     versions: dict[str, str]
     run_dir: str = ""
+    world_size: int = 1  # processes that trained the run (torchrun); results written before count as 1
     trained: bool = True  # False when loaded from an existing result.json
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +106,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
+    """Seed of the training stream of ``rank`` from ``epoch`` on: ``seed`` itself on rank 0
+    at epoch 0 (so one process draws exactly what it always drew), an unrelated stream
+    otherwise (so the other ranks' dropout masks are not copies of rank 0's)."""
+    if rank == 0 and epoch == 0:
+        return seed
+    state = np.random.SeedSequence([seed, rank, epoch]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
+
+
+def _sum_over_ranks(*values: float) -> list[float]:
+    """Per-rank sums (loss, correct, count) added over all ranks, in float64."""
+    total = dist_.all_reduce_sum(torch.tensor(values, dtype=torch.float64))
+    return total.tolist()
+
+
+def _state_copy(model: nn.Module, device: str | None = None) -> dict[str, Any]:
+    """A detached copy of ``model.state_dict()`` (on ``device`` if given); entries that
+    are not tensors (a layer's ``get_extra_state``) are deep-copied."""
+    return {k: (v.detach().to(device) if device else v.detach()).clone() if isinstance(v, torch.Tensor)
+            else copy.deepcopy(v) for k, v in model.state_dict().items()}
+
+
 def _needs_guide(model: nn.Module) -> bool:
     return any(isinstance(m, GuidedDropout) for m in model.modules())
 
@@ -101,10 +141,15 @@ def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None) -
         for i, (x, y) in enumerate(loader):
             if limit is not None and i >= limit:
                 break
+            x, y = dist_.shard_rows(x, y)
+            if y.numel() == 0:
+                continue  # a batch smaller than the number of ranks
             logits = model(x)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             count += y.numel()
+    if dist_.world_size() > 1:
+        total_loss, correct, count = _sum_over_ranks(total_loss, correct, count)
     return total_loss / max(count, 1), 100.0 * correct / max(count, 1)
 
 
@@ -138,19 +183,69 @@ def train_run(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     c = config.resolved()
     folder = store.run_dir(c)
-    result_path = folder / store.RESULT_FILE
-    if result_path.exists():
-        data = store.read_json(result_path)
-        _check_same_config(data.get("config", {}), c, folder)
-        result = RunResult.from_dict(data, trained=False)
+    # Rank 0 alone looks at the folder and decides; every rank follows its decision,
+    # so no rank can start collectives the others never join.
+    lock, decision = None, None
+    if dist_.is_main_process():
+        try:
+            lock, decision = _open_run(c, folder)
+        except (ValueError, RunLocked) as exc:
+            decision = exc
+    if dist_.world_size() > 1:
+        decision = dist_.broadcast_object(decision)
+    if isinstance(decision, Exception):
+        raise decision
+    if decision is not None:  # the stored result
+        result = RunResult.from_dict(decision, trained=False)
         result.run_dir = str(folder)
         return result
-    config_path = folder / store.CONFIG_FILE
-    if config_path.exists():
-        _check_same_config(store.read_json(config_path), c, folder)
-    store.write_json(config_path, c.to_dict())
+    try:
+        return _train(c, folder, lock, progress, callbacks)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _open_run(c: TrainConfig, folder: Path) -> tuple[FileLock | None, dict[str, Any] | None]:
+    """(lock, None) when the run is to be trained (its config.json written), (None, stored
+    result) when it is finished. Raises ValueError for another config in the folder,
+    RunLocked when another process is training it."""
+    result_path = folder / store.RESULT_FILE
+    if result_path.exists():
+        return None, _stored_result(result_path, c, folder)
+    lock = try_lock(folder / LOCK_FILE)
+    if lock is None:
+        raise RunLocked(f"run {str(folder)!r} is being trained by another process ({lock_holder(folder / LOCK_FILE)})")
+    try:
+        if result_path.exists():  # finished by that process while we waited for the lock
+            lock.release()
+            return None, _stored_result(result_path, c, folder)
+        config_path = folder / store.CONFIG_FILE
+        if config_path.exists():
+            _check_same_config(store.read_json(config_path), c, folder)
+        store.write_json(config_path, c.to_dict())
+    except BaseException:
+        lock.release()
+        raise
+    return lock, None
+
+
+def _stored_result(path: Path, c: TrainConfig, folder: Path) -> dict[str, Any]:
+    data = store.read_json(path)
+    _check_same_config(data.get("config", {}), c, folder)
+    return data
+
+
+def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
+           callbacks: Sequence[EpochCallback]) -> RunResult:
+    """The training itself, on every rank; only rank 0 (``lock`` its lock) writes."""
+    result_path = folder / store.RESULT_FILE
+    rank, world = dist_.rank(), dist_.world_size()
+    main = rank == 0
+    progress = progress and main
     device = torch.device(c.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", dist_.local_rank())
     torch.manual_seed(c.seed)
     full_train = load_dataset(c.dataset, root=c.data_dir, split="train", download=c.download, progress=progress)
     test_set = load_dataset(c.dataset, root=c.data_dir, split="test", download=c.download, progress=progress)
@@ -162,11 +257,16 @@ def train_run(
     val_loader = BatchLoader(val_set, eval_batch, device=device)
     test_loader = BatchLoader(test_set, eval_batch, device=device)
 
-    torch.manual_seed(c.seed)
+    torch.manual_seed(c.seed)  # the same initial weights on every rank
     model = create(c.model, num_classes=info.num_classes, in_shape=info.in_shape, dropout=c.method,
                    dropout_kwargs=c.method_kwargs, **c.model_kwargs).to(device)
     optimizer = _make_optimizer(model, c)
     guide = Guide(model) if _needs_guide(model) else None
+    # The training forward goes through DDP (gradients averaged over ranks); scoring,
+    # evaluation and checkpoints use the bare network.
+    forward = model
+    if world > 1:
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batch_limit = DRY_RUN_BATCHES if c.dry_run else None
     steps_per_epoch = min(len(train_loader), batch_limit or len(train_loader))
     if c.iterations is not None:
@@ -176,8 +276,8 @@ def train_run(
         max_epochs = c.max_epochs
 
     initial_path = folder / store.INITIAL_FILE
-    if not initial_path.exists():
-        store.save_torch(initial_path, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if main and not initial_path.exists():
+        store.save_torch(initial_path, _state_copy(model, "cpu"))
 
     # Training state (restored from the checkpoint when resuming).
     start_epoch, step = 0, 0
@@ -185,7 +285,7 @@ def train_run(
     best = {"val_loss": math.inf, "epoch": -1, "state": None}
     bad_epochs, elapsed = 0, 0.0
     checkpoint_path = folder / store.CHECKPOINT_FILE
-    if checkpoint_path.exists():
+    if dist_.broadcast_object(checkpoint_path.exists()):  # rank 0's view, the one that counts
         ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -193,9 +293,13 @@ def train_run(
             guide.load_state_dict(ckpt["guide"])
         start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
         best, bad_epochs, elapsed = ckpt["best"], ckpt["bad_epochs"], ckpt["elapsed"]
-        _set_rng_state(ckpt["rng"])
+        by_rank = ckpt.get("rng_by_rank") or [ckpt["rng"]]
+        if len(by_rank) == world:
+            _set_rng_state(by_rank[rank])
+        else:  # resumed with another number of processes: a fresh stream per rank
+            torch.manual_seed(_rank_seed(c.seed, rank, start_epoch))
     else:
-        torch.manual_seed(c.seed)
+        torch.manual_seed(_rank_seed(c.seed, rank))
 
     stopped_early = bool(history) and c.patience is not None and bad_epochs >= c.patience
     done = stopped_early or (c.iterations is not None and step >= c.iterations)
@@ -214,13 +318,16 @@ def train_run(
             for i, (x, y) in enumerate(train_loader):
                 if (batch_limit is not None and i >= batch_limit) or (c.iterations is not None and step >= c.iterations):
                     break
+                if y.shape[0] < world:
+                    continue  # some rank would get no sample; every rank skips it alike
+                x, y = dist_.shard_rows(x, y)
                 lr = _lr_at(c, epoch, step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 model.train()
                 if guide is not None:
                     guide.step(x, y)
-                logits = model(x)
+                logits = forward(x)
                 loss = F.cross_entropy(logits, y)
                 if c.method == "information" and c.information_beta:
                     loss = loss + c.information_beta * information_kl(model).to(loss.device)
@@ -231,6 +338,8 @@ def train_run(
                 total_loss += loss.item() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum().item()
                 count += y.numel()
+            if world > 1:
+                total_loss, correct, count = _sum_over_ranks(total_loss, correct, count)
             val_loss, val_acc = _evaluate(model, val_loader, batch_limit)
             seconds = time.perf_counter() - started
             elapsed += seconds
@@ -239,17 +348,22 @@ def train_run(
             history.append(record)
             if val_loss < best["val_loss"]:
                 best = {"val_loss": val_loss, "epoch": epoch,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                        "state": _state_copy(model)}
                 bad_epochs = 0
             else:
                 bad_epochs += 1
             stopped_early = c.patience is not None and bad_epochs >= c.patience
             done = stopped_early or (c.iterations is not None and step >= c.iterations)
-            store.save_torch(checkpoint_path, dict(
-                model=model.state_dict(), optimizer=optimizer.state_dict(),
-                guide=guide.state_dict() if guide is not None else None, rng=_rng_state(),
-                epoch=epoch, step=step, history=history, best=best, bad_epochs=bad_epochs, elapsed=elapsed,
-            ))
+            rng_by_rank = dist_.all_gather_object(_rng_state()) if world > 1 else None
+            if main:
+                store.save_torch(checkpoint_path, dict(
+                    model=model.state_dict(), optimizer=optimizer.state_dict(),
+                    guide=guide.state_dict() if guide is not None else None, rng=_rng_state(),
+                    epoch=epoch, step=step, history=history, best=best, bad_epochs=bad_epochs, elapsed=elapsed,
+                    rng_by_rank=rng_by_rank,
+                ))
+            if lock is not None:
+                lock.heartbeat()
             bar.update(1)
             bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.2f}")
             for callback in callbacks:
@@ -265,9 +379,10 @@ def train_run(
         config=c.to_dict(), history=history, best_epoch=best["epoch"], best_val_loss=best["val_loss"],
         test_acc=test_acc, test_loss=test_loss, epochs=len(history), stopped_early=stopped_early,
         time_per_epoch=elapsed / max(len(history), 1), total_time=elapsed, versions=_versions(),
-        run_dir=str(folder), trained=True,
+        run_dir=str(folder), world_size=world, trained=True,
     )
-    store.write_json(result_path, result.to_dict())
+    if main:
+        store.write_json(result_path, result.to_dict())
     return result
 
 

@@ -16,12 +16,12 @@ import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import store
 
 __all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves",
-           "method_label", "model_label"]
+           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs"]
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
@@ -109,11 +109,26 @@ def _cells(row: dict[str, Any], pm: str) -> list[str]:
             _fmt(row["delta_dropout"], True), str(row["n"]), _fmt(row["time_per_epoch"], digits=3)]
 
 
+def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join(out) + "\n"
+
+
+def csv_table(fields: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """CSV with a header line and the raw values of ``fields`` (empty cells for None)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow(["" if row[f] is None else row[f] for f in fields])
+    return buffer.getvalue()
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
     """A Markdown table: one line per (dataset, model, method)."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(_cells(row, "±")) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(HEADERS, (_cells(row, "±") for row in rows))
 
 
 CSV_FIELDS = ("dataset", "model", "method", "n", "mean", "std", "delta_none", "delta_dropout", "time_per_epoch")
@@ -121,12 +136,7 @@ CSV_FIELDS = ("dataset", "model", "method", "n", "mean", "std", "delta_none", "d
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """CSV with a header line and raw numbers (empty cells for None)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for row in rows:
-        writer.writerow(["" if row[f] is None else row[f] for f in CSV_FIELDS])
-    return buffer.getvalue()
+    return csv_table(CSV_FIELDS, rows)
 
 
 def _tex(text: str) -> str:
@@ -146,6 +156,12 @@ def to_latex(rows: list[dict[str, Any]]) -> str:
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(folder: str | os.PathLike, texts: dict[str, str]) -> None:
+    """Write each ``{file name: text}`` into ``folder``, atomically (readers never see half a file)."""
+    for name, text in texts.items():
+        store.atomic_write(Path(folder) / name, lambda f, t=text: f.write(t.encode()))
 
 
 def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> Path:

@@ -1,0 +1,141 @@
+"""The Y-Drop tuning grid of the paper (section 4.2): elasticity alpha x warm-up K x seeds.
+
+``sweep_configs`` lists the cells (alpha, then K, then seed, a deterministic order,
+so ``run_configs(..., shard=(i, n))`` splits it like any grid); ``summarize_sweep``
+groups finished runs by (dataset, model, alpha, K), picks per (dataset, model) the
+setting with the best mean *validation* accuracy and reports the *test* accuracy of
+that pick, so the test set never takes part in the choice. The validation accuracy
+of a run is that of its best epoch (lowest validation loss), the checkpoint its test
+accuracy comes from.
+"""
+
+from __future__ import annotations
+
+import inspect
+import statistics
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+from ..layers.ydrop import YDrop
+from .config import TrainConfig
+from .table import _as_dict, _fmt, _label, csv_table, markdown_table, model_label
+
+__all__ = ["ALPHAS", "WARMUPS", "SWEEP_KEYS", "sweep_configs", "summarize_sweep", "sweep_markdown", "sweep_csv"]
+
+ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # elasticity of the EMA (Eq. 6)
+WARMUPS = (1, 3, 5, 7, 9)  # annealing factor K, epochs of plain dropout
+SWEEP_KEYS = ("elasticity", "warmup_epochs")  # the YDrop arguments the sweep sets
+
+
+def _values(name: str, values: Sequence[Any], ok, allowed: str) -> list:
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if not values or not all(ok(v) for v in values):
+        raise ValueError(f"{name} must be a non-empty list of {allowed}; got {values!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} lists a value twice: {values!r}")
+    return values
+
+
+def sweep_configs(
+    base_config: TrainConfig,
+    alphas: Sequence[float] = ALPHAS,
+    warmups: Sequence[int] = WARMUPS,
+    seeds: int | Sequence[int] = 3,
+) -> list[TrainConfig]:
+    """Y-Drop cells over ``alphas`` x ``warmups`` x ``seeds`` (an int n: seeds 0..n-1).
+
+    Other Y-Drop arguments come from ``base_config.method_kwargs``; setting elasticity
+    or warm-up there as well is refused.
+    """
+    if not isinstance(base_config, TrainConfig):
+        raise TypeError(f"base_config must be a TrainConfig, got {type(base_config).__name__}")
+    clash = [k for k in SWEEP_KEYS if k in base_config.method_kwargs]
+    if clash:
+        raise ValueError(f"base_config.method_kwargs sets {', '.join(clash)}, which the sweep varies; "
+                         "remove it and pass alphas / warmups instead")
+    alphas = _values("alphas", alphas, lambda a: isinstance(a, (int, float)) and not isinstance(a, bool)
+                     and 0 <= a <= 1, "numbers in [0, 1]")
+    warmups = _values("warmups", warmups, lambda k: isinstance(k, int) and not isinstance(k, bool) and k >= 0,
+                      "integers >= 0")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1 or a list of seeds; got {seeds!r}")
+        seeds = list(range(seeds))
+    seeds = _values("seeds", seeds, lambda s: isinstance(s, int) and not isinstance(s, bool) and s >= 0,
+                    "integers >= 0")
+    return [base_config.replace(method="ydrop", seed=seed,
+                                method_kwargs={**base_config.method_kwargs, "elasticity": float(alpha),
+                                               "warmup_epochs": warmup})
+            for alpha in alphas for warmup in warmups for seed in seeds]
+
+
+def _default(name: str) -> Any:
+    return inspect.signature(YDrop).parameters[name].default
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def summarize_sweep(results: Iterable[Any]) -> list[dict[str, Any]]:
+    """One row per (dataset, model, alpha, K) of the Y-Drop runs among ``results``.
+
+    Row keys: dataset, model, elasticity, warmup_epochs, n (seeds), val_mean, val_std,
+    test_mean, test_std (accuracies in %, sample std, None for one seed) and ``picked``:
+    True on the row with the best mean validation accuracy of its (dataset, model)
+    (ties: the first in the order alpha, K). Other methods' runs are ignored.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        data = _as_dict(result)
+        config = data["config"]
+        if config["method"] != "ydrop" or not data.get("history"):
+            continue
+        kwargs = config.get("method_kwargs") or {}
+        other = {k: v for k, v in kwargs.items() if k not in SWEEP_KEYS}
+        model = model_label(config) + (f", {_label('ydrop', other)}" if other else "")
+        key = (config["dataset"], model, kwargs.get("elasticity", _default("elasticity")),
+               kwargs.get("warmup_epochs", _default("warmup_epochs")))
+        groups[key].append(data)
+    rows = []
+    for (dataset, model, alpha, warmup), runs in sorted(groups.items(), key=lambda item: item[0]):
+        val_mean, val_std = _mean_std([r["history"][r["best_epoch"]]["val_acc"] for r in runs])
+        test_mean, test_std = _mean_std([r["test_acc"] for r in runs])
+        rows.append(dict(dataset=dataset, model=model, elasticity=alpha, warmup_epochs=warmup, n=len(runs),
+                         val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std, picked=False))
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["dataset"], row["model"])
+        if key not in best or row["val_mean"] > best[key]["val_mean"]:
+            best[key] = row
+    for row in best.values():
+        row["picked"] = True
+    return rows
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return _fmt(mean) + (f" ± {_fmt(std)}" if std is not None else "")
+
+
+SWEEP_HEADERS = ("dataset", "model", "alpha", "K", "seeds", "val accuracy (%)", "test accuracy (%)", "pick")
+
+
+def sweep_markdown(rows: list[dict[str, Any]]) -> str:
+    """The sweep as Markdown, the pick of each (dataset, model) marked and, below, stated."""
+    table = markdown_table(SWEEP_HEADERS, (
+        [row["dataset"], row["model"], f"{row['elasticity']:g}", str(row["warmup_epochs"]), str(row["n"]),
+         _pm(row["val_mean"], row["val_std"]), _pm(row["test_mean"], row["test_std"]), "**✓**" if row["picked"] else ""]
+        for row in rows))
+    picks = [f"- {row['dataset']} / {row['model']}: alpha = {row['elasticity']:g}, K = {row['warmup_epochs']} "
+             f"(validation {_fmt(row['val_mean'])} %), test accuracy {_pm(row['test_mean'], row['test_std'])} % "
+             f"over {row['n']} seed(s)" for row in rows if row["picked"]]
+    return table + ("\nPicked by validation accuracy:\n\n" + "\n".join(picks) + "\n" if picks else "")
+
+
+SWEEP_FIELDS = ("dataset", "model", "elasticity", "warmup_epochs", "n", "val_mean", "val_std", "test_mean",
+                "test_std", "picked")
+
+
+def sweep_csv(rows: list[dict[str, Any]]) -> str:
+    """The sweep as CSV with raw numbers (``picked`` True/False)."""
+    return csv_table(SWEEP_FIELDS, rows)

@@ -1,0 +1,55 @@
+"""DistributedDataParallel with guided layers: 2 processes, gloo backend, CPU, launched by torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with gloo is needed")
+
+HERE = Path(__file__).parent
+
+
+def torchrun(*args, cwd):
+    """Run ``torchrun --standalone --nproc_per_node 2 *args``; fail with its output on error."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    torchrun(HERE / "ddp_worker.py", folder, cwd=folder)
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_ydrop_buffers_identical_on_both_ranks_at_every_step(report):
+    synced = report["synced"]
+    assert synced["buffers_moved"]  # the EMA moved, so equality is not that of untouched buffers
+    assert synced["same_buffers"] == [True] * len(synced["same_buffers"])
+    assert synced["same_params"]
+
+
+def test_without_synchronisation_the_buffers_diverge(report):
+    # The control: the same run with the Y-Drop layer's all-reduce and broadcast
+    # switched off drifts apart, so the check above can fail.
+    assert not any(report["unsynced"]["same_buffers"])
+    assert report["unsynced"]["same_params"]  # DDP still averages the gradients
+
+
+def test_train_run_under_ddp_writes_once_and_ranks_agree(report):
+    rank0, rank1 = report["train_run"]
+    assert rank1["writes"] == []
+    assert sorted(set(rank0["writes"])) == ["checkpoint.pt", "config.json", "initial.pt", "result.json"]
+    assert rank0["writes"].count("result.json") == 1 and rank0["writes"].count("checkpoint.pt") == 3
+    assert rank0["metrics"] == rank1["metrics"]
+    assert rank0["weights"] == rank1["weights"]
+    assert rank0["world_size"] == rank1["world_size"] == 2
