@@ -178,3 +178,141 @@ def test_state_dict_round_trip_restores_epoch():
     other = Guide(TwoBranchNet(YDrop(warmup_epochs=3), nn.Identity()))
     other.load_state_dict(guide.state_dict())
     assert other.epoch == 4 and not other.layers["first"].in_warmup
+
+
+# ------------------------------------------------------------------ score_every
+def test_score_every_four_runs_the_scoring_pass_on_one_step_in_four():
+    torch.manual_seed(5)
+    model = TwoBranchNet(YDrop(warmup_epochs=0, score_every=4, elasticity=1.0),
+                         YDrop(warmup_epochs=0, score_every=4, elasticity=1.0)).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+    passes, strong, high_rates = [], [], []
+    for _ in range(12):
+        calls = count_forwards(model)  # a fresh counter per step (hooks stay: count the last)
+        passes.append(bool(guide.step(x, y)))
+        model(x)
+        rates = model.first.drop_rate  # elasticity 1: the EMA is this step's g_B
+        strong.append(rates > rates.median())
+        high_rates.append(rates.max().item())
+    assert passes == [True, False, False, False] * 3
+    for start in (0, 4, 8):  # the ranking of a scored step is reused for the next three
+        assert all(torch.equal(strong[start], strong[start + i]) for i in range(1, 4))
+    assert len(set(high_rates)) == 12  # bucket rates are drawn at every step
+
+
+def test_score_every_skips_the_forward_of_the_pass():
+    model = TwoBranchNet(YDrop(warmup_epochs=0, score_every=4), nn.Identity()).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    calls = count_forwards(model)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    for _ in range(8):
+        guide.step(x, y)
+        model(x)
+    assert len(calls) == 8 + 2  # eight training forwards, two scoring passes
+
+
+# ----------------------------------------------- Excitation Backprop in the forward
+def chain_net(dropout: nn.Module) -> nn.Sequential:
+    torch.manual_seed(11)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), dropout, nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 5)).train()
+
+
+def test_excitation_in_the_forward_equals_the_separate_pass():
+    x, y = torch.randn(64, 12), torch.randint(0, 5, (64,))
+    results = []
+    for reuse in (True, False):
+        model = chain_net(ExcitationDropout())
+        guide = Guide(model, reuse_forward=reuse)
+        lower = count_forwards(model[1])
+        torch.manual_seed(12)
+        given = guide.step(x, y)
+        out = model(x)
+        results.append((model[3]._scores, out))
+        # Fast path: the layer below runs once (the training forward); else twice.
+        assert len(lower) == (1 if reuse else 2)
+        assert ("3" in given) is not reuse
+    (fast_p, fast_out), (slow_p, slow_out) = results
+    torch.testing.assert_close(fast_p, slow_p, rtol=0, atol=1e-7)
+    torch.testing.assert_close(fast_out, slow_out, rtol=0, atol=1e-6)
+    expected = ydrop.excitation_backprop(chain_net(ExcitationDropout()), x, y, ["3"])
+    torch.testing.assert_close(fast_p, next(iter(expected.values())), rtol=1e-6, atol=1e-7)
+
+
+def test_excitation_in_the_forward_refuses_another_batch():
+    model = chain_net(ExcitationDropout())
+    guide = Guide(model)
+    guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))
+    with pytest.raises(ValueError, match="given 8 targets but the guided layer got a batch of 6"):
+        model(torch.randn(6, 12))
+
+
+TINY = {"width_multiplier": 0.05, "hidden": (16, 16)}
+
+
+@pytest.mark.parametrize(
+    "name, in_shape, options, fast",
+    [
+        ("fc1", None, {"hidden": (16, 16)}, True),
+        ("s2", None, TINY, True),
+        ("m1", None, TINY, True),
+        ("cnn2", None, TINY, True),
+        ("vgg16", (3, 32, 32), TINY, True),
+        ("alexnet", (3, 64, 64), TINY, True),
+        ("wrn-10-1", None, {"width_multiplier": 0.5}, False),  # residual additions: no chain
+    ],
+)
+def test_which_models_score_excitation_in_the_forward(name, in_shape, options, fast):
+    model = ydrop.models.create(name, in_shape=in_shape, dropout="excitation", **options).train()
+    guide = Guide(model)
+    shape = in_shape or (1, 28, 28) if name.startswith("fc") else in_shape or (3, 32, 32)
+    x, y = torch.rand(4, *shape), torch.randint(0, 10, (4,))
+    given = guide.step(x, y)
+    assert (given == {}) is fast and all((c is not None) is fast for c in guide._chains.values())
+    model(x).sum().backward()  # the forward consumes the scores, whichever path
+
+
+# -------------------------------------------------------- no host-device sync
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """Make every way of reading a tensor's value on the host raise; a GPU step
+    that did any of these would wait for the device."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a tensor was read on the host in the per-step path")
+
+    def install():
+        for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+            monkeypatch.setattr(torch.Tensor, name, refuse)
+
+    return install
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TwoBranchNet(YDrop(warmup_epochs=0), YDrop(warmup_epochs=0, score_every=2)),
+        lambda: TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout()),  # separate passes
+        lambda: chain_net(ExcitationDropout()),  # excitation in the forward
+        lambda: TwoBranchNet(ActivationDropout(), YDrop(warmup_epochs=0, score="activation")),
+        lambda: TwoBranchNet(YDrop(warmup_epochs=0, score="excitation"), ExcitationDropout(score="conductance")),
+    ],
+)
+def test_training_steps_never_read_tensors_on_the_host(make, no_host_reads):
+    torch.manual_seed(13)
+    model = make().train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    guide.step(x, y)  # the first step may probe the model's structure once
+    model(x)
+    no_host_reads()
+    for _ in range(3):
+        guide.step(x, y)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()

@@ -182,3 +182,56 @@ def test_bad_scores_are_refused():
     layer.set_scores(torch.ones(2, 5))
     with pytest.raises(ValueError, match="scores have 5 units but the input of YDrop has 7"):
         layer(torch.ones(3, 7))
+
+
+# ------------------------------------------------------------------ score_every
+def test_score_every_reuses_the_ranking_and_redraws_the_rates():
+    torch.manual_seed(7)
+    layer = started(YDrop(score_every=3, elasticity=1.0))  # EMA = this step's g_B
+    assert layer.needs_guide
+    layer.set_scores(ranked_scores())
+    rates = []
+    for step in range(3):  # what a Guide does: scores on step 0, keeps them on steps 1, 2
+        if step:
+            assert not layer.needs_guide
+            layer.keep_scores()
+        layer(torch.ones(4, UNITS))
+        rates.append(layer.drop_rate.clone())
+    assert layer.needs_guide  # step 3 asks again
+    for step_rates in rates:  # the top half (units 16..31) is strong at every step
+        assert step_rates[16:].min() > step_rates[:16].max()
+    assert len({round(r[-1].item(), 6) for r in rates}) == 3  # the strong rate is redrawn
+
+
+def test_score_every_one_asks_for_scores_every_step():
+    layer = started(YDrop())
+    layer.set_scores(ranked_scores())
+    assert layer.needs_guide  # k = 1: the paper's behaviour
+    layer.keep_scores()
+    assert layer.needs_guide
+
+
+def test_ranking_and_counter_survive_state_dict_round_trip():
+    layer = started(YDrop(score_every=4))
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS))
+    layer.keep_scores()
+    state = layer.state_dict()
+    assert state["mean_score"].shape == (UNITS,) and state["_extra_state"] == {"reuses_left": 2}
+    fresh = started(YDrop(score_every=4))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.mean_score, layer.mean_score) and not fresh.needs_guide
+    fresh.keep_scores(), fresh.keep_scores()
+    assert fresh.needs_guide
+    # A state saved before score_every existed loads and asks for fresh scores.
+    old = {"drop_rate": state["drop_rate"]}
+    older = started(YDrop(score_every=4))
+    older.load_state_dict(old)
+    assert older.needs_guide and torch.equal(older.drop_rate, layer.drop_rate)
+
+
+def test_score_every_is_shown_and_checked():
+    assert "score_every=4" in repr(YDrop(score_every=4))
+    for bad in (0, 2.0, True, "4"):
+        with pytest.raises(ValueError, match=rf"score_every must be an integer >= 1, got {bad!r}"):
+            YDrop(score_every=bad)

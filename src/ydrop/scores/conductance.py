@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -96,14 +97,20 @@ def _expand_baseline(baseline: Tensor | float | None, inputs: Tensor) -> Tensor:
         ) from None
 
 
+@lru_cache(maxsize=None)
+def _alphas(steps: int) -> tuple[float, ...]:
+    """The path's points, the same floats as Captum's (computed once per ``steps``,
+    so that a scoring step never copies a tensor to the host)."""
+    return tuple(torch.linspace(0, 1, steps + 1).tolist())
+
+
 def _conductance(
     model: nn.Module, inputs: Tensor, baseline: Tensor, target: Tensor, modules: list[nn.Module], steps: int
 ) -> list[Tensor]:
     """The computation, model already in eval mode: one forward of B (steps + 1)
     rows, one backward. Returns one (B, N) tensor per module, in order."""
     batch = inputs.shape[0]
-    # Same points, same (alpha-major) order and same float arithmetic as Captum.
-    alphas = torch.linspace(0, 1, steps + 1).tolist()
+    alphas = _alphas(steps)
     delta = inputs - baseline
     path = torch.cat([baseline + alpha * delta for alpha in alphas]).requires_grad_()
     with torch.enable_grad():
