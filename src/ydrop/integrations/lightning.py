@@ -1,0 +1,115 @@
+"""PyTorch Lightning: ``GuideCallback`` scores the guided layers of a LightningModule.
+
+Add it to a ``Trainer`` and the Y-Drop / Excitation Dropout layers of the module are
+scored before every training batch (``ydrop.Guide.step``) and warmed up by epoch
+(``Guide.set_epoch`` at the start of each training epoch)::
+
+    trainer = lightning.Trainer(max_epochs=60, callbacks=[GuideCallback()])
+    trainer.fit(module, train_loader, val_loader)
+
+The layers' own state (Y-Drop's EMA ``drop_rate``) is in the module's ``state_dict``,
+hence in Lightning checkpoints already; the callback's state (the Guide's epoch and
+its step counts) is saved with them and restored by ``trainer.fit(ckpt_path=...)``.
+Under Lightning's DDP strategy the Y-Drop layers average their mean scores over the
+ranks themselves (see :mod:`ydrop.distributed`).
+
+The hooks only wire (the Lightning habit); scoring lives in :class:`ydrop.Guide`.
+Lightning is an optional dependency: ``pip install 'ydrop[lightning]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import Tensor, nn
+
+try:
+    import lightning.pytorch as pl
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides lightning
+    raise ImportError(
+        "ydrop.integrations.lightning needs PyTorch Lightning (the 'lightning' package, >= 2.0); "
+        "install it with: pip install 'ydrop[lightning]'"
+    ) from exc
+
+from ..guide import Guide
+
+__all__ = ["GuideCallback", "default_batch_to_xy"]
+
+
+def default_batch_to_xy(batch: Any) -> tuple[Tensor, Tensor]:
+    """``(inputs, targets)`` of a batch given as a tuple or list whose first two items they are."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError(
+        f"GuideCallback cannot read (inputs, targets) from a batch of type {type(batch).__name__}; "
+        "pass batch_to_xy=lambda batch: (inputs, targets) to the callback"
+    )
+
+
+class GuideCallback(pl.Callback):
+    """Score the guided layers of the LightningModule before each training batch.
+
+    Args:
+        batch_to_xy: maps a training batch to ``(inputs, targets)``; default: its first
+            two items.
+        network: maps the LightningModule to the network the Guide scores, which must
+            map inputs to logits; default: the module itself (its ``forward``).
+        **guide_kwargs: passed to :class:`ydrop.Guide`.
+
+    Attributes:
+        guide: the :class:`ydrop.Guide` (built at ``setup``).
+        batches: training batches seen; ``scored_batches``: those on which at least one
+            layer received scores from a Guide pass.
+    """
+
+    def __init__(
+        self,
+        batch_to_xy: Callable[[Any], tuple[Tensor, Tensor]] = default_batch_to_xy,
+        network: Callable[[nn.Module], nn.Module] | None = None,
+        **guide_kwargs: Any,
+    ) -> None:
+        if not callable(batch_to_xy):
+            raise TypeError(f"batch_to_xy must be a callable batch -> (inputs, targets), got {batch_to_xy!r}")
+        if network is not None and not callable(network):
+            raise TypeError(f"network must be None or a callable module -> nn.Module, got {network!r}")
+        self.batch_to_xy = batch_to_xy
+        self.network = network
+        self.guide_kwargs = guide_kwargs
+        self.guide: Guide | None = None
+        self.batches = 0
+        self.scored_batches = 0
+        self._pending_state: dict[str, Any] | None = None
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if self.guide is None:
+            self.guide = Guide(self.network(pl_module) if self.network else pl_module, **self.guide_kwargs)
+        self._apply_pending_state()
+
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self.guide.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any,
+                             batch_idx: int) -> None:
+        inputs, targets = self.batch_to_xy(batch)
+        scored = self.guide.step(inputs, targets)
+        self.batches += 1
+        self.scored_batches += bool(scored)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"guide": self.guide.state_dict() if self.guide is not None else None,
+                "batches": self.batches, "scored_batches": self.scored_batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callbacks after ``setup``; the state is kept until the
+        # Guide exists in case another Lightning version calls this first.
+        self._pending_state = dict(state_dict)
+        self._apply_pending_state()
+
+    def _apply_pending_state(self) -> None:
+        if self._pending_state is None or self.guide is None:
+            return
+        state, self._pending_state = self._pending_state, None
+        if state.get("guide") is not None:
+            self.guide.load_state_dict(state["guide"])
+        self.batches = state.get("batches", 0)
+        self.scored_batches = state.get("scored_batches", 0)
