@@ -371,6 +371,8 @@ def _train(args: argparse.Namespace) -> int:
 def _table(args: argparse.Namespace) -> int:
     from .train import collect_results, plot_validation_curves, summarize, to_csv, to_latex, to_markdown
 
+    if args.sweep and args.format == "latex":
+        raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
     try:
         results = collect_results(args.runs_dir)
     except FileNotFoundError as exc:
@@ -380,8 +382,6 @@ def _table(args: argparse.Namespace) -> int:
     if args.sweep:
         from .train import summarize_sweep, sweep_csv, sweep_markdown
 
-        if args.format == "latex":
-            raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
         rows = summarize_sweep(results)
         if not rows:
             raise UsageError(f"no Y-Drop run found below {args.runs_dir!r} (--sweep tabulates ydrop sweeps)")

@@ -53,3 +53,16 @@ def test_train_run_under_ddp_writes_once_and_ranks_agree(report):
     assert rank0["metrics"] == rank1["metrics"]
     assert rank0["weights"] == rank1["weights"]
     assert rank0["world_size"] == rank1["world_size"] == 2
+
+
+def test_ydrop_train_dry_run_under_torchrun_writes_results_once(tmp_path):
+    out = tmp_path / "runs"
+    proc = torchrun("-m", "ydrop.cli", "train", "--dry-run", "--method", "ydrop", "--device", "cpu", "--out", out,
+                    "--no-progress", "--set", "hidden=16,16", "--set", "ydrop.warmup_epochs=1", cwd=tmp_path)
+    assert proc.stdout.count("trained: ") == 1  # rank 0 reports, rank 1 is silent
+    results = list(out.rglob("result.json"))
+    assert len(results) == 1
+    folder = results[0].parent
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.json", "initial.pt", "result.json"]
+    data = json.loads(results[0].read_text())
+    assert data["world_size"] == 2 and data["epochs"] == 2

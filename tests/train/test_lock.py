@@ -1,0 +1,93 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ydrop.train import RunLocked, run_configs, train_run
+from ydrop.train.lock import LOCK_FILE, lock_holder, try_lock, wait_lock
+from ydrop.train.store import run_dir
+
+
+def test_second_taker_is_refused_until_release(tmp_path):
+    path = tmp_path / "cell" / LOCK_FILE
+    first = try_lock(path)
+    assert first is not None and lock_holder(path)["pid"] == os.getpid()
+    assert try_lock(path) is None  # held by a live process (this one)
+    first.release()
+    assert not path.exists()
+    with try_lock(path) as again:
+        assert again is not None
+    assert not path.exists()
+
+
+def _write_lock(path, host, pid, age=0.0):
+    path.write_text(json.dumps({"host": host, "pid": pid, "token": "t", "time": 0}))
+    if age:
+        stamp = path.stat().st_mtime - age
+        os.utime(path, (stamp, stamp))
+
+
+def test_stale_locks_are_broken_live_ones_kept(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / LOCK_FILE
+    _write_lock(path, socket.gethostname(), dead.pid)  # a dead owner on this host
+    taken = try_lock(path)
+    assert taken is not None and lock_holder(path)["pid"] == os.getpid()
+    taken.release()
+    _write_lock(path, "another-host", 1, age=30.0)  # another host, recent heartbeat: alive
+    assert try_lock(path, stale_after=60.0) is None
+    _write_lock(path, "another-host", 1, age=120.0)  # no heartbeat for too long: abandoned
+    assert try_lock(path, stale_after=60.0) is not None
+    assert [p.name for p in tmp_path.iterdir()] == [LOCK_FILE]  # nothing left aside
+
+
+def test_heartbeat_and_release_only_own_lock(tmp_path):
+    path = tmp_path / LOCK_FILE
+    lock = try_lock(path)
+    old = path.stat().st_mtime - 500
+    os.utime(path, (old, old))
+    lock.heartbeat()
+    assert path.stat().st_mtime > old + 400
+    _write_lock(path, "another-host", 1)  # someone broke ours and took it
+    lock.release()
+    assert lock_holder(path)["host"] == "another-host"
+
+
+def test_wait_lock_times_out_naming_the_holder(tmp_path):
+    path = tmp_path / LOCK_FILE
+    _write_lock(path, "another-host", 7)
+    with pytest.raises(TimeoutError, match="another-host"):
+        wait_lock(path, timeout=0.1, stale_after=3600)
+    with pytest.raises(ValueError, match="stale_after must be .* > 0; got 0"):
+        try_lock(path, stale_after=0)
+
+
+def test_locked_run_is_refused_then_trained_after_release(tiny):
+    config = tiny(max_epochs=1)
+    folder = run_dir(config.resolved())
+    lock = try_lock(folder / LOCK_FILE)
+    with pytest.raises(RunLocked, match="being trained by another process"):
+        train_run(config, progress=False)
+    assert not (folder / "config.json").exists()
+    lock.release()
+    assert train_run(config, progress=False).trained
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_run_configs_does_other_cells_first_then_waits_for_locked_ones(tiny):
+    configs = [tiny(seed=s) for s in range(3)]
+    calls = []
+
+    def train(config, progress):
+        calls.append(config.seed)
+        if config.seed == 0 and calls.count(0) < 3:
+            raise RunLocked("busy")  # another process holds cell 0 for two looks
+        return config.seed
+
+    assert run_configs(configs, progress=False, train=train, poll=0) == [0, 1, 2]
+    assert calls == [0, 1, 2, 0, 0]
