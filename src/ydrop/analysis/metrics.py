@@ -377,10 +377,10 @@ def feeding_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> str:
 
     def record(name: str):
         def hook(module, _inputs, output):
-            if module is target:
-                units.append(output.shape[1])
-            if not units:
+            if not units:  # modules run after the layer do not count
                 order.append(name)
+                if module is target:
+                    units.append(output.shape[1])
         return hook
 
     try:

@@ -140,7 +140,7 @@ def _masked_logits(model: nn.Module, module: nn.Module, x: Tensor, masks: Tensor
             return logits.view(masks.shape[0], x.shape[0], -1)
     except RuntimeError:
         pass  # a later layer met the B original rows again (residual join): run M copies instead
-    per_sample = masks.expand(masks.shape[0], x.shape[0], masks.shape[-1]) if masks.dim() == 2 else masks
+    per_sample = masks.unsqueeze(1).expand(-1, x.shape[0], -1) if masks.dim() == 2 else masks
     with _masking(module, per_sample.reshape(rows, -1), expand=False):
         logits = model(x.repeat(masks.shape[0], *([1] * (x.dim() - 1))))
     return logits.view(masks.shape[0], x.shape[0], -1)
