@@ -258,9 +258,11 @@ def _methods(text: str) -> list[str]:
     return methods
 
 
-def _run_cells(args: argparse.Namespace, configs: list, write) -> tuple[list, list]:
-    """Run this process's cells of ``configs``, then, under the out folder's lock, call
-    ``write(finished results of the whole grid)`` on rank 0.
+def _run_cells(args: argparse.Namespace, configs: list, tables) -> tuple[list, list, dict[str, str]]:
+    """Run this process's cells of ``configs``; then, on rank 0 and under the out folder's
+    lock, write the files ``tables(finished results of the whole grid)`` returns
+    ({file name: text}; it may write more itself). Returns (this process's results,
+    the finished ones, the texts).
 
     The tables hold every finished cell of the grid, whoever trained it, so the last
     shard to finish writes the complete ones; the lock makes "collect, then write"
@@ -269,14 +271,17 @@ def _run_cells(args: argparse.Namespace, configs: list, write) -> tuple[list, li
     from . import distributed
     from .train import finished_results, run_configs
     from .train.lock import TABLES_LOCK, wait_lock
+    from .train.table import write_outputs
 
     mine = run_configs(configs, progress=not args.no_progress, shard=args.shard)
-    finished = []
+    finished, texts = [], {}
     if distributed.is_main_process():
-        with wait_lock(Path(configs[0].out) / TABLES_LOCK):
+        out = Path(configs[0].out)
+        with wait_lock(out / TABLES_LOCK):
             finished = finished_results(configs)
-            write(finished)
-    return mine, finished
+            texts = tables(finished)
+            write_outputs(out, texts)
+    return mine, finished, texts
 
 
 def _ran(args: argparse.Namespace, mine: list, finished: list, cells: int, started: float) -> str:
@@ -289,28 +294,25 @@ def _compare(args: argparse.Namespace) -> int:
     from . import distributed
     from .train import plot_validation_curves, summarize, to_csv, to_latex, to_markdown
     from .train.grid import grid_configs
-    from .train.table import write_outputs
 
     methods = _methods(args.methods)
     config, method_kwargs = _base_config(args, methods)
     started = time.perf_counter()
     out = Path(config.out)
-    tables = {}
 
-    def write(results):
-        rows = summarize(results)
-        tables["md"] = to_markdown(rows)
-        write_outputs(out, {"table.md": tables["md"], "table.csv": to_csv(rows), "table.tex": to_latex(rows)})
+    def tables(results):
         plot_validation_curves(results, out / "val_curves.png")
+        rows = summarize(results)
+        return {"table.md": to_markdown(rows), "table.csv": to_csv(rows), "table.tex": to_latex(rows)}
 
     configs = grid_configs(config, methods, args.seeds, method_kwargs=method_kwargs)
-    mine, finished = _run_cells(args, configs, write)
+    mine, finished, texts = _run_cells(args, configs, tables)
     if not distributed.is_main_process():
         return 0
     c = config.resolved()
     print(f"\n{c.dataset}, {c.model} {c.model_kwargs or ''}, protocol {c.protocol} ({c.optimizer}, lr {c.lr}, "
           f"batch {c.batch_size}, max {c.max_epochs} epochs), {args.seeds} seed(s):\n")
-    print(tables["md"])
+    print(texts["table.md"])
     print(f"wrote {out / 'table.md'}, table.csv, table.tex, val_curves.png; {_ran(args, mine, finished, len(configs), started)}")
     if args.analyze and finished:
         _print_analysis([r.run_dir for r in finished], out / "analysis", None, args)
@@ -321,7 +323,6 @@ def _sweep(args: argparse.Namespace) -> int:
     from . import distributed
     from .train import summarize_sweep, sweep_configs, sweep_csv, sweep_markdown
     from .train.sweep import SWEEP_KEYS
-    from .train.table import write_outputs
 
     config, method_kwargs = _base_config(args, ["ydrop"])
     clash = [k for k in SWEEP_KEYS if k in method_kwargs.get("ydrop", {})]
@@ -333,18 +334,15 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc).replace("alphas", "--alphas").replace("warmups", "--warmups")) from exc
     started = time.perf_counter()
-    out = Path(config.out)
-    tables = {}
 
-    def write(results):
+    def tables(results):
         rows = summarize_sweep(results)
-        tables["md"] = sweep_markdown(rows)
-        write_outputs(out, {"sweep.md": tables["md"], "sweep.csv": sweep_csv(rows)})
+        return {"sweep.md": sweep_markdown(rows), "sweep.csv": sweep_csv(rows)}
 
-    mine, finished = _run_cells(args, configs, write)
+    mine, finished, texts = _run_cells(args, configs, tables)
     if distributed.is_main_process():
-        print(tables["md"])
-        print(f"wrote {out / 'sweep.md'}, sweep.csv; {_ran(args, mine, finished, len(configs), started)}")
+        print(texts["sweep.md"])
+        print(f"wrote {Path(config.out) / 'sweep.md'}, sweep.csv; {_ran(args, mine, finished, len(configs), started)}")
     return 0
 
 
