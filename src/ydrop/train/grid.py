@@ -39,6 +39,15 @@ def _as_list(name: str, value: Any, kind: type) -> list:
     return values
 
 
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: an int n means seeds 0..n-1."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1 or a list of seeds; got {seeds!r}")
+        return list(range(seeds))
+    return _as_list("seeds", seeds, int)
+
+
 def grid_configs(
     base_config: TrainConfig,
     methods: Sequence[str],
@@ -55,11 +64,7 @@ def grid_configs(
     """
     if not isinstance(base_config, TrainConfig):
         raise TypeError(f"base_config must be a TrainConfig, got {type(base_config).__name__}")
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds must be an integer >= 1 or a list of seeds; got {seeds!r}")
-        seeds = list(range(seeds))
-    seeds = _as_list("seeds", seeds, int)
+    seeds = seed_list(seeds)
     methods = _as_list("methods", methods, str)
     datasets = _as_list("datasets", datasets or [base_config.dataset], str)
     models = _as_list("models", models or [base_config.model], str)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from ..layers.ydrop import YDrop
 from .config import TrainConfig
+from .grid import seed_list
 from .table import _as_dict, _fmt, _label, csv_table, markdown_table, model_label
 
 __all__ = ["ALPHAS", "WARMUPS", "SWEEP_KEYS", "sweep_configs", "summarize_sweep", "sweep_markdown", "sweep_csv"]
@@ -57,12 +58,7 @@ def sweep_configs(
                      and 0 <= a <= 1, "numbers in [0, 1]")
     warmups = _values("warmups", warmups, lambda k: isinstance(k, int) and not isinstance(k, bool) and k >= 0,
                       "integers >= 0")
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise ValueError(f"seeds must be an integer >= 1 or a list of seeds; got {seeds!r}")
-        seeds = list(range(seeds))
-    seeds = _values("seeds", seeds, lambda s: isinstance(s, int) and not isinstance(s, bool) and s >= 0,
-                    "integers >= 0")
+    seeds = seed_list(seeds)
     return [base_config.replace(method="ydrop", seed=seed,
                                 method_kwargs={**base_config.method_kwargs, "elasticity": float(alpha),
                                                "warmup_epochs": warmup})
