@@ -444,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # dataset or run errors: a message, not a traceback
         from .data import DatasetFormatError, DatasetNotFoundError
+        from .train import RunLocked
 
-        if isinstance(exc, (DatasetNotFoundError, DatasetFormatError, FileNotFoundError, ValueError)):
+        if isinstance(exc, (DatasetNotFoundError, DatasetFormatError, FileNotFoundError, ValueError, RunLocked)):
             parser.exit(1, f"ydrop {args.command}: error: {exc}\n")
         raise
     return 0

@@ -38,7 +38,6 @@ __all__ = [
     "broadcast_from_main",
     "broadcast_object",
     "all_gather_object",
-    "barrier",
     "launched_by_torchrun",
     "process_group",
     "unwrap_model",
@@ -120,12 +119,6 @@ def all_gather_object(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def barrier() -> None:
-    """Wait until every rank gets here (nothing in a single process)."""
-    if world_size() > 1:
-        dist.barrier()
 
 
 def launched_by_torchrun() -> bool:

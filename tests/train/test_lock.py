@@ -91,3 +91,16 @@ def test_run_configs_does_other_cells_first_then_waits_for_locked_ones(tiny):
 
     assert run_configs(configs, progress=False, train=train, poll=0) == [0, 1, 2]
     assert calls == [0, 1, 2, 0, 0]
+
+
+def test_cli_train_of_a_locked_run_exits_1_naming_the_holder(tiny, capsys):
+    from ydrop.cli import main
+
+    config = tiny(max_epochs=1, model_kwargs={"hidden": (16, 16)})
+    with try_lock(run_dir(config.resolved()) / LOCK_FILE):
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--out", config.out, "--epochs", "1", "--device", "cpu", "--no-progress",
+                  "--set", "hidden=16,16"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "being trained by another process" in err and f"'pid': {os.getpid()}" in err
