@@ -1,7 +1,8 @@
-"""Conductance of every hidden layer at once (ydrop) vs Captum called once per layer.
+"""Conductance of every guided layer at once (ydrop) vs Captum called once per layer.
 
-Workload (issue 2): FC_2 = 784-2048-2048-2048-10, 12 samples, 5 steps, the three
-layers being the dropout slots after each hidden ReLU.
+Target (issue 5): on FC_1, FC_2 and S_2 (12 samples, 5 steps, the dropout slots
+after each hidden ReLU), a speed-up of at least the number of guided layers, with
+the same numbers (relative difference <= 1e-5).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from captum.attr import LayerConductance
 from torch import nn
 
 import ydrop
-from benchmarks.common import Ratio, compare, fc_net
+from benchmarks.common import Ratio, compare, display, guided_input_shape, paper_model
+
+MODELS = ("fc1", "fc2", "s2")
 
 
-def run(rounds: int = 10) -> tuple[Ratio, float]:
+def run_one(name: str, rounds: int = 8) -> tuple[Ratio, float, int]:
+    """(ydrop time / Captum time, largest relative difference, number of layers)."""
+    model = paper_model(name, nn.Dropout).eval()
+    layers = model.dropout_modules()
     torch.manual_seed(0)
-    model = fc_net([2048, 2048, 2048], lambda: nn.Dropout(0.5)).eval()
-    layers = [m for m in model if isinstance(m, nn.Dropout)]
-    x = torch.rand(12, 1, 28, 28)
+    x = torch.rand(12, *guided_input_shape(name))
     y = torch.randint(0, 10, (12,))
 
     def ours():
@@ -34,10 +38,25 @@ def run(rounds: int = 10) -> tuple[Ratio, float]:
 
     a, b = ours(), captum()
     worst = max(((a[l] - b[l]).abs().max() / b[l].abs().max()).item() for l in layers)
-    ratio = compare("conductance, 3 layers of FC_2, ydrop / Captum per layer", ours, captum, rounds=rounds, repeats=2)
-    return ratio, worst
+    label = f"conductance, {len(layers)} layers of {display(name)}, ydrop / Captum per layer"
+    return compare(label, ours, captum, rounds=rounds, repeats=2, warmup=1), worst, len(layers)
+
+
+def run() -> list[tuple[Ratio, float, int]]:
+    return [run_one(name) for name in MODELS]
+
+
+def report(results: list[tuple[Ratio, float, int]]) -> list[str]:
+    """Table rows and one line of detail per model."""
+    lines = []
+    for ratio, worst, layers in results:
+        lines.append(ratio.row(f"speed-up >= {layers}, i.e. ratio <= {1 / layers:.3f}"))
+    for ratio, worst, layers in results:
+        lines.append(f"  {ratio.name}: speed-up {1 / ratio.median:.2f}x median "
+                     f"({1 / max(ratio.ratios):.2f} to {1 / min(ratio.ratios):.2f}), "
+                     f"largest relative difference to Captum {worst:.1e}")
+    return lines
 
 
 if __name__ == "__main__":
-    ratio, worst = run()
-    print(f"speed-up {1 / ratio.median:.2f}x (median), largest relative difference {worst:.2e}")
+    print("\n".join(report(run())))

@@ -27,10 +27,14 @@ class Ratio:
     def median(self) -> float:
         return statistics.median(self.ratios)
 
+    def summary(self) -> str:
+        """"min / median / max" of the per-round ratios."""
+        return f"{min(self.ratios):.3f} / {self.median:.3f} / {max(self.ratios):.3f}"
+
     def row(self, target: str) -> str:
         return (
             f"| {self.name} | {self.candidate_ms:.2f} | {self.reference_ms:.2f} | "
-            f"{min(self.ratios):.3f} / {self.median:.3f} / {max(self.ratios):.3f} | {target} |"
+            f"{self.summary()} | {target} |"
         )
 
 
@@ -83,6 +87,53 @@ def fc_net(widths: list[int], dropout: Callable[[], nn.Module], num_classes: int
         previous = width
     layers.append(nn.Linear(previous, num_classes))
     return nn.Sequential(*layers)
+
+
+def paper_model(name: str, dropout, in_shape=None, **dropout_kwargs) -> nn.Module:
+    """A ``ydrop.models`` network in training mode with ``dropout`` in every slot
+    (``nn.Dropout`` for the reference: p = 0.5)."""
+    import ydrop
+
+    torch.manual_seed(0)
+    return ydrop.models.create(name, in_shape=in_shape, dropout=dropout, dropout_kwargs=dropout_kwargs).train()
+
+
+def model_step(name: str, dropout, batch: int, in_shape=None, guide_kwargs=None, **dropout_kwargs) -> Callable[[], None]:
+    """One SGD training step of a ``ydrop.models`` network on a fixed random batch.
+
+    A guided model is past its warm-up (epoch 0; pass ``warmup_epochs=0`` for
+    Y-Drop), so its Guide scores as it would for the rest of training. Activation
+    Dropout and plain dropout need no Guide.
+    """
+    import ydrop
+
+    model = paper_model(name, dropout, in_shape, **dropout_kwargs)
+    torch.manual_seed(1)
+    x, y = torch.rand(batch, *(in_shape or guided_input_shape(name))), torch.randint(0, 10, (batch,))
+    guide = None
+    if dropout in ("ydrop", "excitation"):
+        guide = ydrop.Guide(model, **(guide_kwargs or {}))
+        guide.set_epoch(0)
+    return training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y, guide)
+
+
+def step_pair(name: str, dropout: str, batch: int, in_shape=None, guide_kwargs=None,
+              **dropout_kwargs) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(guided training step, ``nn.Dropout`` training step) on the same model and batch."""
+    return (model_step(name, dropout, batch, in_shape, guide_kwargs, **dropout_kwargs),
+            model_step(name, nn.Dropout, batch, in_shape))
+
+
+def display(name: str) -> str:
+    """The papers' spelling of a model name: fc1 -> FC_1, s2 -> S_2, cnn2 -> CNN-2."""
+    if name == "cnn2":
+        return "CNN-2"
+    return f"{name[:-1].upper()}_{name[-1]}"
+
+
+def guided_input_shape(name: str) -> tuple[int, ...]:
+    """The papers' input of a model: MNIST for FC_k, 3x32x32 for the CIFAR nets."""
+    return (1, 28, 28) if name.startswith("fc") else (3, 32, 32)
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, guide=None) -> Callable[[], None]:

@@ -1,0 +1,62 @@
+"""Peak resident memory of a Y-Drop training process vs an nn.Dropout one.
+
+Target (issue 5): FC_1 and S_2, batch 64: peak RSS ratio <= 1.10. Each
+measurement is a separate process (``python -m benchmarks.bench_memory --worker
+MODEL METHOD``) that builds the model, runs 20 training steps and reports
+``resource.getrusage(RUSAGE_SELF).ru_maxrss``; Y-Drop and nn.Dropout processes
+alternate, ``repeats`` times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+
+from torch import nn
+
+from benchmarks.common import Ratio, display, model_step
+
+MODELS = ("fc1", "s2")
+TARGET = "<= 1.10"
+
+
+def worker(model: str, method: str, steps: int = 20) -> int:
+    """Peak RSS in KiB of this process after ``steps`` training steps."""
+    step = model_step(model, "ydrop", 64, warmup_epochs=0) if method == "ydrop" else model_step(model, nn.Dropout, 64)
+    for _ in range(steps):
+        step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(model: str, method: str) -> int:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_memory", "--worker", model, method],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1])
+
+
+def run(repeats: int = 3) -> list[Ratio]:
+    results = []
+    for model in MODELS:
+        ydrop_kib, dropout_kib = [], []
+        for _ in range(repeats):
+            ydrop_kib.append(measure(model, "ydrop"))
+            dropout_kib.append(measure(model, "dropout"))
+        ratios = [a / b for a, b in zip(ydrop_kib, dropout_kib)]
+        # Ratio's ms columns carry MiB here.
+        results.append(Ratio(f"peak RSS (MiB), Y-Drop / nn.Dropout process, {display(model)}, batch 64", ratios,
+                             statistics.median(ydrop_kib) / 1024, statistics.median(dropout_kib) / 1024))
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "METHOD"))
+    args = parser.parse_args()
+    if args.worker:
+        print(worker(*args.worker))
+    else:
+        for ratio in run():
+            print(ratio.row(TARGET))
