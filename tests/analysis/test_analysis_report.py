@@ -145,3 +145,10 @@ def test_analyze_end_to_end_with_a_chosen_layer(runs, tmp_path):
     with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
         analyze(root, repeats=0, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_analyze_writes_next_to_the_given_folders_by_default(runs):
+    _, folders = runs
+    report = analyze(folders[0], repeats=1, device="cpu", progress=False)
+    assert report.files["table.md"] == folders[0] / "analysis" / "table.md" and report.files["table.md"].exists()
+    assert find_runs(folders[0]) == [folders[0]]  # the report folder holds no run

@@ -196,8 +196,10 @@ class Report:
     seconds: float = 0.0
 
 
-def _default_out(runs: Sequence[Path]) -> Path:
-    return Path(os.path.commonpath([os.path.abspath(r) for r in runs])) / "analysis"
+def _default_out(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Path:
+    """``analysis/`` in the common folder of the given paths (``runs/analysis`` for ``runs``)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    return Path(os.path.commonpath([os.path.abspath(p) for p in paths])) / "analysis"
 
 
 def analyze(
@@ -211,7 +213,7 @@ def analyze(
     progress: bool = True,
 ) -> Report:
     """Analyse every finished run in ``paths`` (run folders or roots searched below) and
-    write the report into ``out`` (default: ``analysis/`` in the runs' common folder).
+    write the report into ``out`` (default: ``analysis/`` in the common folder of ``paths``).
 
     ``layer``: a submodule name present in every run's model (default: each model's
     last dropout slot). ``repeats``: R of random removal. ``device``: "auto", "cpu" or
@@ -225,7 +227,7 @@ def analyze(
     check_non_negative("conservative_delta", conservative_delta)
     runs = find_runs(paths)
     layers = run_layers(runs, layer)
-    out = _default_out(runs) if out is None else Path(out)
+    out = _default_out(paths) if out is None else Path(out)
     cache: dict = {}
     analyses = []
     for folder, run_layer in tqdm(list(zip(runs, layers)), desc="analyse runs", unit="run", disable=not progress):
