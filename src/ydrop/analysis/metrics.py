@@ -99,6 +99,13 @@ class SpreadResult:
     samples: int = 0
 
 
+def _over(metric, model: nn.Module, data: Iterable):
+    """A functional twin: ``metric.update`` on every (x, y) batch, then ``compute()``."""
+    for x, y in data:
+        metric.update(model, x, y)
+    return metric.compute()
+
+
 def _top_count(fraction: float, units: int) -> int:
     return max(1, min(units, math.ceil(fraction * units - 1e-9)))
 
@@ -174,10 +181,7 @@ def conductance_spread(
     top_fractions: Sequence[float] = DEFAULT_TOP_FRACTIONS,
 ) -> SpreadResult:
     """Functional twin of :class:`ConductanceSpread` over an iterable of (x, y) batches."""
-    metric = ConductanceSpread(layer, steps=steps, top_fractions=top_fractions)
-    for x, y in data:
-        metric.update(model, x, y)
-    return metric.compute()
+    return _over(ConductanceSpread(layer, steps=steps, top_fractions=top_fractions), model, data)
 
 
 # ---------------------------------------------------------------------- utilisation
@@ -282,10 +286,7 @@ class Utilisation:
 
 def utilisation(model: nn.Module, data: Iterable, layer: LayerSpec) -> UtilisationResult:
     """Functional twin of :class:`Utilisation` over an iterable of (x, y) batches."""
-    metric = Utilisation(layer)
-    for x, y in data:
-        metric.update(model, x, y)
-    return metric.compute()
+    return _over(Utilisation(layer), model, data)
 
 
 # ------------------------------------------------------------------- conservative
