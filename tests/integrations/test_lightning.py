@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import ydrop
 
 pl = pytest.importorskip("lightning.pytorch")
+# Lightning 2.6 on torch 2.13 warns about its own use of a torch pytree API.
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")
 from ydrop.integrations.lightning import GuideCallback  # noqa: E402
 
 WARMUP = 1

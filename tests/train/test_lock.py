@@ -46,11 +46,16 @@ def test_stale_locks_are_broken_live_ones_kept(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [LOCK_FILE]  # nothing left aside
 
 
-def test_heartbeat_and_release_only_own_lock(tmp_path):
+def test_heartbeat_and_release_only_own_lock(tmp_path, monkeypatch):
+    from ydrop.train import lock as lock_module
+
     path = tmp_path / LOCK_FILE
     lock = try_lock(path)
     old = path.stat().st_mtime - 500
     os.utime(path, (old, old))
+    lock.heartbeat()
+    assert path.stat().st_mtime == old  # just taken: not touched again so soon
+    monkeypatch.setattr(lock_module, "HEARTBEAT_EVERY", 0.0)
     lock.heartbeat()
     assert path.stat().st_mtime > old + 400
     _write_lock(path, "another-host", 1)  # someone broke ours and took it

@@ -29,8 +29,9 @@ __all__ = ["FileLock", "RunLocked", "try_lock", "wait_lock", "lock_holder", "LOC
 LOCK_FILE = ".lock"  # in a run folder, while the run trains
 TABLES_LOCK = ".tables.lock"  # in a grid's out folder, while its tables are collected and written
 # Seconds without a heartbeat after which another host's run lock counts as abandoned.
-# Runs refresh it every epoch; an epoch of the paper's models takes minutes.
 STALE_AFTER = 2 * 3600.0
+# A training run calls heartbeat() every step; the file is touched at most this often.
+HEARTBEAT_EVERY = 60.0
 
 
 class RunLocked(RuntimeError):
@@ -43,9 +44,14 @@ class FileLock:
     def __init__(self, path: Path, content: bytes) -> None:
         self.path = path
         self._content = content
+        self._last_beat = time.monotonic()
 
     def heartbeat(self) -> None:
-        """Refresh the modification time, so other hosts see the owner is alive."""
+        """Refresh the modification time (at most every ``HEARTBEAT_EVERY`` seconds, so it
+        is cheap to call every step), so other hosts see the owner is alive."""
+        if time.monotonic() - self._last_beat < HEARTBEAT_EVERY:
+            return
+        self._last_beat = time.monotonic()
         try:
             os.utime(self.path)
         except FileNotFoundError:

@@ -335,6 +335,8 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
                 loss.backward()
                 optimizer.step()
                 step += 1
+                if lock is not None:
+                    lock.heartbeat()  # an epoch may outlast the staleness limit
                 total_loss += loss.item() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum().item()
                 count += y.numel()
@@ -362,8 +364,6 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
                     epoch=epoch, step=step, history=history, best=best, bad_epochs=bad_epochs, elapsed=elapsed,
                     rng_by_rank=rng_by_rank,
                 ))
-            if lock is not None:
-                lock.heartbeat()
             bar.update(1)
             bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.2f}")
             for callback in callbacks:
