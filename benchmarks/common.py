@@ -78,17 +78,6 @@ def compare(
     return Ratio(name, ratios, statistics.median(cand) * 1e3, statistics.median(ref) * 1e3)
 
 
-def fc_net(widths: list[int], dropout: Callable[[], nn.Module], num_classes: int = 10) -> nn.Sequential:
-    """784 -> widths... -> classes, ReLU and a dropout module after each hidden layer."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    previous = 784
-    for width in widths:
-        layers += [nn.Linear(previous, width), nn.ReLU(), dropout()]
-        previous = width
-    layers.append(nn.Linear(previous, num_classes))
-    return nn.Sequential(*layers)
-
-
 def paper_model(name: str, dropout, in_shape=None, **dropout_kwargs) -> nn.Module:
     """A ``ydrop.models`` network in training mode with ``dropout`` in every slot
     (``nn.Dropout`` for the reference: p = 0.5)."""
