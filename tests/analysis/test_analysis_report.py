@@ -102,6 +102,10 @@ def test_analyse_run_measures_the_last_hidden_layer(analyses):
         assert 0 <= analysis.utilisation.neurons_on <= 16 and 0 <= analysis.conservative <= 16
         metrics = analysis.metrics()
         assert metrics["test_acc"] == analysis.curves["random"].unpruned_accuracy
+        # the curve columns are areas under the mean curve over the grid's width (0 to 0.99 removed)
+        most = analysis.curves["most"]
+        steps = zip(most.grid, most.grid[1:], most.accuracy_mean, most.accuracy_mean[1:])
+        assert metrics["auc_most"] == pytest.approx(sum((b - a) * (u + v) / 2 for a, b, u, v in steps) / 0.99)
 
 
 def test_summary_rows_are_mean_and_std_over_seeds(analyses):

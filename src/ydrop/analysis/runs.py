@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .._validation import check_choice, check_non_negative, check_positive_int
 from ..data import BatchLoader, DatasetInfo, dataset_info, load_dataset, train_val_split
@@ -216,11 +217,12 @@ class RunAnalysis:
     def metrics(self) -> dict[str, float]:
         """The table's numbers for this run (accuracies and shares as fractions of 1)."""
         def area(kind: str, metric: str) -> float:
+            """Area under the mean curve over the width of its grid: its mean height."""
             curve = self.curves[kind]
-            values = getattr(curve, f"{metric}_mean")
-            width = curve.grid[-1] - curve.grid[0]
-            trapezoid = sum((b - a) * (u + v) / 2 for a, b, u, v in zip(curve.grid, curve.grid[1:], values, values[1:]))
-            return trapezoid / width if width > 0 else values[0]
+            values = torch.tensor(getattr(curve, f"{metric}_mean"), dtype=torch.float64)
+            grid = torch.tensor(curve.grid, dtype=torch.float64)
+            width = float(grid[-1] - grid[0])
+            return float(torch.trapezoid(values, grid)) / width if width > 0 else float(values[0])
 
         u = self.utilisation
         row = dict(test_acc=self.curves["random"].unpruned_accuracy, units=self.units, neurons_on=u.neurons_on,
@@ -257,8 +259,12 @@ def analyse_run(
     c, model = run.config, run.model
     layer = check_layer(c, run.info, layer)
     feeding = feeding_layer(model, layer, run.test[0][0])
-    spread = conductance_spread(model, run.val, layer)
-    used = utilisation(model, run.test, layer)
+
+    def bar(batches: list, desc: str):
+        return tqdm(batches, desc=desc, unit="batch", leave=False, disable=not progress)
+
+    spread = conductance_spread(model, bar(run.val, "conductance (validation)"), layer)
+    used = utilisation(model, bar(run.test, "utilisation (test)"), layer)
     conservative = conservative_units(run.initial, run.final, feeding, conservative_delta)
     generator = torch.Generator().manual_seed(c.seed)  # the same random removals on every call
     curves = {
