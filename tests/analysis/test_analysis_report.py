@@ -156,3 +156,14 @@ def test_analyze_writes_next_to_the_given_folders_by_default(runs):
     report = analyze(folders[0], repeats=1, device="cpu", progress=False)
     assert report.files["table.md"] == folders[0] / "analysis" / "table.md" and report.files["table.md"].exists()
     assert find_runs(folders[0]) == [folders[0]]  # the report folder holds no run
+
+
+def test_one_set_of_figures_per_dataset_model_and_layer(analyses, tmp_path):
+    import dataclasses
+
+    other = [dataclasses.replace(a, model="fc1(hidden=8x8)") for a in analyses[:2]]
+    files = write_report(analyses[:2] + other, tmp_path)
+    figures = sorted(name for name in files if name.endswith(".png"))
+    assert figures == sorted(f"{kind}-digits-{model}-classifier.5.png" for kind in ("spread", "removal", "peb_removal")
+                             for model in ("fc1_hidden=16x16_", "fc1_hidden=8x8_"))
+    assert len((tmp_path / "table.md").read_text().splitlines()) == 2 + 2
