@@ -100,7 +100,7 @@ def test_analyze_help_shows_the_defaults(capsys):
         assert default in flat
 
 
-@pytest.mark.parametrize("case", ["empty", "missing", "layer", "repeats"])
+@pytest.mark.parametrize("case", ["empty", "missing", "layer", "repeats", "delta"])
 def test_analyze_bad_input_exits_2_naming_the_argument(case, analysed_dry_runs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     argv, expected = {
@@ -109,7 +109,8 @@ def test_analyze_bad_input_exits_2_naming_the_argument(case, analysed_dry_runs, 
         "missing": ([str(tmp_path / "missing")], [f"RUN_DIR {str(tmp_path / 'missing')!r} is not a folder", "allowed:"]),
         "layer": ([str(analysed_dry_runs), "--layer", "fc9"],
                   ["--layer 'fc9' is not a layer of model 'fc1(hidden=16x16)'", "allowed: features, avgpool, "]),
-        "repeats": ([str(analysed_dry_runs), "--repeats", "0"], ["--repeats must be an integer >= 1; got 0"]),
+        "repeats": ([str(analysed_dry_runs), "--repeats", "0"], ["--repeats must be an integer >= 1, got 0"]),
+        "delta": ([str(analysed_dry_runs), "--delta", "inf"], ["--delta must be a finite number >= 0, got inf"]),
     }[case]
     with pytest.raises(SystemExit) as info:
         main(["analyze", *argv, "--out", str(tmp_path / "report"), "--no-progress"])

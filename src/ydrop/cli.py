@@ -398,25 +398,24 @@ def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args:
 
     report = analyze(runs, out=out, layer=layer, repeats=repeats, device=args.device, data_dir=args.data_dir,
                      conservative_delta=delta, progress=not args.no_progress)
-    folder = Path(next(iter(report.files.values()))).parent
+    folder = report.files["table.md"].parent
     print(f"\nanalysis of layer {', '.join(sorted({a.layer for a in report.analyses}))} "
           f"({len(report.analyses)} run(s)):\n\n{report.markdown}")
     print(f"wrote {', '.join(report.files)} into {folder} ({report.seconds:.0f} s)")
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from ._validation import check_non_negative, check_positive_int
     from .analysis.runs import find_runs, run_layers
 
-    if args.repeats < 1:
-        raise UsageError(f"--repeats must be an integer >= 1; got {args.repeats}")
-    if not args.delta >= 0:
-        raise UsageError(f"--delta must be a number >= 0; got {args.delta}")
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device 'cuda' was asked for but no CUDA device is available; allowed: auto, cpu")
-    try:  # bad folders and layers are refused before any run is loaded
+    try:  # bad values, folders and layers are refused before any run is loaded
+        check_positive_int("--repeats", args.repeats)
+        check_non_negative("--delta", args.delta)
         runs = find_runs(args.run_dirs, name="RUN_DIR")
         run_layers(runs, args.layer, name="--layer")
     except ValueError as exc:
