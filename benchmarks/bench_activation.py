@@ -15,9 +15,9 @@ def run() -> list[Ratio]:
     fc_guided, fc_plain = step_pair("fc1", "activation", 64)
     cnn_guided, cnn_plain = step_pair("cnn2", "activation", 100)
     return [
-        compare("Activation Dropout step / nn.Dropout step, FC_1, batch 64", fc_guided, fc_plain, rounds=15),
+        compare("Activation Dropout step / nn.Dropout step, FC_1, batch 64", fc_guided, fc_plain, rounds=25),
         compare("Activation Dropout step / nn.Dropout step, CNN-2, batch 100", cnn_guided, cnn_plain,
-                rounds=7, repeats=1, warmup=2),
+                rounds=6, repeats=1, warmup=2),
     ]
 
 

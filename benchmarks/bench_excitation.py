@@ -13,7 +13,7 @@ from benchmarks.common import Ratio, compare, step_pair
 TARGET = "<= 1.15"
 
 
-def run(rounds: int = 7, reuse_forward: bool = True) -> Ratio:
+def run(rounds: int = 6, reuse_forward: bool = True) -> Ratio:
     guided, plain = step_pair("cnn2", "excitation", 100, guide_kwargs={"reuse_forward": reuse_forward})
     path = "in the forward" if reuse_forward else "separate pass"
     return compare(f"Excitation Dropout step / nn.Dropout step, CNN-2, batch 100 ({path})", guided, plain,

@@ -2,9 +2,12 @@
 
 Target (issue 5): FC_1 and S_2, batch 64: peak RSS ratio <= 1.10. Each
 measurement is a separate process (``python -m benchmarks.bench_memory --worker
-MODEL METHOD``) that builds the model, runs 20 training steps and reports
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``; Y-Drop and nn.Dropout processes
-alternate, ``repeats`` times each.
+MODEL METHOD``) that builds the model, runs 20 training steps and reports its peak
+resident set: ``VmHWM`` of ``/proc/self/status`` on Linux, else
+``resource.getrusage(RUSAGE_SELF).ru_maxrss``. (Linux carries ``ru_maxrss`` over
+``execve`` from the forking parent, so a worker started by a large benchmark process
+would report the parent's peak; ``VmHWM`` belongs to the worker's own memory map.)
+Y-Drop and nn.Dropout processes alternate, ``repeats`` times each.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ def worker(model: str, method: str, steps: int = 20) -> int:
     step = model_step(model, "ydrop", 64, warmup_epochs=0) if method == "ydrop" else model_step(model, nn.Dropout, 64)
     for _ in range(steps):
         step()
+    return peak_rss_kib()
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

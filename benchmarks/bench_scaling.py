@@ -52,6 +52,7 @@ def plot(results: dict[str, dict[int, list[tuple[int, Ratio]]]], path: Path = PL
         axis.grid(alpha=0.3)
         if key == "batch":
             axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [str(x) for x in xs])
     axes[0].set_ylabel("Y-Drop step / nn.Dropout step (median, min-max bars)")
     axes[0].legend()
     fig.suptitle("Step-time ratio; dashed: target 1.30 (every step), dotted: 1.10 (score_every=4)")

@@ -11,7 +11,7 @@ from benchmarks.common import Ratio, compare, step_pair
 TARGET = "<= 1.10"
 
 
-def run(rounds: int = 15) -> Ratio:
+def run(rounds: int = 25) -> Ratio:
     guided, plain = step_pair("fc1", "ydrop", 64, warmup_epochs=0, score_every=4)
     return compare("Y-Drop step / nn.Dropout step, FC_1, batch 64, score_every=4", guided, plain,
                    rounds=rounds, repeats=4, warmup=4)

@@ -10,7 +10,7 @@ from benchmarks.common import Ratio, compare, display, step_pair
 TARGET = "<= 1.30"
 
 
-def run(rounds: int = 15, score_every: int = 1, batch: int = 64, model: str = "fc1") -> Ratio:
+def run(rounds: int = 25, score_every: int = 1, batch: int = 64, model: str = "fc1") -> Ratio:
     guided, plain = step_pair(model, "ydrop", batch, warmup_epochs=0, score_every=score_every)
     label = f"Y-Drop step / nn.Dropout step, {display(model)}, batch {batch}, score_every={score_every}"
     return compare(label, guided, plain, rounds=rounds)
