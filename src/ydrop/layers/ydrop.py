@@ -192,12 +192,15 @@ class YDrop(GuidedDropout):
         self._reuses_left = state.get("reuses_left")
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs):
-        # The buffers are sized lazily on the first guided step; a fresh module must
-        # still accept a trained one's.
-        for name in ("drop_rate", "mean_score"):
-            saved = state_dict.get(prefix + name)
-            if saved is not None and saved.shape != getattr(self, name).shape:
-                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        # The EMA is sized lazily on the first guided step; a fresh module must still
+        # accept a trained one's. The kept mean is empty until the first scoring, so
+        # it takes whatever size was saved.
+        saved = state_dict.get(prefix + "drop_rate")
+        if saved is not None and self.drop_rate.numel() == 0:
+            self.drop_rate = torch.empty_like(saved, device=self.drop_rate.device)
+        saved = state_dict.get(prefix + "mean_score")
+        if saved is not None and saved.shape != self.mean_score.shape:
+            self.mean_score = torch.empty_like(saved, device=self.mean_score.device)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs)
         # A state saved before score_every existed has neither: the layer then
         # scores at its next guided step.
