@@ -316,3 +316,25 @@ def test_training_steps_never_read_tensors_on_the_host(make, no_host_reads):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+class Wrapped(nn.Module):
+    """A model whose own forward calls an nn.Sequential, returning its output as is
+    or changed."""
+
+    def __init__(self, change: bool):
+        super().__init__()
+        self.net, self.change = chain_net(ExcitationDropout()), change
+
+    def forward(self, x):
+        out = self.net(x)
+        return out * 2.0 if self.change else out
+
+
+@pytest.mark.parametrize("change", [False, True])
+def test_a_wrapped_chain_is_fast_only_when_its_output_is_the_models(change):
+    model = Wrapped(change).train()
+    guide = Guide(model)
+    x, y = torch.randn(8, 12), torch.randint(0, 5, (8,))
+    assert ("net.3" in guide.step(x, y)) is change
+    model(x).sum().backward()
