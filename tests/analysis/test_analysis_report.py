@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -136,31 +137,24 @@ def test_write_report_writes_tables_json_and_figures_atomically(analyses, tmp_pa
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(files)  # no temporary file left
 
 
-def test_analyze_end_to_end_with_a_chosen_layer(runs, tmp_path):
+def test_analyze_end_to_end_with_a_chosen_layer_and_the_default_folder(runs):
     root, folders = runs
-    report = analyze(folders[::2], out=tmp_path / "out", layer="classifier.2", repeats=2, device="cpu",
-                     progress=False)
+    report = analyze(folders[::2], layer="classifier.2", repeats=2, device="cpu", progress=False)
+    out = folders[0].parent.parent / "analysis"  # analysis/ in the common folder of the given runs
+    assert report.files["table.md"] == out / "table.md"
     assert {a.layer for a in report.analyses} == {"classifier.2"}
     assert {a.feeding_layer for a in report.analyses} == {"classifier.0"}
-    assert report.markdown == (tmp_path / "out" / "table.md").read_text()
-    assert to_csv(report.rows) == (tmp_path / "out" / "table.csv").read_text()
+    assert report.markdown == (out / "table.md").read_text()
+    assert to_csv(report.rows) == (out / "table.csv").read_text()
+    assert sorted(find_runs(root)) == sorted(folders)  # the report folder holds no run
     with pytest.raises(ValueError, match="layer 'nope' is not a layer of model"):
-        analyze(root, out=tmp_path / "bad", layer="nope", progress=False)
+        analyze(root, out=root / "bad", layer="nope", progress=False)
     with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
-        analyze(root, repeats=0, progress=False)
-    assert not (tmp_path / "bad").exists()
-
-
-def test_analyze_writes_next_to_the_given_folders_by_default(runs):
-    _, folders = runs
-    report = analyze(folders[0], repeats=1, device="cpu", progress=False)
-    assert report.files["table.md"] == folders[0] / "analysis" / "table.md" and report.files["table.md"].exists()
-    assert find_runs(folders[0]) == [folders[0]]  # the report folder holds no run
+        analyze(root, out=root / "bad", repeats=0, progress=False)
+    assert not (root / "bad").exists()
 
 
 def test_one_set_of_figures_per_dataset_model_and_layer(analyses, tmp_path):
-    import dataclasses
-
     other = [dataclasses.replace(a, model="fc1(hidden=8x8)") for a in analyses[:2]]
     files = write_report(analyses[:2] + other, tmp_path)
     figures = sorted(name for name in files if name.endswith(".png"))

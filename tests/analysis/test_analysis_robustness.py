@@ -88,8 +88,8 @@ def test_every_curve_starts_at_the_unpruned_model_and_leaves_no_hook(make):
 def test_random_removal_is_the_mean_and_std_of_r_seeded_repeats(make):
     model = make()
     layer = model[2] if isinstance(model, nn.Sequential) else model.slot
-    batches = data()
-    repeats, units = 5, 12
+    batches = data(count=2)
+    repeats, units = 3, 12
     curve = random_removal(model, batches, layer, fractions=FRACTIONS, repeats=repeats,
                            generator=torch.Generator().manual_seed(7), progress=False)
     # repeat r removes the first round(f N) units of its own random order of the units
@@ -211,3 +211,22 @@ def test_argument_errors_name_the_argument_and_echo_the_value():
         ranked_removal(model, data(), model[2], scores=torch.ones(3), progress=False)
     with pytest.raises(ValueError, match="data must hold at least one sample"):
         random_removal(model, [], model[2], progress=False)
+
+
+def test_masked_networks_split_over_several_forwards_give_the_same_curves(monkeypatch):
+    from ydrop.analysis import robustness
+
+    model = mlp()
+    batches = data(count=2)
+
+    def curves():
+        return (random_removal(model, batches, model[2], fractions=FRACTIONS, repeats=3,
+                               generator=torch.Generator().manual_seed(1), progress=False),
+                peb_threshold_removal(model, batches, model[2], thresholds=(0.0, 0.4, 0.8), progress=False))
+
+    whole = curves()
+    monkeypatch.setattr(robustness, "ELEMENTS_PER_FORWARD", 2 * 20 * 12)  # two masked networks per forward
+    split = curves()
+    for a, b in zip(whole, split):
+        assert a.accuracy_mean == b.accuracy_mean and a.accuracy_std == b.accuracy_std
+        assert a.gt_prob_mean == pytest.approx(b.gt_prob_mean, rel=1e-6)

@@ -16,8 +16,8 @@ model in eval mode under ``no_grad``.
 Speed: a curve needs M masked networks (M = grid points, times R for random
 removal). They run together: the hook turns the layer's (B, N) output into
 (M * B, N), copy m multiplied by mask m, so the layers *before* the analysed one
-run once per batch and only the rest of the network sees M * B rows (at most
-:data:`ROWS_PER_FORWARD` per forward). A model whose later layers cannot carry the
+run once per batch and only the rest of the network sees M * B rows (as many per
+forward as keep the layer's masked output within :data:`ELEMENTS_PER_FORWARD`). A model whose later layers cannot carry the
 extra rows (a residual branch joining after the layer) is run on M copies of the
 input instead; the numbers are the same.
 
@@ -27,6 +27,7 @@ once per curve (a one-shot iterator is first stored in a list).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -57,9 +58,9 @@ __all__ = [
 DEFAULT_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(20)) + (0.99,)
 #: p_c = 0, 0.05, ..., 0.95 (Excitation Dropout Fig. 7).
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
-#: Rows (masks x samples) per forward of the masked networks: bounds the memory of
-#: one forward (16384 x 1024 units x 4 bytes = 64 MB per activation).
-ROWS_PER_FORWARD = 16384
+#: Elements of the analysed layer's masked output per forward (64 MB in float32):
+#: bounds the memory of one forward; fewer, larger forwards are faster.
+ELEMENTS_PER_FORWARD = 2**24
 
 
 @dataclass
@@ -152,9 +153,10 @@ def _batches(data: Iterable) -> Iterable:
     return data
 
 
-def _units_of(model: nn.Module, module: nn.Module, x: Tensor) -> int:
-    seen: list[int] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1]))
+def _output_shape(model: nn.Module, module: nn.Module, x: Tensor) -> torch.Size:
+    """Shape of one sample's output of ``module``: (N,) or (C, *spatial)."""
+    seen: list[torch.Size] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1:]))
     try:
         with torch.no_grad(), eval_mode(model):
             model(x[:1])
@@ -207,7 +209,8 @@ def _removal_scores(
             if correct is None:
                 correct = torch.zeros(masks.shape[0], dtype=torch.float64)
                 gt = torch.zeros_like(correct)
-            per_forward = max(1, ROWS_PER_FORWARD // max(1, x.shape[0]))
+                row_size = math.prod(_output_shape(model, module, x))
+            per_forward = max(1, ELEMENTS_PER_FORWARD // max(1, x.shape[0] * row_size))
             with torch.no_grad():
                 for start in range(0, masks.shape[0], per_forward):
                     chunk = masks[start:start + per_forward]
@@ -267,7 +270,7 @@ def random_removal(
     _, module = resolve_layers(model, layer)[0]
     batches = _batches(data)
     unpruned = evaluate(model, batches)
-    units = _units_of(model, module, next(iter(batches))[0])
+    units = _output_shape(model, module, next(iter(batches))[0])[0]
     ranks = torch.rand(repeats, units, generator=generator).argsort(1).argsort(1)  # (R, N) a random order each
     removed = _removed_counts(fractions, units)
     keep = (ranks.unsqueeze(0) >= removed.view(-1, 1, 1)).float().flatten(0, 1)  # (G * R, N), grid-major
@@ -303,7 +306,7 @@ def ranked_removal(
         raise ValueError(f"scores must be a 1-D tensor of per-unit importance, got {getattr(scores, 'shape', scores)!r}")
     batches = _batches(data)
     unpruned = evaluate(model, batches)
-    units = _units_of(model, module, next(iter(batches))[0])
+    units = _output_shape(model, module, next(iter(batches))[0])[0]
     if scores.numel() != units:
         raise ValueError(f"scores has {scores.numel()} units, layer has {units}")
     ranking = torch.sort(scores.detach().cpu().double(), descending=(order == "most"), stable=True).indices
