@@ -145,6 +145,10 @@ def process_group(device: str = "auto") -> Iterator[bool]:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     try:
         yield True
+        # Every rank reaches this point before any tears the group down: a gloo rank
+        # that exits while its peer still talks to it aborts ("terminate called
+        # without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
