@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from .._validation import check_choice, check_non_negative, check_positive_int
 from ..data import BatchLoader, DatasetInfo, dataset_info, load_dataset, train_val_split
-from ..models import create
 from ..train import store
+from ..train.run import build_model
 from ..train.config import DEVICES, DRY_RUN_BATCHES, TrainConfig
 from ..train.table import method_label, model_label
 from .metrics import SpreadResult, UtilisationResult, conductance_spread, conservative_units, feeding_layer, utilisation
@@ -102,20 +102,13 @@ def _stored_config(folder: Path) -> TrainConfig:
     return TrainConfig.from_dict({k: v for k, v in stored.items() if k in known})
 
 
-def _skeleton(config: TrainConfig, info: DatasetInfo, method: str | None = None, kwargs: dict | None = None) -> nn.Module:
-    """The run's model as train_run builds it (untrained)."""
-    return create(config.model, num_classes=info.num_classes, in_shape=info.in_shape,
-                  dropout=method or config.method,
-                  dropout_kwargs=config.method_kwargs if kwargs is None else kwargs, **config.model_kwargs)
-
-
 def default_layer(config: TrainConfig, info: DatasetInfo) -> str:
     """The last dropout slot of the run's model: the output of the last hidden layer
     (after its ReLU) where dropout acts, e.g. ``"classifier.5"`` for FC-1, whatever the
     method (an ``nn.Identity`` without dropout). Found on a twin with standard
     dropout in every slot the model has, built on the meta device."""
     with torch.device("meta"):
-        twin = _skeleton(config, info, "dropout", {})
+        twin = build_model(config, info, "dropout", {})
     paths = getattr(twin, "dropout_paths", [])
     if not paths:
         raise ValueError(f"model {model_label(config.to_dict())!r} has no dropout slot to analyse by default; "
@@ -129,7 +122,7 @@ def check_layer(config: TrainConfig, info: DatasetInfo, layer: str | None, name:
     if layer is None:
         return default_layer(config, info)
     with torch.device("meta"):
-        names = [n for n, _ in _skeleton(config, info).named_modules() if n]
+        names = [n for n, _ in build_model(config, info).named_modules() if n]
     if layer not in names:
         raise ValueError(f"{name} {layer!r} is not a layer of model {model_label(config.to_dict())!r}; "
                          f"allowed: {', '.join(names)}")
@@ -181,7 +174,7 @@ def load_run(folder: str | os.PathLike, device: str = "auto", data_dir: str | os
     full_train, test_set = dataset("train"), dataset("test")
     _, val_set = train_val_split(full_train, val_fraction=config.val_fraction, seed=config.seed)
     info = full_train.info
-    model = _skeleton(config, info)
+    model = build_model(config, info)
     checkpoint = torch.load(folder / store.CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     # The weights the run was tested with: the best epoch's (or the last, if none was best).
     final = (checkpoint.get("best") or {}).get("state") or checkpoint["model"]

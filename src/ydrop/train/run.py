@@ -47,7 +47,7 @@ from . import store
 from .config import DRY_RUN_BATCHES, TrainConfig
 from .lock import LOCK_FILE, FileLock, RunLocked, lock_holder, try_lock
 
-__all__ = ["train_run", "RunResult", "EpochCallback", "RunLocked"]
+__all__ = ["train_run", "build_model", "RunResult", "EpochCallback", "RunLocked"]
 
 # callback(epoch, record, run_dir) after each epoch's checkpoint is written.
 EpochCallback = Callable[[int, dict, Path], None]
@@ -169,6 +169,16 @@ def _lr_at(c: TrainConfig, epoch: int, step: int) -> float:
     return lr
 
 
+def build_model(config: TrainConfig, info: Any, method: str | None = None,
+                method_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The (untrained) model of a run: ``config``'s model for dataset ``info`` (a DatasetInfo),
+    with ``config``'s dropout method, or ``method`` / ``method_kwargs`` in its place."""
+    return create(config.model, num_classes=info.num_classes, in_shape=info.in_shape,
+                  dropout=method or config.method,
+                  dropout_kwargs=config.method_kwargs if method_kwargs is None else method_kwargs,
+                  **config.model_kwargs)
+
+
 def train_run(
     config: TrainConfig,
     progress: bool = True,
@@ -258,8 +268,7 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
     test_loader = BatchLoader(test_set, eval_batch, device=device)
 
     torch.manual_seed(c.seed)  # the same initial weights on every rank
-    model = create(c.model, num_classes=info.num_classes, in_shape=info.in_shape, dropout=c.method,
-                   dropout_kwargs=c.method_kwargs, **c.model_kwargs).to(device)
+    model = build_model(c, info).to(device)
     optimizer = _make_optimizer(model, c)
     guide = Guide(model) if _needs_guide(model) else None
     # The training forward goes through DDP (gradients averaged over ranks); scoring,
