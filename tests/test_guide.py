@@ -242,6 +242,37 @@ def test_excitation_in_the_forward_equals_the_separate_pass():
     torch.testing.assert_close(fast_p, next(iter(expected.values())), rtol=1e-6, atol=1e-7)
 
 
+def test_two_excitation_layers_are_scored_from_the_lower_ones_input_as_by_the_separate_pass():
+    # The upper layer must not be scored on activations the lower one has already
+    # dropped: both layers get the eval-mode p_EB of the separate pass, from one EB
+    # pass over the modules above the lower layer.
+    def two_layer_net():
+        torch.manual_seed(11)
+        return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), ExcitationDropout(), nn.Linear(32, 32), nn.ReLU(),
+                             ExcitationDropout(), nn.Linear(32, 5)).train()
+
+    x, y = torch.randn(64, 12), torch.randint(0, 5, (64,))
+    scores = []
+    for reuse in (True, False):
+        model = two_layer_net()
+        guide = Guide(model, reuse_forward=reuse)
+        lower = count_forwards(model[0])
+        given = guide.step(x, y)
+        model(x)
+        assert len(lower) == (1 if reuse else 2) and (given == {}) is reuse
+        scores.append([model[2]._scores, model[5]._scores])
+    for fast, slow in zip(*scores):
+        torch.testing.assert_close(fast, slow, rtol=0, atol=1e-7)
+
+
+def test_excitation_layer_above_batch_norm_takes_the_separate_pass():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 32), nn.BatchNorm1d(32), nn.ReLU(), ExcitationDropout(),
+                          nn.Linear(32, 5)).train()
+    guide = Guide(model)
+    assert set(guide.step(torch.randn(16, 12), torch.randint(0, 5, (16,)))) == {"3"}
+
+
 def test_excitation_in_the_forward_refuses_another_batch():
     model = chain_net(ExcitationDropout())
     guide = Guide(model)
@@ -258,7 +289,7 @@ TINY = {"width_multiplier": 0.05, "hidden": (16, 16)}
     [
         ("fc1", None, {"hidden": (16, 16)}, True),
         ("s2", None, TINY, True),
-        ("m1", None, TINY, True),
+        ("m1", None, TINY, False),  # batch norm below the layers: the separate pass
         ("cnn2", None, TINY, True),
         ("vgg16", (3, 32, 32), TINY, True),
         ("alexnet", (3, 64, 64), TINY, True),

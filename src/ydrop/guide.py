@@ -24,10 +24,15 @@ Fig. 1): when the modules from a layer to the output form a chain (the layer sit
 every ``ydrop.models`` network except WRN), the Guide runs no pass at ``step``: the
 layer's next training forward sends its own input through the modules above it
 (eval mode) and backpropagates the EB rule from there. The part below the layer is
-not run again. Those activations are the training forward's, so a guided layer
-above another one sees the lower one's dropout; the separate pass (used for other
-models, or with ``reuse_forward=False``) scores everything in eval mode. Both give
-the same p_EB when nothing below the layer behaves differently in training.
+not run again. Those activations are the training forward's, so the fast path is
+taken only when nothing below the layer behaves differently in training (no
+dropout of any kind, no batch norm): then its p_EB equals the separate pass's. A
+layer above another dropout layer would otherwise be scored on activations the
+lower layer has already dropped and rescaled, and training suffers badly (digits,
+FC 64-256-256-10 with two Excitation layers: 18 % and 29 % test accuracy on two
+seeds against 91 % and 93 % with the separate pass). When some Excitation layer
+cannot take the fast path, all of them share the separate pass (one forward and
+one backward in eval mode, the cheapest way to score them all).
 
 Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
 step where no layer asks, the pass is skipped.
@@ -46,6 +51,7 @@ from torch import Tensor, nn
 from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
+from .layers.baselines import CurriculumDropout, Dropout, InformationDropout, StandoutDropout
 from .scores.conductance import _conductance
 from .scores._hooks import capture_outputs, eval_mode
 from .scores._chain import chain_above
@@ -146,9 +152,9 @@ class Guide:
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
             request = layer.score_request()
-            if request.kind == "excitation" and self._defer_to_forward(name, layer, inputs, target):
-                continue
             groups[(request.kind, request.steps if request.kind == "conductance" else 1)].append(name)
+        if self._score_excitation_in_forward(groups.get(("excitation", 1), []), inputs, target):
+            del groups[("excitation", 1)]
 
         given: dict[str, Tensor] = {}
         for (kind, steps), names in groups.items():
@@ -170,18 +176,36 @@ class Guide:
                 given[name] = layer_scores
         return given
 
-    def _defer_to_forward(self, name: str, layer: GuidedDropout, inputs: Tensor, target: Tensor) -> bool:
-        """Arm ``layer`` to score Excitation Backprop from its own input in the next
-        training forward, when the modules above it form a chain."""
+    def _score_excitation_in_forward(self, names: list[str], inputs: Tensor, target: Tensor) -> bool:
+        """Arm the lowest Excitation layer ``names[k]`` whose modules above form a
+        chain holding all the other layers (and with nothing below it that trains
+        differently) to score every one of them from its own input, in one EB pass
+        over the chain, during the next training forward. False when none can."""
+        for name in names:
+            chain = self._chain(name, inputs)
+            if chain is None:
+                continue
+            inside = {id(m) for m in chain.modules()}
+            others = [self.layers[other] for other in names if other != name]
+            if all(id(layer) in inside for layer in others):
+                self.layers[name].score_in_forward(partial(_score_chain, chain, others, target))
+                return True
+        return False
+
+    def _chain(self, name: str, inputs: Tensor) -> nn.Sequential | None:
+        """The modules above layer ``name`` as a chain when its Excitation Backprop can
+        run inside the training forward (see the module docstring), else None."""
         if not self.reuse_forward:
-            return False
+            return None
         if name not in self._chains:
-            self._chains[name] = chain_above(self.model, layer, inputs[:1])
-        chain = self._chains[name]
-        if chain is None:
-            return False
-        layer.score_in_forward(partial(chain_input_excitation, chain, target=target))
-        return True
+            layer = self.layers[name]
+            chain = chain_above(self.model, layer, inputs[:1])
+            if chain is not None:
+                above = {id(m) for m in chain.modules()} | {id(layer)}
+                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in above):
+                    chain = None
+            self._chains[name] = chain
+        return self._chains[name]
 
     def _score(
         self, kind: str, steps: int, inputs: Tensor, target: Tensor, layers: list[GuidedDropout]
@@ -205,3 +229,24 @@ class Guide:
                     stacklevel=3,
                 )
             self._warned_no_epoch = True
+
+
+def _score_chain(chain: nn.Sequential, others: list[GuidedDropout], target: Tensor, inputs: Tensor) -> Tensor:
+    """Score function of the lowest Excitation layer: its own p_EB, returned, and the
+    p_EB of the layers above it, handed to them before their own forward runs."""
+    own, *above = chain_input_excitation(chain, inputs, target, others)
+    for layer, scores in zip(others, above):
+        layer.set_scores(scores)
+    return own
+
+
+# Modules whose training forward differs from their eval forward (and so from the
+# activations the separate, eval-mode scoring pass sees).
+_TRAIN_MODE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase, GuidedDropout,
+    Dropout, CurriculumDropout, StandoutDropout, InformationDropout,
+)
+
+
+def _trains_differently(module: nn.Module) -> bool:
+    return isinstance(module, _TRAIN_MODE_TYPES)

@@ -186,9 +186,11 @@ def _excitation_backprop(model: nn.Module, inputs: Tensor, target: Tensor, modul
     ]
 
 
-def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor) -> Tensor:
+def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor,
+                           layers: Sequence[nn.Module] = ()) -> list[Tensor]:
     """p_EB (B, N) of the input units of ``chain``, a ``nn.Sequential(nn.Identity(),
-    *modules)`` whose modules map ``inputs`` (B, N, *) to the logits.
+    *modules)`` whose modules map ``inputs`` (B, N, *) to the logits, then p_EB of
+    each module of ``layers`` (modules inside ``chain``), all from one EB pass.
 
     The Guide's fast path for Excitation Dropout: ``inputs`` is the guided layer's
     input taken from the training forward, so only the modules above the layer run
@@ -201,7 +203,7 @@ def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor)
             f"{inputs.shape[0]}: call guide.step(inputs, targets) on the same batch that is fed to the model"
         )
     with eval_mode(chain):
-        return _excitation_backprop(chain, inputs, target, [chain[0]])[0]
+        return _excitation_backprop(chain, inputs, target, [chain[0], *layers])
 
 
 class _State:
