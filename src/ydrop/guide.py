@@ -18,21 +18,21 @@ Which samples are scored (Y-Drop Eq. 9 and Excitation Dropout sec. 3.2):
 * excitation backprop costs one forward and one backward whatever the layer, so
   it always runs on the whole batch.
 
-Excitation backprop without a second pass below the layer (Excitation Dropout,
-Fig. 1): when the modules from a layer to the output form a chain (the layer sits in
-``nn.Sequential`` containers whose outermost one returns the model's output, as in
-every ``ydrop.models`` network except WRN), the Guide runs no pass at ``step``: the
-layer's next training forward sends its own input through the modules above it
-(eval mode) and backpropagates the EB rule from there. The part below the layer is
-not run again. Those activations are the training forward's, so the fast path is
-taken only when nothing below the layer behaves differently in training (no
-dropout of any kind, no batch norm): then its p_EB equals the separate pass's. A
-layer above another dropout layer would otherwise be scored on activations the
-lower layer has already dropped and rescaled, and training suffers badly (digits,
-FC 64-256-256-10 with two Excitation layers: 18 % and 29 % test accuracy on two
-seeds against 91 % and 93 % with the separate pass). When some Excitation layer
-cannot take the fast path, all of them share the separate pass (one forward and
-one backward in eval mode, the cheapest way to score them all).
+Excitation backprop without a second pass below the layers (Excitation Dropout,
+Fig. 1): when the lowest Excitation layer sits in ``nn.Sequential`` containers whose
+outermost one returns the model's output, the other Excitation layers are among the
+modules above it, and nothing below it behaves differently in training (no dropout
+of any kind, no batch norm), the Guide runs no pass at ``step``. The lowest layer's
+next training forward sends its own input through the modules above it (eval mode)
+and backpropagates the EB rule once, reading p_EB at itself and at every Excitation
+layer above, which get their scores before their own forward. The part below is not
+run again and the scores equal the separate pass's. Every ``ydrop.models`` network
+takes this path except WRN (residual additions), M_1 and M_2 (batch norm). Other
+models, or ``reuse_forward=False``, get the separate pass (one eval-mode forward and
+one EB backward for all layers). Scoring an upper layer on the training forward's
+activations instead (already dropped and rescaled by the lower layer) trains badly:
+digits, FC 64-256-256-10 with two Excitation layers, 18 % and 29 % test accuracy on
+two seeds against 91 % and 93 %.
 
 Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
 step where no layer asks, the pass is skipped.
