@@ -4,7 +4,8 @@
 #   experiments/mnist_fc1.sh [DATA_DIR] [RUNS_DIR]
 #
 # Every cell is one `ydrop compare` call; finished cells are skipped, an interrupted
-# cell resumes from its last checkpoint, so the script can be stopped and rerun at will.
+# cell resumes from its last checkpoint, so the script can be stopped and rerun at will
+# (run it from the repository root).
 # The small result files (config.json, result.json) are copied into docs/results/ after
 # each call, so `ydrop table docs/results/mnist-fc1` rebuilds the table from git alone.
 set -euo pipefail
@@ -20,6 +21,11 @@ export_results() {
     cp "$RUNS/$f" "docs/results/mnist-fc1/$f"
   done
 }
+
+# Cells finished in an earlier session (or on another machine) are in git: seed the
+# runs folder with them so they are skipped, not trained again.
+mkdir -p "$RUNS"
+cp -rn docs/results/mnist-fc1/. "$RUNS"/
 
 # 1. The paper's row: no dropout, dropout 0.5, Y-Drop with the authors' MNIST pick (alpha 1e-2, K 2).
 $YDROP compare "${common[@]}" --methods none,dropout
