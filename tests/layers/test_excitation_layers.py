@@ -137,3 +137,29 @@ def test_excitation_dropout_without_guide_falls_back_and_warns():
     layer = ExcitationDropout(p=0.2).train()
     with pytest.warns(RuntimeWarning, match="plain dropout with p=0.2"):
         layer(torch.ones(10, 4))
+
+
+def test_inverse_rescale_is_unbiased_per_unit_and_safe_at_keep_zero():
+    # rescale="inverse": each kept unit times 1 / keep, so E[out] = x per unit
+    # (std of the mean of x / keep over 20000 samples <= sqrt((1 - k) / k / 20000),
+    # 0.015 for k = 0.1; tolerance 0.06 on units with keep >= 0.1, i.e. 4 SE).
+    torch.manual_seed(3)
+    units = 8
+    p_eb = torch.tensor([1.0] + [0.0] * (units - 1))  # unit 0 holds all evidence: keep 0
+    spread = torch.softmax(torch.randn(units) * 1.5, 0)
+    for scores in (p_eb, spread):
+        layer = ExcitationDropout(p=0.5, rescale="inverse").train()
+        layer.set_scores(scores.expand(BATCH, units))
+        out = layer(torch.ones(BATCH, units))
+        assert torch.isfinite(out).all()
+        keep = retain_probability(scores[None], 0.5)[0]
+        means = out.mean(0)
+        assert (means[keep == 0] == 0).all()
+        assert (means[keep >= 0.1] - 1).abs().max().item() < 0.06
+        assert ((out != 0).float().mean(0) - keep).abs().max().item() < 0.02  # Eq. 3 unchanged
+    assert "rescale='inverse'" in repr(ActivationDropout(rescale="inverse"))
+
+
+def test_unknown_rescale_is_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match=r"rescale must be one of 'per_sample', 'inverse'; got 'mean'"):
+        ExcitationDropout(rescale="mean")

@@ -17,12 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_non_negative_int, check_positive_int, check_rate
+from .._validation import check_choice, check_non_negative_int, check_positive_int, check_rate
 from ..scores._units import normalise_rows
 from . import functional as F_
 from .base import GuidedDropout, ScoreRequest, broadcast_units
 
-__all__ = ["ExcitationDropout", "ActivationDropout"]
+__all__ = ["ExcitationDropout", "ActivationDropout", "RESCALES"]
+
+# How kept units are scaled up: the authors' N / kept per sample, or 1 / keep per unit.
+RESCALES = {"per_sample": F_.per_sample_rescaled_mask, "inverse": F_.inverse_keep_mask}
 
 
 class ExcitationDropout(GuidedDropout):
@@ -34,17 +37,25 @@ class ExcitationDropout(GuidedDropout):
             per sample) or "activation".
         steps: conductance interpolation steps, used only with score="conductance".
         warmup_epochs: epochs of plain dropout at ``p`` before the guided masks (0).
+        rescale: "per_sample" (the authors' code: a sample's kept units times N / kept)
+            or "inverse" (each kept unit times 1 / its retain probability, unbiased
+            per unit like ``nn.Dropout``). With ReLU layers the units that are off
+            have p_EB = 0 and are always kept, so "per_sample" scales the active
+            units by less than they lose: on average they keep well under their
+            eval-mode size during training.
 
     Scores must cover every sample of the batch fed to the model: a Guide pass on
     one batch followed by a forward on a batch of another size raises an error.
     """
 
-    def __init__(self, p: float = 0.5, score: str = "excitation", steps: int = 5, warmup_epochs: int = 0) -> None:
+    def __init__(self, p: float = 0.5, score: str = "excitation", steps: int = 5, warmup_epochs: int = 0,
+                 rescale: str = "per_sample") -> None:
         p = check_rate("p", p)
         super().__init__(score=score, warmup_epochs=check_non_negative_int("warmup_epochs", warmup_epochs),
                          warmup_p=p, fallback_p=p)
         self.p = p
         self.steps = check_positive_int("steps", steps)
+        self.rescale = check_choice("rescale", rescale, tuple(RESCALES))
 
     def score_request(self) -> ScoreRequest:
         return ScoreRequest(kind=self.score, per_sample=True, steps=self.steps)
@@ -60,7 +71,7 @@ class ExcitationDropout(GuidedDropout):
         with torch.no_grad():
             distribution = normalise_rows(scores.float().clamp(min=0))
             keep = F_.retain_probability(distribution, base_retain=1.0 - self.p)
-            mask = F_.per_sample_rescaled_mask(keep)
+            mask = RESCALES[self.rescale](keep)
         return x * broadcast_units(mask.to(x.dtype), x)
 
     def extra_repr(self) -> str:
@@ -69,6 +80,8 @@ class ExcitationDropout(GuidedDropout):
             text += f", steps={self.steps}"
         if self.warmup_epochs:
             text += f", warmup_epochs={self.warmup_epochs}"
+        if self.rescale != "per_sample":
+            text += f", rescale={self.rescale!r}"
         return text
 
 
@@ -78,5 +91,6 @@ class ActivationDropout(ExcitationDropout):
     Same Eq. 3 policy and rescale; needs no Guide (sec. 5 of the paper).
     """
 
-    def __init__(self, p: float = 0.5, score: str = "activation", steps: int = 5, warmup_epochs: int = 0) -> None:
-        super().__init__(p=p, score=score, steps=steps, warmup_epochs=warmup_epochs)
+    def __init__(self, p: float = 0.5, score: str = "activation", steps: int = 5, warmup_epochs: int = 0,
+                 rescale: str = "per_sample") -> None:
+        super().__init__(p=p, score=score, steps=steps, warmup_epochs=warmup_epochs, rescale=rescale)

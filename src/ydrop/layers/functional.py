@@ -9,6 +9,7 @@ Y-Drop (Georgiou et al.):
 Excitation Dropout (Zunino et al.):
     Eq. 3  retain probability from p_EB       -> :func:`retain_probability`
     per-sample rescale N / kept               -> :func:`per_sample_rescaled_mask`
+    or 1 / keep per unit (unbiased)           -> :func:`inverse_keep_mask`
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ema_update",
     "retain_probability",
     "per_sample_rescaled_mask",
+    "inverse_keep_mask",
     "bernoulli_mask",
 ]
 
@@ -103,3 +105,16 @@ def per_sample_rescaled_mask(keep: Tensor, generator: torch.Generator | None = N
     mask = bernoulli_mask(keep, generator)
     kept = mask.sum(dim=1, keepdim=True)
     return mask.mul_(keep.shape[1] / kept.clamp_min(1.0))
+
+
+def inverse_keep_mask(keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Bernoulli(keep) mask (B, N), each kept unit scaled by 1 / keep: E[mask] = 1
+    per unit, as in standard (inverted) dropout. A unit with keep = 0 is dropped
+    and scaled by 0, never inf or NaN.
+
+    Not the authors' rescale: N / kept counts the units that are always kept
+    because they are off (p_EB = 0 gives keep = 1), so with ReLU layers it leaves
+    the active units smaller in training than at test.
+    """
+    mask = bernoulli_mask(keep, generator)
+    return mask.mul_(torch.where(keep > 0, keep.reciprocal(), torch.zeros_like(keep)))
