@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
-from .layers.baselines import CurriculumDropout, Dropout, InformationDropout, StandoutDropout
+from .layers.factory import DROPOUT_METHODS
 from .scores.conductance import _conductance
 from .scores._hooks import capture_outputs, eval_mode
 from .scores._chain import chain_above
@@ -241,10 +241,11 @@ def _score_chain(chain: nn.Sequential, others: list[GuidedDropout], target: Tens
 
 
 # Modules whose training forward differs from their eval forward (and so from the
-# activations the separate, eval-mode scoring pass sees).
+# activations the separate, eval-mode scoring pass sees): torch's dropout and batch
+# norm, and every dropout method of the factory (so a new method is covered).
 _TRAIN_MODE_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase, GuidedDropout,
-    Dropout, CurriculumDropout, StandoutDropout, InformationDropout,
+    *(method for method in DROPOUT_METHODS.values() if isinstance(method, type)),
 )
 
 
