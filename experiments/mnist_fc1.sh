@@ -2,6 +2,7 @@
 # Reproduce Y-Drop Table 2, row MNIST / FC_1, with the project's own commands (issue 7).
 #
 #   experiments/mnist_fc1.sh [DATA_DIR] [RUNS_DIR]
+#   SHARD=0/2 experiments/mnist_fc1.sh & SHARD=1/2 experiments/mnist_fc1.sh   # two processes
 #
 # Every cell is one `ydrop compare` call; finished cells are skipped, an interrupted
 # cell resumes from its last checkpoint, so the script can be stopped and rerun at will
@@ -14,6 +15,8 @@ RUNS=${2:-runs/mnist-fc1}
 YDROP=${YDROP:-ydrop}
 SEEDS=${SEEDS:-3}
 common=(--dataset mnist --model fc1 --data-dir "$DATA" --out "$RUNS" --seeds "$SEEDS" --no-progress)
+# Several processes (or machines sharing the folder) split the cells through lock files.
+if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
 
 export_results() {
   (cd "$RUNS" && find . -name result.json -o -name config.json) | while read -r f; do

@@ -52,7 +52,7 @@ from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .layers.factory import DROPOUT_METHODS
-from .scores.conductance import _conductance
+from .scores.conductance import _conductance, _expand_baseline
 from .scores._hooks import capture_outputs, eval_mode
 from .scores._chain import chain_above
 from .scores.excitation import _excitation_backprop, chain_input_excitation
@@ -213,7 +213,7 @@ class Guide:
         """One pass: the scores of ``layers`` and the model's number of classes."""
         with eval_mode(self.model), capture_outputs([self.model]) as logits:
             if kind == "conductance":
-                scores = _conductance(self.model, inputs, torch.zeros_like(inputs), target, layers, steps)
+                scores = _conductance(self.model, inputs, _expand_baseline(None, inputs), target, layers, steps)
             else:
                 scores = _excitation_backprop(self.model, inputs, target, layers)
         return scores, logits[0][0].shape[1]

@@ -85,6 +85,28 @@ def test_conv_layer_itself_matches_captum_with_nonzero_baseline():
     assert_close(ours[model[0]], captum_conductance(model, model[0], x, y, 4, baseline=baseline))
 
 
+@pytest.mark.parametrize("form", ["number", "no batch dim", "batch of one", "per sample"])
+def test_baseline_forms_match_captum(form):
+    """A baseline shared by all samples takes the stem's one-row start point; a
+    per-sample baseline takes one row per sample. Both equal Captum's numbers."""
+    model = cnn_net()
+    x = torch.randn(4, 3, 8, 8)
+    y = torch.tensor([3, 1, 0, 2])
+    torch.manual_seed(5)
+    shared = 0.2 * torch.randn(3, 8, 8)
+    baseline = {
+        "number": 0.3,
+        "no batch dim": shared,
+        "batch of one": shared.unsqueeze(0),
+        "per sample": 0.2 * torch.randn(4, 3, 8, 8),
+    }[form]
+    full = torch.full_like(x, baseline) if form == "number" else baseline.expand_as(x).clone()
+    layers = [model[2], model[9]]
+    ours = conductance(model, x, y, layers, baseline=baseline, steps=5)
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=full))
+
+
 def test_internal_batch_size_gives_same_numbers():
     model = fc_net()
     x = torch.randn(9, 20)

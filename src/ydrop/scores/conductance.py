@@ -82,10 +82,13 @@ def _chunks(total: int, size: int) -> list[tuple[int, int]]:
 
 
 def _expand_baseline(baseline: Tensor | float | None, inputs: Tensor) -> Tensor:
+    """``baseline`` as a (B, *) tensor. A baseline shared by every sample (None, a
+    number, a tensor without a batch dimension or with batch 1) stays a stride-0
+    view, which tells the stem (below) that one row of it is enough."""
     if baseline is None:
-        return torch.zeros_like(inputs)
+        baseline = 0.0
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(inputs, float(baseline))
+        return inputs.new_full((), float(baseline)).expand_as(inputs)
     if not isinstance(baseline, Tensor):
         raise TypeError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
     try:
@@ -113,9 +116,11 @@ def _conductance(
     alphas = _alphas(steps)
     delta = inputs - baseline
     path = torch.cat([baseline + alpha * delta for alpha in alphas]).requires_grad_()
+    shared_baseline = batch == 1 or baseline.stride(0) == 0
+    stem = _interpolated_stem(model, path, steps + 1, shared_baseline)
     with torch.enable_grad():
         # Copies protect the recorded outputs from in-place ops further up.
-        with capture_outputs(modules, detach_from_inplace=True) as captured, _interpolated_stem(model, path, steps + 1):
+        with capture_outputs(modules, detach_from_inplace=True) as captured, stem:
             logits = model(path)
         if logits.dim() != 2:
             raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
@@ -141,11 +146,14 @@ _AFFINE_STEMS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @contextmanager
-def _interpolated_stem(model: nn.Module, path: Tensor, points: int) -> Iterator[None]:
+def _interpolated_stem(model: nn.Module, path: Tensor, points: int, shared_baseline: bool) -> Iterator[None]:
     """While active, an affine layer (Linear / Conv) whose input is the path
     itself, or a view of it (``nn.Flatten``), computes only its two end points
     and interpolates the rest. Layers fed anything else run as usual. Exact up to
-    float rounding; it saves (points - 2) / points of the first layer's work."""
+    float rounding; it saves (points - 2) / points of the first layer's work.
+    With ``shared_baseline`` (every sample has the same baseline, e.g. the default
+    zeros) the start point f(b) is computed for one row and broadcast: the layer
+    then costs one row per sample instead of points."""
     patched = [m for m in model.modules() if type(m) in _AFFINE_STEMS and "forward" not in m.__dict__]
 
     def make_forward(module: nn.Module):
@@ -155,7 +163,7 @@ def _interpolated_stem(model: nn.Module, path: Tensor, points: int) -> Iterator[
             if inputs is not path and inputs._base is not path:
                 return original(module, inputs)
             ends = inputs.unflatten(0, (points, -1))
-            start = original(module, ends[0])
+            start = original(module, ends[0][:1] if shared_baseline else ends[0])
             # f(x) - f(b) is the bias-free map of x - b: one product, not two.
             step = _without_bias(module, ends[-1] - ends[0])
             alphas = torch.linspace(0, 1, points, dtype=step.dtype, device=step.device)
