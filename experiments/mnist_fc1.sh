@@ -45,3 +45,9 @@ done
 # 3. The other guided and curriculum methods.
 $YDROP compare "${common[@]}" --methods excitation,activation,curriculum
 export_results
+# 4. Excitation and Activation Dropout with the unbiased per-unit rescale (not the
+#    papers' setting; see docs/results.md, "the rescale").
+$YDROP compare "${common[@]}" --methods excitation --set excitation.rescale=inverse
+export_results
+$YDROP compare "${common[@]}" --methods activation --set activation.rescale=inverse
+export_results
