@@ -82,22 +82,28 @@ def plot_conductance_spread(
     for name, group in groups.items():
         if len({s.sorted.numel() for s in group}) != 1:
             raise ValueError(f"spreads[{name!r}] mixes layers of different widths: {[s.sorted.numel() for s in group]}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, group in groups.items():
         units = np.arange(1, group[0].sorted.numel() + 1)
         sorted_mean, sorted_std = _mean_std([s.sorted.numpy() for s in group])
         cum_mean, cum_std = _mean_std([s.sorted.cumsum(0).numpy() for s in group])
         _line(left, units, sorted_mean, sorted_std, name)
-        line = _line(right, units, cum_mean, cum_std, f"{name} (total {cum_mean[-1]:.3g})")
-        for fraction in group[0].top_shares:
-            k = max(1, math.ceil(fraction * units[-1] - 1e-9))
-            share = float(np.mean([s.top_shares[fraction] for s in group]))
-            right.annotate(f"{100 * share:.1f}%", (k, cum_mean[k - 1]), color=line.get_color(), fontsize=8,
-                           textcoords="offset points", xytext=(2, 4))
+        # The top-fraction shares go into the legend and are marked on the curve:
+        # written next to the points they overlap as soon as two models are close.
+        fractions = list(group[0].top_shares)
+        tops = [max(1, math.ceil(fraction * units[-1] - 1e-9)) for fraction in fractions]
+        shares = "/".join(f"{100 * np.mean([s.top_shares[f] for s in group]):.1f}" for f in fractions)
+        percents = "/".join(f"{100 * f:g}" for f in fractions)
+        label = f"{name} (total {cum_mean[-1]:.3g}; top {percents} %: {shares} %)" if fractions else \
+            f"{name} (total {cum_mean[-1]:.3g})"
+        line = _line(right, units, cum_mean, cum_std, label)
+        right.plot(tops, [cum_mean[k - 1] for k in tops], "o", color=line.get_color(), markersize=4)
     left.set(xlabel="unit (sorted by mean conductance)", ylabel="mean conductance", title="(a) mean conductance")
     right.set(xlabel="number of top units", ylabel="cumulative conductance", title="(b) cumulative conductance")
+    left.legend(fontsize="small")
+    # Below the panel: the labels carry the shares and are too wide to sit inside it.
+    right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
     for axis in (left, right):
-        axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
