@@ -42,7 +42,11 @@ class ExcitationDropout(GuidedDropout):
             per unit like ``nn.Dropout``). With ReLU layers the units that are off
             have p_EB = 0 and are always kept, so "per_sample" scales the active
             units by less than they lose: on average they keep well under their
-            eval-mode size during training.
+            eval-mode size during training. "inverse" fixes the mean but not the
+            variance: a unit with p_EB well above 1/N has keep near 0 and, when
+            kept, is scaled by 1 / keep (about 55x at p_EB = 0.05, N = 1024). It
+            helped on the 8x8 digits (256 units) but diverged to NaN on MNIST FC_1
+            (1024 units) for every seed (docs/results.md), so it is opt-in.
 
     Scores must cover every sample of the batch fed to the model: a Guide pass on
     one batch followed by a forward on a batch of another size raises an error.

@@ -114,7 +114,9 @@ def inverse_keep_mask(keep: Tensor, generator: torch.Generator | None = None) ->
 
     Not the authors' rescale: N / kept counts the units that are always kept
     because they are off (p_EB = 0 gives keep = 1), so with ReLU layers it leaves
-    the active units smaller in training than at test.
+    the active units smaller in training than at test. The price of the unbiased
+    mean is an unbounded variance: the scale 1 / keep grows without limit as keep
+    goes to 0 (Eq. 3 gives keep near 0 to the most relevant units).
     """
     mask = bernoulli_mask(keep, generator)
     return mask.mul_(torch.where(keep > 0, keep.reciprocal(), torch.zeros_like(keep)))
