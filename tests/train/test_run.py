@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -71,6 +72,16 @@ def test_early_stopping_after_patience(tiny):
     losses = [h["val_loss"] for h in result.history]
     assert min(losses) == losses[result.best_epoch]
     assert all(l >= losses[result.best_epoch] for l in losses[result.best_epoch + 1:])
+
+
+def test_a_diverged_run_stops_with_a_warning_and_tests_its_best_epoch(tiny):
+    # lr 1e6: the loss is finite in the first epoch at best and NaN / inf soon after
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        result = train_run(tiny(method="none", lr=1e6, patience=None, max_epochs=30), progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert result.stopped_early and result.epochs < 30
+    assert not math.isfinite(losses[-1]) and all(math.isfinite(l) for l in losses[:-1])
+    assert result.best_epoch == 0 and math.isfinite(result.test_loss)  # epoch 0's weights, not the NaN ones
 
 
 def test_information_dropout_and_excitation_protocol(tiny):

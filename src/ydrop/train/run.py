@@ -27,6 +27,7 @@ import copy
 import math
 import platform
 import time
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -363,7 +364,15 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            stopped_early = c.patience is not None and bad_epochs >= c.patience
+            # A NaN / inf training loss never recovers; the epochs left would only
+            # burn time until patience runs out, so stop and test the best epoch.
+            diverged = not math.isfinite(record["train_loss"])
+            if diverged and main:
+                warnings.warn(
+                    f"run {str(folder)!r}: training loss {record['train_loss']} in epoch {epoch}; the run "
+                    f"diverged and stops here (the best epoch so far, {best['epoch']}, is tested)",
+                    RuntimeWarning, stacklevel=2)
+            stopped_early = diverged or (c.patience is not None and bad_epochs >= c.patience)
             done = stopped_early or (c.iterations is not None and step >= c.iterations)
             rng_by_rank = dist_.all_gather_object(_rng_state()) if world > 1 else None
             if main:
