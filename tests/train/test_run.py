@@ -84,6 +84,29 @@ def test_a_diverged_run_stops_with_a_warning_and_tests_its_best_epoch(tiny):
     assert result.best_epoch == 0 and math.isfinite(result.test_loss)  # epoch 0's weights, not the NaN ones
 
 
+def test_host_reads_per_epoch_do_not_grow_with_the_number_of_steps(tiny, tmp_path, monkeypatch):
+    """The loop keeps its loss / accuracy sums on the device: doubling the steps of an
+    epoch must not add reads of tensors to the host (.item / .tolist / float())."""
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def reads_for(batch_size):
+        reads["n"] = 0
+        train_run(tiny(method="ydrop", method_kwargs={"warmup_epochs": 0}, batch_size=batch_size, max_epochs=1,
+                       out=str(tmp_path / str(batch_size))), progress=False)
+        return reads["n"]
+
+    reads_for(16)  # warm-up: once-per-process reads (the interpolation points, cached) happen here
+    assert reads_for(64) == reads_for(32) <= 4  # per epoch: training sums, validation, test
+
+
 def test_information_dropout_and_excitation_protocol(tiny):
     r = train_run(tiny(method="information", information_beta=0.1, max_epochs=2), progress=False)
     assert r.epochs == 2

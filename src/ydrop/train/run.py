@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -134,10 +134,32 @@ def _needs_guide(model: nn.Module) -> bool:
     return any(isinstance(m, GuidedDropout) for m in model.modules())
 
 
+class _EpochSums:
+    """Running (loss sum, correct) of an epoch, kept on the device: one host read per
+    epoch instead of two per batch, so a GPU is never made to wait inside the loop."""
+
+    def __init__(self) -> None:
+        self.sums: Tensor | None = None
+        self.count = 0
+
+    def add(self, loss_sum: Tensor, logits: Tensor, y: Tensor) -> None:
+        """``loss_sum``: the batch's summed loss (a 0-d tensor)."""
+        batch = torch.stack([loss_sum.detach().double(), (logits.detach().argmax(1) == y).sum().double()])
+        self.sums = batch if self.sums is None else self.sums + batch
+        self.count += y.numel()
+
+    def totals(self) -> tuple[float, float, int]:
+        """(loss sum, correct, count), summed over the ranks of a distributed run."""
+        loss, correct = self.sums.tolist() if self.sums is not None else (0.0, 0.0)
+        if dist_.world_size() > 1:
+            return tuple(_sum_over_ranks(loss, correct, self.count))
+        return loss, correct, self.count
+
+
 def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None) -> tuple[float, float]:
     """(mean loss, accuracy %) over the loader, in eval mode."""
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    sums = _EpochSums()
     with torch.no_grad():
         for i, (x, y) in enumerate(loader):
             if limit is not None and i >= limit:
@@ -146,11 +168,8 @@ def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None) -
             if y.numel() == 0:
                 continue  # a batch smaller than the number of ranks
             logits = model(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            count += y.numel()
-    if dist_.world_size() > 1:
-        total_loss, correct, count = _sum_over_ranks(total_loss, correct, count)
+            sums.add(F.cross_entropy(logits, y, reduction="sum"), logits, y)
+    total_loss, correct, count = sums.totals()
     return total_loss / max(count, 1), 100.0 * correct / max(count, 1)
 
 
@@ -323,7 +342,7 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
             if guide is not None:
                 guide.set_epoch(epoch)
             train_loader.set_epoch(epoch)
-            total_loss, correct, count = 0.0, 0, 0
+            sums = _EpochSums()
             lr = _lr_at(c, epoch, step)
             for i, (x, y) in enumerate(train_loader):
                 if (batch_limit is not None and i >= batch_limit) or (c.iterations is not None and step >= c.iterations):
@@ -347,11 +366,8 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
                 step += 1
                 if lock is not None:
                     lock.heartbeat()  # an epoch may outlast the staleness limit
-                total_loss += loss.item() * y.numel()
-                correct += (logits.detach().argmax(1) == y).sum().item()
-                count += y.numel()
-            if world > 1:
-                total_loss, correct, count = _sum_over_ranks(total_loss, correct, count)
+                sums.add(loss.detach().double() * y.numel(), logits, y)
+            total_loss, correct, count = sums.totals()
             val_loss, val_acc = _evaluate(model, val_loader, batch_limit)
             seconds = time.perf_counter() - started
             elapsed += seconds
