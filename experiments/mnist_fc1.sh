@@ -51,3 +51,7 @@ $YDROP compare "${common[@]}" --methods excitation --set excitation.rescale=inve
 export_results
 $YDROP compare "${common[@]}" --methods activation --set activation.rescale=inverse
 export_results
+# 5. The Excitation Dropout paper's placement: the method at the first hidden layer only
+#    (its fc1 / fc6), with dropout 0.5 at the same single layer for reference.
+$YDROP compare "${common[@]}" --methods excitation,activation,dropout --set model.dropout_at=first
+export_results
