@@ -35,9 +35,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validation import check_choice, check_non_negative, check_positive_int
-from ..data import BatchLoader, DatasetInfo, dataset_info, load_dataset, train_val_split
+from ..data import BatchLoader, DatasetInfo, dataset_info, load_dataset
 from ..train import store
-from ..train.run import build_model
+from ..train.run import build_model, load_splits
 from ..train.config import DEVICES, DRY_RUN_BATCHES, TrainConfig
 from ..train.table import method_label, model_label
 from .metrics import SpreadResult, UtilisationResult, conductance_spread, conservative_units, feeding_layer, utilisation
@@ -164,16 +164,12 @@ def load_run(folder: str | os.PathLike, device: str = "auto", data_dir: str | os
     config = config.replace(device=device, **({"data_dir": os.fspath(data_dir)} if data_dir else {})).resolved()
     cache = {} if cache is None else cache
 
-    def dataset(split: str):
-        key = (config.dataset, config.data_dir, split)
-        if key not in cache:
-            cache[key] = load_dataset(config.dataset, root=config.data_dir, split=split,
-                                      download=config.download, progress=progress)
-        return cache[key]
+    def cached_load(name: str, root: str, split: str, **kwargs: Any):
+        if (name, root, split) not in cache:
+            cache[name, root, split] = load_dataset(name, root=root, split=split, **kwargs)
+        return cache[name, root, split]
 
-    full_train, test_set = dataset("train"), dataset("test")
-    _, val_set = train_val_split(full_train, val_fraction=config.val_fraction, seed=config.seed)
-    info = full_train.info
+    _, val_set, test_set, info = load_splits(config, progress, load=cached_load)
     model = build_model(config, info)
     checkpoint = torch.load(folder / store.CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     # The weights the run was tested with: the best epoch's (or the last, if none was best).

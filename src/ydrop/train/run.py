@@ -199,6 +199,19 @@ def build_model(config: TrainConfig, info: Any, method: str | None = None,
                   **config.model_kwargs)
 
 
+def load_splits(config: TrainConfig, progress: bool = False,
+                load: Callable[..., Any] = load_dataset) -> tuple[Any, Any, Any, Any]:
+    """(train, validation, test, DatasetInfo) of a run: its dataset's training split cut
+    by the run's ``val_fraction`` and seed (so training and analysis see the same
+    validation samples) and the test split. ``load`` reads one split (a cache may
+    stand in for ``load_dataset``)."""
+    c = config
+    full_train = load(c.dataset, root=c.data_dir, split="train", download=c.download, progress=progress)
+    test_set = load(c.dataset, root=c.data_dir, split="test", download=c.download, progress=progress)
+    train_set, val_set = train_val_split(full_train, val_fraction=c.val_fraction, seed=c.seed)
+    return train_set, val_set, test_set, full_train.info
+
+
 def train_run(
     config: TrainConfig,
     progress: bool = True,
@@ -277,10 +290,7 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", dist_.local_rank())
     torch.manual_seed(c.seed)
-    full_train = load_dataset(c.dataset, root=c.data_dir, split="train", download=c.download, progress=progress)
-    test_set = load_dataset(c.dataset, root=c.data_dir, split="test", download=c.download, progress=progress)
-    train_set, val_set = train_val_split(full_train, val_fraction=c.val_fraction, seed=c.seed)
-    info = full_train.info
+    train_set, val_set, test_set, info = load_splits(c, progress)
     train_loader = BatchLoader(train_set, c.batch_size, shuffle=True, seed=c.seed, device=device,
                                augment=PadCropFlip() if c.augment else None)
     eval_batch = max(c.batch_size, 256)
