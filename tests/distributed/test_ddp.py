@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,23 @@ HERE = Path(__file__).parent
 
 
 def torchrun(*args, cwd):
-    """Run ``torchrun --standalone --nproc_per_node 2 *args``; fail with its output on error."""
+    """Run ``torchrun --standalone --nproc_per_node 2 *args``; fail with its output on error.
+
+    One retry: about one full-suite run in ten lost the fixture's launch to an error that
+    no run of this module alone reproduced (over 30 runs). The workers are seeded and
+    deterministic, so a fault in ydrop fails both attempts; the first attempt's output
+    is kept as a warning for whoever chases the flake. ``cwd`` must be the test's own
+    temporary folder: it is emptied before the retry.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::FutureWarning"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        warnings.warn(f"torchrun exited with {proc.returncode}, retrying once; its output:\n"
+                      + proc.stdout[-2000:] + proc.stderr[-4000:])
+        for leftover in Path(cwd).iterdir():  # cwd is the test's own temporary folder: start clean
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
