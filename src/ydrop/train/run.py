@@ -48,7 +48,7 @@ from . import store
 from .config import DRY_RUN_BATCHES, TrainConfig
 from .lock import LOCK_FILE, FileLock, RunLocked, lock_holder, try_lock
 
-__all__ = ["train_run", "build_model", "RunResult", "EpochCallback", "RunLocked"]
+__all__ = ["train_run", "build_model", "load_splits", "RunResult", "EpochCallback", "RunLocked"]
 
 # callback(epoch, record, run_dir) after each epoch's checkpoint is written.
 EpochCallback = Callable[[int, dict, Path], None]
