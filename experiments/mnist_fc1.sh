@@ -18,10 +18,12 @@ common=(--dataset mnist --model fc1 --data-dir "$DATA" --out "$RUNS" --seeds "$S
 # Several processes (or machines sharing the folder) split the cells through lock files.
 if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
 
+# Finished cells only (those with a result.json): an interrupted cell stays in $RUNS.
 export_results() {
-  (cd "$RUNS" && find . -name result.json -o -name config.json) | while read -r f; do
-    mkdir -p "docs/results/mnist-fc1/$(dirname "$f")"
-    cp "$RUNS/$f" "docs/results/mnist-fc1/$f"
+  (cd "$RUNS" && find . -name result.json) | while read -r f; do
+    cell=$(dirname "$f")
+    mkdir -p "docs/results/mnist-fc1/$cell"
+    cp "$RUNS/$cell/result.json" "$RUNS/$cell/config.json" "docs/results/mnist-fc1/$cell/"
   done
 }
 
