@@ -208,3 +208,102 @@ def test_inplace_relu_after_a_scored_layer_does_not_corrupt_it():
     torch.testing.assert_close(
         conductance(inplace, x, y, [inplace[0]])[inplace[0]], conductance(plain, x, y, [plain[0]])[plain[0]]
     )
+
+
+class TwoBranches(nn.Module):
+    """Scored layers in two parallel branches, a conv with padding="same" between
+    them and the output, and functional ops in ``forward``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.left = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Dropout(0.2))
+        self.right = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Tanh(), nn.Dropout(0.2))
+        self.mix = nn.Conv2d(4, 5, 3, padding="same")
+        self.head = nn.Linear(5 * 16, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = self.mix(self.left(h) + self.right(h))
+        return self.head(torch.nn.functional.max_pool2d(h, 2).flatten(1))
+
+
+class Residual(nn.Module):
+    """A scored layer inside a residual block (``y + shortcut``), as in WRN."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.block = nn.Sequential(nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1),
+                                   nn.ReLU(), nn.Dropout(0.3), nn.Conv2d(6, 6, 3, padding=1))
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(h + self.block(h))
+
+
+@pytest.mark.parametrize("baseline", [None, "per sample"])
+def test_branches_and_residual_blocks_match_captum(baseline):
+    """The lean rows (shared alpha = 0 group, no backward for alpha = 1) hold in
+    any row-wise network, not only a chain."""
+    x = torch.randn(5, 3, 8, 8)
+    y = torch.tensor([0, 2, 1, 2, 0])
+    base = None if baseline is None else 0.1 * torch.randn_like(x)
+    branches, residual = TwoBranches(), Residual()
+    cases = [(branches, [branches.left[2], branches.right[2]]), (residual, [residual.block[4], residual.head[0]])]
+    for model, layers in cases:
+        ours = conductance(model, x, y, layers, baseline=base, steps=5)
+        for layer in layers:
+            assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=base))
+
+
+def _matmul_multiply_adds(run) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared):
+    """The multiply-adds of one pass on fc_net (20-32-24-5, both dropout slots
+    scored), B samples, n steps. Shared baseline: the first Linear runs f(b) once
+    and x - b per sample; the others run the alpha = 0 row once plus n B rows;
+    the backward runs the n B rows of alpha < 1. A per-sample baseline adds the
+    B - 1 start rows of every layer's forward."""
+    model = fc_net()
+    batch, steps = 7, 5
+    x = torch.randn(batch, 20)
+    y = torch.randint(0, 5, (batch,))
+    baseline = None if shared else 0.1 * torch.randn(batch, 20)
+    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, [model[3], model[6]], baseline, steps))
+    starts = 1 if shared else batch
+    stem = (starts + batch) * 20 * 32
+    forward = (starts + steps * batch) * (32 * 24 + 24 * 5)
+    backward = steps * batch * (24 * 5 + 32 * 24)
+    assert measured == stem + forward + backward
+
+
+def test_no_graph_below_the_lowest_scored_layer():
+    """Only the outputs of scored layers are differentiated: the feature extractor
+    under a scored FC head runs without autograd, the shared alpha = 0 group once
+    per layer (1 + n B rows)."""
+    model = cnn_net()
+    batch, steps = 4, 5
+    x = torch.randn(batch, 3, 8, 8)
+    y = torch.tensor([0, 1, 2, 3])
+    graph = {}
+    for name in ("4", "6", "11"):  # conv, pool, the last Linear (above the scored dropout)
+        model.get_submodule(name).register_forward_hook(
+            lambda _module, _inputs, output, name=name: graph.__setitem__(name, output.requires_grad))
+    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, [model[10]], steps=steps))
+    assert graph == {"4": False, "6": False, "11": True}
+    rows = 1 + steps * batch
+    stem = (1 + batch) * 6 * 8 * 8 * 3 * 9
+    below = rows * (8 * 4 * 4 * 6 * 9 + 32 * 16)
+    head = rows * 16 * 4 + steps * batch * 4 * 16
+    assert measured == stem + below + head
