@@ -175,6 +175,10 @@ def _graph_from(modules: list[nn.Module]) -> Iterator[None]:
 # point, so a layer computes that row once; and the last group (alpha = 1) enters
 # Eq. 2 only through its outputs, so the backward skips its rows.
 _AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_POOLING = (
+    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._LPPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+)
 
 
 @dataclass(frozen=True)
@@ -204,8 +208,8 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
       ``nn.Flatten``), sees points b + a (x - b), so its output is
       f(b) + a (f(x) - f(b)): it runs its two end points (f(b) one row when shared)
       and interpolates the rest.
-    * Below the graph (``_graph_from``), any module without submodules fed the
-      path's rows runs a shared first group once.
+    * Below the graph (``_graph_from``), a module without submodules that has
+      weights or pools, fed the path's rows, runs a shared first group once.
     * In the graph, a Linear / Conv fed the path's rows does the same, and its
       backward returns zeros for the last group (``_LeanAffine``).
     All exact up to float rounding; anything else runs as usual. Every module
@@ -216,6 +220,9 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
     def make_forward(module: nn.Module):
         original = type(module).forward
         affine = type(module) in _AFFINE
+        # Worth a copy of the output: layers with weights, and pooling. Elementwise
+        # ones (ReLU, dropout in eval mode) cost less than the copy would.
+        costly = isinstance(module, _POOLING) or next(module.parameters(recurse=False), None) is not None
 
         def forward(*args, **kwargs):
             inputs = args[0] if len(args) == 1 and not kwargs else None
@@ -223,10 +230,10 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
                 return original(module, *args, **kwargs)
             if inputs is layout.path or inputs._base is layout.path:
                 # Views of the path (nn.Flatten) stay views, for the stem to see.
-                return _interpolated_stem(module, original, inputs, layout) if affine else original(module, inputs)
+                return _interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
             if inputs.shape[0] != layout.rows:
                 return original(module, inputs)
-            if not torch.is_grad_enabled():
+            if not torch.is_grad_enabled() and costly:
                 return _once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
             if affine and _has_input_gradient(module):
                 return _LeanAffine.apply(inputs, module, original, layout)
@@ -254,11 +261,13 @@ def _once_for_shared_start(function, inputs: Tensor, layout: _PathRows):
     return torch.cat([tail[:1].expand(layout.batch - 1, *tail.shape[1:]), tail])
 
 
-def _interpolated_stem(module: nn.Module, original, inputs: Tensor, layout: _PathRows) -> Tensor:
+def _interpolated_stem(module: nn.Module, inputs: Tensor, layout: _PathRows) -> Tensor:
     ends = inputs.unflatten(0, (layout.points, -1))
-    start = original(module, ends[0][:1] if layout.shared_start else ends[0])
-    # f(x) - f(b) is the bias-free map of x - b: one product, not two.
-    step = _without_bias(module, ends[-1] - ends[0])
+    starts = ends[0][:1] if layout.shared_start else ends[0]
+    # f(x) - f(b) is the bias-free map of x - b: one product with the start rows,
+    # so the weights are read once.
+    both = _without_bias(module, torch.cat([starts, ends[-1] - ends[0]]))
+    start, step = _with_bias(module, both[: starts.shape[0]]), both[starts.shape[0]:]
     alphas = torch.linspace(0, 1, layout.points, dtype=step.dtype, device=step.device)
     alphas = alphas.reshape((layout.points,) + (1,) * step.dim())
     # One fused pass over the output (a separate product and sum cost 5x more on CPU).
@@ -279,9 +288,10 @@ class _LeanAffine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         rows = ctx.layout.rows_with_gradient
-        grad = _input_gradient(ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]))
-        skipped = grad.new_zeros((ctx.input_shape[0] - rows,) + grad.shape[1:])
-        return torch.cat([grad, skipped]), None, None, None
+        grad = grad_output.new_empty(ctx.input_shape)
+        _input_gradient(ctx.module, grad_output[:rows], out=grad[:rows])
+        grad[rows:].zero_()
+        return grad, None, None, None
 
 
 def _has_input_gradient(module: nn.Module) -> bool:
@@ -291,17 +301,26 @@ def _has_input_gradient(module: nn.Module) -> bool:
     return module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
 
-def _input_gradient(module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...]) -> Tensor:
-    """The transposed (bias-free) map of ``module`` applied to ``grad_output``."""
+def _input_gradient(module: nn.Module, grad_output: Tensor, out: Tensor) -> None:
+    """The transposed (bias-free) map of ``module`` applied to ``grad_output``, into ``out``."""
     if isinstance(module, nn.Linear):
-        return grad_output.matmul(module.weight.to(grad_output.dtype))
+        torch.matmul(grad_output, module.weight, out=out)
+        return
     conv_input = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
-    return conv_input[len(module.kernel_size)](
-        input_shape, module.weight, grad_output, module.stride, module.padding, module.dilation, module.groups
-    )
+    out.copy_(conv_input[len(module.kernel_size)](
+        out.shape, module.weight, grad_output, module.stride, module.padding, module.dilation, module.groups
+    ))
 
 
 def _without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
     if isinstance(module, nn.Linear):
         return F.linear(inputs, module.weight)
     return module._conv_forward(inputs, module.weight, None)
+
+
+def _with_bias(module: nn.Module, outputs: Tensor) -> Tensor:
+    if module.bias is None:
+        return outputs
+    # Linear: (rows, *, out); Conv: (rows, channels, *spatial).
+    shape = (-1,) if isinstance(module, nn.Linear) else (-1,) + (1,) * (outputs.dim() - 2)
+    return outputs + module.bias.reshape(shape)
