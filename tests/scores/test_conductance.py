@@ -307,3 +307,23 @@ def test_no_graph_below_the_lowest_scored_layer():
     below = rows * (8 * 4 * 4 * 6 * 9 + 32 * 16)
     head = rows * 16 * 4 + steps * batch * 4 * 16
     assert measured == stem + below + head
+
+
+def test_runs_under_autocast_close_to_float32():
+    """Under CPU bfloat16 autocast (a user's mixed-precision training step) the
+    pass's own backward of Linear and Conv takes the cotangent's dtype. Eq. 2
+    subtracts nearby activations, so bfloat16's 8 bits leave errors of about 10 %
+    of the largest score on this net: the check is a loose bound plus agreement of
+    the pattern across units and samples."""
+    model = TwoBranches().eval()
+    x = torch.randn(4, 3, 8, 8)
+    y = torch.tensor([0, 1, 2, 0])
+    layers = [model.left[2], model.right[2]]
+    exact = conductance(model, x, y, layers, steps=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = conductance(model, x, y, layers, steps=5)
+    for layer in layers:
+        scale = exact[layer].abs().max()
+        assert ((mixed[layer].float() - exact[layer]).abs().max() / scale).item() < 0.25
+        pair = torch.stack([mixed[layer].float().flatten(), exact[layer].flatten()])
+        assert torch.corrcoef(pair)[0, 1].item() > 0.95

@@ -294,10 +294,9 @@ class _LeanAffine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         rows = ctx.layout.rows_with_gradient
-        grad = grad_output.new_empty(ctx.input_shape)
-        _input_gradient(ctx.module, grad_output[:rows], out=grad[:rows])
-        grad[rows:].zero_()
-        return grad, None, None, None
+        grad = _input_gradient(ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]))
+        skipped = grad.new_zeros((ctx.input_shape[0] - rows,) + grad.shape[1:])
+        return torch.cat([grad, skipped]), None, None, None
 
 
 def _has_input_gradient(module: nn.Module) -> bool:
@@ -307,15 +306,16 @@ def _has_input_gradient(module: nn.Module) -> bool:
     return module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
 
-def _input_gradient(module: nn.Module, grad_output: Tensor, out: Tensor) -> None:
-    """The transposed (bias-free) map of ``module`` applied to ``grad_output``, into ``out``."""
+def _input_gradient(module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+    """The transposed (bias-free) map of ``module`` applied to ``grad_output``, in
+    its dtype (under autocast the weights are float32, the cotangent may not be)."""
+    weight = module.weight.to(grad_output.dtype)
     if isinstance(module, nn.Linear):
-        torch.matmul(grad_output, module.weight, out=out)
-        return
+        return grad_output.matmul(weight)
     conv_input = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
-    out.copy_(conv_input[len(module.kernel_size)](
-        out.shape, module.weight, grad_output, module.stride, module.padding, module.dilation, module.groups
-    ))
+    return conv_input[len(module.kernel_size)](
+        input_shape, weight, grad_output, module.stride, module.padding, module.dilation, module.groups
+    )
 
 
 def _without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
