@@ -327,3 +327,32 @@ def test_runs_under_autocast_close_to_float32():
         assert ((mixed[layer].float() - exact[layer]).abs().max() / scale).item() < 0.25
         pair = torch.stack([mixed[layer].float().flatten(), exact[layer].flatten()])
         assert torch.corrcoef(pair)[0, 1].item() > 0.95
+
+
+class Tokens(nn.Module):
+    """A Linear applied to every token of a (B, T, D) input through a reshape that
+    merges batch and tokens: the path's view then has B T rows, not B."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.embed = nn.Linear(4, 5)
+        self.act = nn.ReLU()
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(3 * 5, 3))
+
+    def forward(self, x):
+        tokens = self.act(self.embed(x.reshape(-1, x.shape[-1])))
+        return self.head(tokens.reshape(x.shape[0], -1))
+
+
+def test_shared_baseline_that_varies_along_tokens_matches_captum():
+    """The shortcuts apply only where dim 0 holds the path's rows: here the first
+    Linear reads a view with B T rows per point, whose shared start is T distinct
+    rows, not one (taking one row gave errors of 49 % of the largest score)."""
+    model = Tokens()
+    x = torch.randn(4, 3, 4)
+    y = torch.tensor([0, 1, 2, 1])
+    baseline = 0.5 * torch.randn(3, 4)  # shared by the samples, not by the tokens
+    layer = model.head[0]
+    ours = conductance(model, x, y, [layer], baseline=baseline, steps=5)
+    assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=baseline.expand_as(x).clone()))

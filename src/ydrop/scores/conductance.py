@@ -175,11 +175,11 @@ def _graph_from(modules: list[nn.Module]) -> Iterator[None]:
             handle.remove()
 
 
-# Affine layers are where a pass spends its time, and two sets of their rows are
-# redundant. The path is laid out point-major, (steps + 1) groups of B rows: with a
-# baseline shared by all samples the B rows of the first group (alpha = 0) are one
-# point, so a layer computes that row once; and the last group (alpha = 1) enters
-# Eq. 2 only through its outputs, so the backward skips its rows.
+# The path is laid out point-major, (steps + 1) groups of B rows along dim 0, and two
+# sets of rows are redundant: with a baseline shared by all samples the B rows of the
+# first group (alpha = 0) are one point, computed once; and the last group
+# (alpha = 1) enters Eq. 2 only through its outputs, so the backward skips it.
+# Modules see the layout only when dim 0 of their input is the path's rows.
 _AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _POOLING = (
     nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._LPPoolNd,
@@ -234,11 +234,11 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
             inputs = args[0] if len(args) == 1 and not kwargs else None
             if not isinstance(inputs, Tensor) or inputs.dim() == 0:
                 return original(module, *args, **kwargs)
+            if inputs.shape[0] != layout.rows:  # e.g. a view merging samples with tokens
+                return original(module, inputs)
             if inputs is layout.path or inputs._base is layout.path:
                 # Views of the path (nn.Flatten) stay views, for the stem to see.
                 return _interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
-            if inputs.shape[0] != layout.rows:
-                return original(module, inputs)
             if not torch.is_grad_enabled() and costly:
                 return _once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
             if affine and _has_input_gradient(module):
