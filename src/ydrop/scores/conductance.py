@@ -268,6 +268,8 @@ def _once_for_shared_start(function, inputs: Tensor, layout: _PathRows):
 
 
 def _interpolated_stem(module: nn.Module, inputs: Tensor, layout: _PathRows) -> Tensor:
+    """An affine ``module`` on the path's points b + a (x - b), from the two ends:
+    f(b) + a (f(x) - f(b)); (points B, *) rows like ``module(inputs)``."""
     ends = inputs.unflatten(0, (layout.points, -1))
     starts = ends[0][:1] if layout.shared_start else ends[0]
     # f(x) - f(b) is the bias-free map of x - b: one product with the start rows,
