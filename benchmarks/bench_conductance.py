@@ -17,7 +17,7 @@ from benchmarks.common import Ratio, compare, display, guided_input_shape, paper
 MODELS = ("fc1", "fc2", "s2")
 
 
-def run_one(name: str, rounds: int = 8) -> tuple[Ratio, float, int]:
+def run_one(name: str, rounds: int = 16) -> tuple[Ratio, float, int]:
     """(ydrop time / Captum time, largest relative difference, number of layers)."""
     model = paper_model(name, nn.Dropout).eval()
     layers = model.dropout_modules()

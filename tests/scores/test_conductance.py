@@ -7,6 +7,7 @@ import torch
 from captum.attr import LayerConductance
 from torch import nn
 
+from ydrop import models as ydrop_models
 from ydrop.scores.conductance import conductance
 
 RTOL = 1e-5
@@ -356,3 +357,19 @@ def test_shared_baseline_that_varies_along_tokens_matches_captum():
     layer = model.head[0]
     ours = conductance(model, x, y, [layer], baseline=baseline, steps=5)
     assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=baseline.expand_as(x).clone()))
+
+
+@pytest.mark.parametrize("name", ydrop_models.list_models())
+def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
+    """The shortcuts of the pass on the real architectures (at 1/8 width): pooling
+    with ceil_mode, batch norm, strided convolutions, dropout inside the residual
+    blocks of WRN."""
+    shape = {"alexnet": (3, 64, 64)}.get(name, (1, 28, 28) if name.startswith("fc") else (3, 32, 32))
+    torch.manual_seed(0)
+    model = ydrop_models.create(name, in_shape=shape, dropout=nn.Dropout, width_multiplier=0.125).eval()
+    x = torch.rand(3, *shape)
+    y = torch.tensor([0, 3, 7])
+    layers = model.dropout_modules()
+    ours = conductance(model, x, y, layers, steps=5)
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
