@@ -373,3 +373,23 @@ def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
     ours = conductance(model, x, y, layers, steps=5)
     for layer in layers:
         assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_strided_grouped_dilated_convolutions_above_a_scored_layer_match_captum(dims):
+    """The pass's own input gradient of Conv1d/2d/3d (stride, groups, dilation,
+    padding) in the graph, on double-precision inputs."""
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        conv(2, 4, 3, padding=1), nn.ReLU(), nn.Dropout(0.1),
+        conv(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU(), nn.Dropout(0.1),
+        nn.Flatten(), nn.LazyLinear(3),
+    ).double()
+    x = torch.randn(3, 2, *(6,) * dims, dtype=torch.float64)
+    model(x)  # materialise the lazy layer
+    y = torch.tensor([2, 0, 1])
+    layers = [model[2], model[5]]
+    ours = conductance(model, x, y, layers, steps=4)
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 4))
