@@ -393,3 +393,17 @@ def test_strided_grouped_dilated_convolutions_above_a_scored_layer_match_captum(
     ours = conductance(model, x, y, layers, steps=4)
     for layer in layers:
         assert_close(ours[layer], captum_conductance(model, layer, x, y, 4))
+
+
+def test_frozen_model_and_outer_no_grad_give_the_same_numbers():
+    """The graph starts at the scored layers' outputs, so neither frozen weights
+    nor a caller's ``torch.no_grad()`` leave the pass without a gradient."""
+    model = fc_net()
+    x, y = torch.randn(5, 20), torch.tensor([0, 1, 2, 3, 4])
+    layers = [model[3], model[6]]
+    reference = conductance(model, x, y, layers)
+    model.requires_grad_(False)
+    with torch.no_grad():
+        frozen = conductance(model, x, y, layers)
+    for layer in layers:
+        torch.testing.assert_close(frozen[layer], reference[layer], rtol=0, atol=0)
