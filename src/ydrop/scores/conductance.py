@@ -241,7 +241,7 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
                 return _interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
             if not torch.is_grad_enabled() and costly:
                 return _once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
-            if affine and _has_input_gradient(module):
+            if affine and _lean_backward_supported(module):
                 return _LeanAffine.apply(inputs, module, original, layout)
             return original(module, inputs)
 
@@ -301,8 +301,9 @@ class _LeanAffine(torch.autograd.Function):
         return torch.cat([grad, skipped]), None, None, None
 
 
-def _has_input_gradient(module: nn.Module) -> bool:
-    """Linear, and Conv whose padding torch's input-gradient function takes."""
+def _lean_backward_supported(module: nn.Module) -> bool:
+    """Whether ``_LeanAffine`` can run ``module``: Linear, and Conv whose padding
+    torch's input-gradient function takes."""
     if isinstance(module, nn.Linear):
         return True
     return module.padding_mode == "zeros" and not isinstance(module.padding, str)
