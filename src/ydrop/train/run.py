@@ -394,9 +394,11 @@ def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
             # burn time until patience runs out, so stop and test the best epoch.
             diverged = not math.isfinite(record["train_loss"])
             if diverged and main:
+                tested = (f"the best epoch so far, {best['epoch']}, is tested" if best["state"] is not None
+                          else "no epoch had a finite validation loss; the last weights are tested")
                 warnings.warn(
                     f"run {str(folder)!r}: training loss {record['train_loss']} in epoch {epoch}; the run "
-                    f"diverged and stops here (the best epoch so far, {best['epoch']}, is tested)",
+                    f"diverged and stops here ({tested})",
                     RuntimeWarning, stacklevel=2)
             stopped_early = diverged or (c.patience is not None and bad_epochs >= c.patience)
             done = stopped_early or (c.iterations is not None and step >= c.iterations)
