@@ -8,6 +8,7 @@ from captum.attr import LayerConductance
 from torch import nn
 
 from ydrop import models as ydrop_models
+from ydrop.scores import _row_differences as row_differences
 from ydrop.scores.conductance import conductance
 
 RTOL = 1e-5
@@ -269,8 +270,16 @@ def _matmul_multiply_adds(run) -> int:
     return counter.get_total_flops() // 2
 
 
+@pytest.fixture
+def dense_backward(monkeypatch):
+    """Every Linear's backward as one dense product, so that the multiply-adds
+    counted describe the rows of the pass, not how much the ReLU pattern changes
+    (``test_row_differences.py`` counts those)."""
+    monkeypatch.setattr(row_differences, "SPARSE_FRACTION", -1.0)
+
+
 @pytest.mark.parametrize("shared", [True, False])
-def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared):
+def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, dense_backward):
     """The multiply-adds of one pass on fc_net (20-32-24-5, both dropout slots
     scored), B samples, n steps. Shared baseline: the first Linear runs f(b) once
     and x - b per sample; the others run the alpha = 0 row once plus n B rows;
@@ -289,7 +298,7 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared):
     assert measured == stem + forward + backward
 
 
-def test_no_graph_below_the_lowest_scored_layer():
+def test_no_graph_below_the_lowest_scored_layer(dense_backward):
     """Only the outputs of scored layers are differentiated: the feature extractor
     under a scored FC head runs without autograd, the shared alpha = 0 group once
     per layer (1 + n B rows)."""

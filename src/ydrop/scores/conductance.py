@@ -13,7 +13,9 @@ backward yields the gradient at every requested layer, so scoring L layers costs
 less than what Captum pays for one. Inside that pass only the rows Eq. 2 needs are
 computed: nothing below the lowest scored layer is recorded for autograd, the
 alpha = 0 point of a shared baseline runs once, and the alpha = 1 rows get no
-backward (``_lean_layers``). Like Captum's, the result assumes that the model, in
+backward (``_lean_layers``); on the CPU, a Linear whose cotangent changes little
+from one point to the next (below a linear head only the ReLU pattern changes)
+multiplies only the changes (``_row_differences``). Like Captum's, the result assumes that the model, in
 eval mode, treats the samples of a batch independently. Shapes: inputs (B, *),
 result {layer: (B, N)}, N the layer's units (channels of a conv map, summed over
 positions).
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 
 from .._validation import check_positive_int, check_targets
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from ._row_differences import rows_times_weight
 from ._units import per_unit
 
 __all__ = ["conductance"]
@@ -296,7 +299,9 @@ class _LeanAffine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         rows = ctx.layout.rows_with_gradient
-        grad = _input_gradient(ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]))
+        grad = _input_gradient(
+            ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]), ctx.layout.points - 1
+        )
         skipped = grad.new_zeros((ctx.input_shape[0] - rows,) + grad.shape[1:])
         return torch.cat([grad, skipped]), None, None, None
 
@@ -309,12 +314,18 @@ def _lean_backward_supported(module: nn.Module) -> bool:
     return module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
 
-def _input_gradient(module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+def _input_gradient(
+    module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...], points: int
+) -> Tensor:
     """The transposed (bias-free) map of ``module`` applied to ``grad_output``, in
-    its dtype (under autocast the weights are float32, the cotangent may not be)."""
+    its dtype (under autocast the weights are float32, the cotangent may not be).
+    ``grad_output`` holds ``points`` groups of rows, one per point of the path; a
+    Linear reads only what changes from one group to the next where that is little
+    (``rows_times_weight``: below a linear head, only the ReLU pattern changes)."""
     weight = module.weight.to(grad_output.dtype)
     if isinstance(module, nn.Linear):
-        return grad_output.matmul(weight)
+        groups = grad_output.reshape(points, -1, grad_output.shape[-1])
+        return rows_times_weight(groups, weight).reshape(input_shape)
     conv_input = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
     return conv_input[len(module.kernel_size)](
         input_shape, weight, grad_output, module.stride, module.padding, module.dilation, module.groups

@@ -1,0 +1,128 @@
+"""rows_times_weight equals the dense product and takes the sparse route only where
+little changes; in the conductance pass it keeps Captum's numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ydrop.scores import _row_differences as row_differences
+from ydrop.scores._row_differences import rows_times_weight
+from ydrop.scores.conductance import conductance
+
+from test_conductance import assert_close, captum_conductance
+
+
+@pytest.fixture(autouse=True)
+def small_products_take_the_route(monkeypatch):
+    """The tests' products are small; the size rule has its own test."""
+    monkeypatch.setattr(row_differences, "MIN_GROUP_MULTIPLY_ADDS", 0)
+
+
+def _groups(changed_fractions, rows=6, out=40, dtype=torch.float64, seed=0):
+    """(len + 1, rows, out): group g equals group g + 1 except in
+    ``changed_fractions[g]`` of its entries, like the points of a path."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = [torch.randn(rows, out, generator=generator, dtype=dtype)]
+    for fraction in reversed(changed_fractions):
+        changed = torch.rand(rows, out, generator=generator) < fraction
+        groups.insert(0, torch.where(changed, torch.randn(rows, out, generator=generator, dtype=dtype), groups[0]))
+    return torch.stack(groups)
+
+
+def _multiply_adds(run) -> int:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [[], [0.0], [0.0, 0.0, 0.0], [0.02, 0.1, 0.5], [0.9, 0.05], [1.0, 1.0]],
+    ids=["one group", "equal", "all equal", "mixed", "dense first", "all dense"],
+)
+def test_equals_the_dense_product(fractions):
+    rows = _groups(fractions)
+    weight = torch.randn(40, 30, dtype=torch.float64)
+    torch.testing.assert_close(rows_times_weight(rows, weight), rows @ weight, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_equal_up_to_rounding():
+    rows = _groups([0.03, 0.1, 0.12], rows=16, out=512, dtype=torch.float32)
+    weight = torch.randn(512, 256)
+    reference = rows.double() @ weight.double()
+    error = (rows_times_weight(rows, weight).double() - reference).abs().max() / reference.abs().max()
+    assert error < 1e-6
+
+
+def test_a_row_without_changes_and_rows_with_some():
+    """Bags of a sparse group may be empty (rows equal to the reference's) next to
+    non-empty ones: every row gets its own sum."""
+    rows = _groups([0.0, 0.0])
+    rows[0, 2, 5] += 1.0
+    rows[1, 4, :3] -= 2.0
+    weight = torch.randn(40, 30, dtype=torch.float64)
+    torch.testing.assert_close(rows_times_weight(rows, weight), rows @ weight, rtol=1e-12, atol=1e-12)
+
+
+def test_only_groups_that_change_much_are_multiplied_densely():
+    """Dense multiply-adds: the last group and each group with more than
+    SPARSE_FRACTION of its entries changed from the next; the others go through
+    the sparse bag."""
+    rows, out, inner = 6, 40, 30
+    fractions = [0.0, 0.05, 0.6, 0.1, 0.8]
+    groups = _groups(fractions, rows=rows, out=out)
+    changed = (groups[:-1] != groups[1:]).flatten(1).float().mean(1)
+    dense = 1 + int((changed > row_differences.SPARSE_FRACTION).sum())
+    assert dense == 3
+    weight = torch.randn(out, inner, dtype=torch.float64)
+    assert _multiply_adds(lambda: rows_times_weight(groups, weight)) == dense * rows * out * inner
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_stays_dense(dtype):
+    groups = _groups([0.0, 0.0], dtype=dtype)
+    weight = torch.randn(40, 30, dtype=dtype)
+    assert _multiply_adds(lambda: rows_times_weight(groups, weight)) == 3 * 6 * 40 * 30
+    torch.testing.assert_close(rows_times_weight(groups, weight), groups @ weight)
+
+
+def test_small_products_stay_dense(monkeypatch):
+    """A group's product below MIN_GROUP_MULTIPLY_ADDS (a 10-class head) is not
+    worth the route's fixed cost."""
+    monkeypatch.setattr(row_differences, "MIN_GROUP_MULTIPLY_ADDS", 6 * 40 * 30 + 1)
+    groups = _groups([0.0, 0.0])
+    weight = torch.randn(40, 30, dtype=torch.float64)
+    assert _multiply_adds(lambda: rows_times_weight(groups, weight)) == 3 * 6 * 40 * 30
+
+
+def wide_mlp():
+    """An MLP wide enough for the ReLU pattern to change in few units between the
+    points of the path, as in the papers' FC nets."""
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 10),
+    )
+
+
+@pytest.mark.parametrize("baseline", [None, "per-sample"])
+def test_conductance_takes_the_sparse_route_and_keeps_captums_numbers(baseline, monkeypatch):
+    model = wide_mlp()
+    torch.manual_seed(4)
+    x = torch.rand(12, 1, 8, 8)
+    y = torch.randint(0, 10, (12,))
+    base = None if baseline is None else 0.05 * torch.rand_like(x)
+    layers = [model[3], model[6]]
+    bags = []
+    original = row_differences._sparse_rows_times_weight
+    monkeypatch.setattr(row_differences, "_sparse_rows_times_weight",
+                        lambda rows, weight: bags.append(rows.shape[0]) or original(rows, weight))
+    ours = conductance(model, x, y, layers, baseline=base, steps=5)
+    # The head's cotangent is the same one-hot row at every point (4 groups of 12
+    # rows), and below it at least one more group changes little.
+    assert len(bags) == 2 and bags[0] == 4 * 12 and bags[1] >= 12
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=base))
