@@ -21,11 +21,13 @@ from torch import Tensor
 __all__ = ["rows_times_weight"]
 
 # A group goes through the sparse product when at most this fraction of its
-# entries differs from the next group. Measured on this project's CPU (one
-# thread, 48 rows, 1024- and 2048-wide weights): F.embedding_bag with per-entry
-# weights costs as much as MKL's dense product at about 22 % changed entries, and
-# 0.2-0.4 of it at 5-10 %.
-SPARSE_FRACTION = 0.15
+# entries differs from the next group. Measured on this project's CPU (one thread):
+# F.embedding_bag with per-entry weights costs about 0.1 us per changed entry of a
+# 1024-wide weight and 0.23 us of a 2048-wide one, while the 12 more rows a group
+# adds to the dense product cost 0.4 ms and 2 ms: the bag wins up to about a third
+# of the entries changed. On the conductance pass's own cotangents (FC_1, FC_2,
+# S_2), 0.25 ran the product fastest of 0.15, 0.2, 0.25 and 0.3.
+SPARSE_FRACTION = 0.25
 # Below this many multiply-adds per group the route's fixed cost (counting the
 # changes, nonzero, index) of about 0.1 ms outweighs what it saves: a group of 12
 # rows through a 1024 x 1024 weight costs 0.4 ms, one through a 10-class head 2 us.
