@@ -126,3 +126,19 @@ def test_conductance_takes_the_sparse_route_and_keeps_captums_numbers(baseline, 
     assert len(bags) == 2 and bags[0] == 4 * 12 and bags[1] >= 12
     for layer in layers:
         assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=base))
+
+
+def test_off_the_cpu_the_route_is_off_and_reads_nothing_on_the_host(monkeypatch):
+    """Choosing the route reads counts on the host, which on an accelerator would
+    wait for the device; off the CPU (here the meta device) the product is dense and
+    nothing is read."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("read a tensor on the host")
+
+    for method in ("tolist", "item", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, method, refuse)
+    groups = torch.empty(5, 12, 64, device="meta")
+    weight = torch.empty(64, 32, device="meta")
+    result = rows_times_weight(groups, weight)
+    assert result.device.type == "meta" and result.shape == (5, 12, 32)
