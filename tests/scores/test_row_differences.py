@@ -142,3 +142,36 @@ def test_off_the_cpu_the_route_is_off_and_reads_nothing_on_the_host(monkeypatch)
     weight = torch.empty(64, 32, device="meta")
     result = rows_times_weight(groups, weight)
     assert result.device.type == "meta" and result.shape == (5, 12, 32)
+
+
+class TokenMLP(nn.Module):
+    """A Linear on every token of (B, T, D) rows above a scored layer: its cotangent
+    groups hold B T rows per point."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.body = nn.Sequential(nn.Linear(16, 128), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(128, 128), nn.ReLU(), nn.Dropout(0.5))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 128, 6))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_token_rows_take_the_route_and_keep_captums_numbers(monkeypatch):
+    model = TokenMLP()
+    torch.manual_seed(8)
+    x = torch.rand(5, 3, 16)
+    y = torch.randint(0, 6, (5,))
+    layers = [model.body[2], model.body[5]]
+    bags = []
+    original = row_differences._sparse_rows_times_weight
+    monkeypatch.setattr(row_differences, "_sparse_rows_times_weight",
+                        lambda rows, weight: bags.append(rows.shape[0]) or original(rows, weight))
+    ours = conductance(model, x, y, layers, steps=5)
+    # The head's groups are B rows (its one-hot cotangent: 4 equal groups); the
+    # token Linear's are B T rows.
+    assert len(bags) == 2 and bags[0] == 4 * 5 and bags[1] > 0 and bags[1] % (5 * 3) == 0
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
