@@ -175,3 +175,18 @@ def test_token_rows_take_the_route_and_keep_captums_numbers(monkeypatch):
     assert len(bags) == 2 and bags[0] == 4 * 5 and bags[1] > 0 and bags[1] % (5 * 3) == 0
     for layer in layers:
         assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
+
+
+def test_chunks_route_on_their_own_and_give_the_same_numbers():
+    """With internal_batch_size each chunk of samples chooses its own route (the
+    changed entries differ from chunk to chunk); the numbers stay the whole
+    batch's up to float rounding."""
+    model = wide_mlp()
+    torch.manual_seed(9)
+    x = torch.rand(12, 1, 8, 8)
+    y = torch.randint(0, 10, (12,))
+    layers = [model[3], model[6]]
+    whole = conductance(model, x, y, layers, steps=5)
+    chunked = conductance(model, x, y, layers, steps=5, internal_batch_size=4 * 6)
+    for layer in layers:
+        torch.testing.assert_close(chunked[layer], whole[layer], rtol=1e-5, atol=1e-6 * whole[layer].abs().max().item())
