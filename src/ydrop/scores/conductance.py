@@ -300,7 +300,7 @@ class _LeanAffine(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         rows = ctx.layout.rows_with_gradient
         grad = _input_gradient(
-            ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]), ctx.layout.points - 1
+            ctx.module, grad_output[:rows], (rows,) + tuple(ctx.input_shape[1:]), groups=ctx.layout.points - 1
         )
         skipped = grad.new_zeros((ctx.input_shape[0] - rows,) + grad.shape[1:])
         return torch.cat([grad, skipped]), None, None, None
@@ -315,17 +315,17 @@ def _lean_backward_supported(module: nn.Module) -> bool:
 
 
 def _input_gradient(
-    module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...], points: int
+    module: nn.Module, grad_output: Tensor, input_shape: tuple[int, ...], groups: int
 ) -> Tensor:
     """The transposed (bias-free) map of ``module`` applied to ``grad_output``, in
     its dtype (under autocast the weights are float32, the cotangent may not be).
-    ``grad_output`` holds ``points`` groups of rows, one per point of the path; a
+    ``grad_output`` holds ``groups`` groups of rows, one per point with a gradient; a
     Linear reads only what changes from one group to the next where that is little
     (``rows_times_weight``: below a linear head, only the ReLU pattern changes)."""
     weight = module.weight.to(grad_output.dtype)
     if isinstance(module, nn.Linear):
-        groups = grad_output.reshape(points, -1, grad_output.shape[-1])
-        return rows_times_weight(groups, weight).reshape(input_shape)
+        grouped = grad_output.reshape(groups, -1, grad_output.shape[-1])
+        return rows_times_weight(grouped, weight).reshape(input_shape)
     conv_input = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
     return conv_input[len(module.kernel_size)](
         input_shape, weight, grad_output, module.stride, module.padding, module.dilation, module.groups
