@@ -98,6 +98,16 @@ def test_small_products_stay_dense(monkeypatch):
     assert _multiply_adds(lambda: rows_times_weight(groups, weight)) == 3 * 6 * 40 * 30
 
 
+@pytest.fixture
+def bags(monkeypatch):
+    """The number of rows of every sparse product made, in call order."""
+    sizes = []
+    original = row_differences._sparse_rows_times_weight
+    monkeypatch.setattr(row_differences, "_sparse_rows_times_weight",
+                        lambda rows, weight: sizes.append(rows.shape[0]) or original(rows, weight))
+    return sizes
+
+
 def wide_mlp():
     """An MLP wide enough for the ReLU pattern to change in few units between the
     points of the path, as in the papers' FC nets."""
@@ -109,17 +119,13 @@ def wide_mlp():
 
 
 @pytest.mark.parametrize("baseline", [None, "per-sample"])
-def test_conductance_takes_the_sparse_route_and_keeps_captums_numbers(baseline, monkeypatch):
+def test_conductance_takes_the_sparse_route_and_keeps_captums_numbers(baseline, bags):
     model = wide_mlp()
     torch.manual_seed(4)
     x = torch.rand(12, 1, 8, 8)
     y = torch.randint(0, 10, (12,))
     base = None if baseline is None else 0.05 * torch.rand_like(x)
     layers = [model[3], model[6]]
-    bags = []
-    original = row_differences._sparse_rows_times_weight
-    monkeypatch.setattr(row_differences, "_sparse_rows_times_weight",
-                        lambda rows, weight: bags.append(rows.shape[0]) or original(rows, weight))
     ours = conductance(model, x, y, layers, baseline=base, steps=5)
     # The head's cotangent is the same one-hot row at every point (4 groups of 12
     # rows), and below it at least one more group changes little.
@@ -159,16 +165,12 @@ class TokenMLP(nn.Module):
         return self.head(self.body(x))
 
 
-def test_token_rows_take_the_route_and_keep_captums_numbers(monkeypatch):
+def test_token_rows_take_the_route_and_keep_captums_numbers(bags):
     model = TokenMLP()
     torch.manual_seed(8)
     x = torch.rand(5, 3, 16)
     y = torch.randint(0, 6, (5,))
     layers = [model.body[2], model.body[5]]
-    bags = []
-    original = row_differences._sparse_rows_times_weight
-    monkeypatch.setattr(row_differences, "_sparse_rows_times_weight",
-                        lambda rows, weight: bags.append(rows.shape[0]) or original(rows, weight))
     ours = conductance(model, x, y, layers, steps=5)
     # The head's groups are B rows (its one-hot cotangent: 4 equal groups); the
     # token Linear's are B T rows.
