@@ -6,6 +6,8 @@ import pytest
 import torch
 from captum.attr import LayerConductance
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from ydrop import models as ydrop_models
 from ydrop.scores import _row_differences as row_differences
@@ -262,12 +264,28 @@ def test_branches_and_residual_blocks_match_captum(baseline):
             assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=base))
 
 
-def _matmul_multiply_adds(run) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+class _MatmulCounter(TorchDispatchMode):
+    """Counts the multiply-adds of matrix products and convolutions, like
+    ``FlopCounterMode`` but without its global module hooks (under which the
+    written backward, which cannot see what hooks do, steps aside)."""
 
-    with FlopCounterMode(display=False) as counter:
+    def __init__(self):
+        super().__init__()
+        self.multiply_adds = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func.overloadpacket)
+        if count is not None:
+            self.multiply_adds += count(*args, **kwargs, out_val=out) // 2
+        return out
+
+
+def _matmul_multiply_adds(run) -> int:
+    with _MatmulCounter() as counter:
         run()
-    return counter.get_total_flops() // 2
+    return counter.multiply_adds
 
 
 @pytest.fixture
@@ -279,12 +297,13 @@ def dense_backward(monkeypatch):
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, dense_backward):
+def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, dense_backward, backward):
     """The multiply-adds of one pass on fc_net (20-32-24-5, both dropout slots
     scored), B samples, n steps. Shared baseline: the first Linear runs f(b) once
     and x - b per sample; the others run the alpha = 0 row once plus n B rows;
     the backward runs the n B rows of alpha < 1. A per-sample baseline adds the
-    B - 1 start rows of every layer's forward."""
+    B - 1 start rows of every layer's forward. The written backward reads the
+    head's row of the target class where autograd multiplies by a one-hot row."""
     model = fc_net()
     batch, steps = 7, 5
     x = torch.randn(batch, 20)
@@ -294,28 +313,35 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, de
     starts = 1 if shared else batch
     stem = (starts + batch) * 20 * 32
     forward = (starts + steps * batch) * (32 * 24 + 24 * 5)
-    backward = steps * batch * (24 * 5 + 32 * 24)
-    assert measured == stem + forward + backward
+    head = 0 if backward == "written" else 24 * 5
+    assert measured == stem + forward + steps * batch * (head + 32 * 24)
 
 
-def test_no_graph_below_the_lowest_scored_layer(dense_backward):
+def test_no_graph_below_the_lowest_scored_layer(dense_backward, backward, monkeypatch):
     """Only the outputs of scored layers are differentiated: the feature extractor
     under a scored FC head runs without autograd, the shared alpha = 0 group once
-    per layer (1 + n B rows)."""
+    per layer (1 + n B rows). Above the scored dropout this net is a chain (its
+    head): the written backward needs no autograd at all, and reads the head's row
+    of the target class instead of multiplying by a one-hot row."""
     model = cnn_net()
     batch, steps = 4, 5
     x = torch.randn(batch, 3, 8, 8)
     y = torch.tensor([0, 1, 2, 3])
     graph = {}
-    for name in ("4", "6", "11"):  # conv, pool, the last Linear (above the scored dropout)
+    # Conv and pool below the scored dropout, and (autograd only: a hook in the
+    # chain sends the pass to autograd) the last Linear above it.
+    watched = ("4", "6") if backward == "written" else ("4", "6", "11")
+    for name in watched:
         model.get_submodule(name).register_forward_hook(
             lambda _module, _inputs, output, name=name: graph.__setitem__(name, output.requires_grad))
+    if backward == "written":
+        monkeypatch.setattr(torch.autograd, "grad", lambda *args, **kwargs: pytest.fail("autograd ran"))
     measured = _matmul_multiply_adds(lambda: conductance(model, x, y, [model[10]], steps=steps))
-    assert graph == {"4": False, "6": False, "11": True}
+    assert graph == ({"4": False, "6": False} if backward == "written" else {"4": False, "6": False, "11": True})
     rows = 1 + steps * batch
     stem = (1 + batch) * 6 * 8 * 8 * 3 * 9
     below = rows * (8 * 4 * 4 * 6 * 9 + 32 * 16)
-    head = rows * 16 * 4 + steps * batch * 4 * 16
+    head = rows * 16 * 4 + (0 if backward == "written" else steps * batch * 4 * 16)
     assert measured == stem + below + head
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ._hooks import capture_outputs, eval_mode
 
-__all__ = ["chain_above"]
+__all__ = ["chain_above", "modules_above"]
 
 
 def _is_plain_sequential(module: nn.Module) -> bool:
@@ -24,15 +24,11 @@ def _is_plain_sequential(module: nn.Module) -> bool:
     return type(module).forward is nn.Sequential.forward and not hooked
 
 
-def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> nn.Sequential | None:
-    """``nn.Sequential(nn.Identity(), *modules)`` with the modules that map ``layer``'s
-    output to ``model``'s output, or None when they do not form a chain.
-
-    The leading ``nn.Identity`` stands for ``layer``'s output. When ``layer`` sits in
-    ``nn.Sequential`` containers inside a model with its own ``forward``, one forward
-    of ``probe`` (a batch of one sample; eval mode, no gradient) checks that the
-    outermost container's output *is* the model's output.
-    """
+def modules_above(model: nn.Module, layer: nn.Module) -> tuple[list[nn.Module], nn.Module] | None:
+    """(the modules after ``layer`` in its nested plain ``nn.Sequential``
+    containers, the outermost of those containers), or None when ``layer`` is not
+    inside one. Read from the module tree alone: whether the outermost container's
+    output is the model's output is for the caller to check."""
     parents: dict[int, tuple[nn.Module, str] | None] = {}
     for parent in model.modules():
         for name, child in parent.named_children():
@@ -47,8 +43,22 @@ def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> nn.Sequent
         names = list(parent._modules)
         tail += [m for m in list(parent._modules.values())[names.index(name) + 1:] if m is not None]
         node = parent
-    if node is layer:
+    return None if node is layer else (tail, node)
+
+
+def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> nn.Sequential | None:
+    """``nn.Sequential(nn.Identity(), *modules)`` with the modules that map ``layer``'s
+    output to ``model``'s output, or None when they do not form a chain.
+
+    The leading ``nn.Identity`` stands for ``layer``'s output. When ``layer`` sits in
+    ``nn.Sequential`` containers inside a model with its own ``forward``, one forward
+    of ``probe`` (a batch of one sample; eval mode, no gradient) checks that the
+    outermost container's output *is* the model's output.
+    """
+    above = modules_above(model, layer)
+    if above is None:
         return None
+    tail, node = above
     chain = nn.Sequential(nn.Identity(), *tail)
     if node is model:
         return chain

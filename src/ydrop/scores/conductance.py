@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_positive_int, check_targets
+from ._chain_backward import ChainRecorder, chain_gradients, may_be_chain
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._row_differences import rows_times_weight
 from ._units import per_unit
@@ -120,37 +122,100 @@ def _conductance(
     model: nn.Module, inputs: Tensor, baseline: Tensor, target: Tensor, modules: list[nn.Module], steps: int
 ) -> list[Tensor]:
     """The computation, model already in eval mode: one forward of the B (steps + 1)
-    path rows, one backward (each skipping the rows ``_lean_layers`` names).
-    Returns one (B, N) tensor per module, in order."""
+    path rows, one backward (each skipping the rows ``_lean_layers`` names), written
+    out when the layers above the lowest scored one form a chain
+    (``_chain_backward``), else by autograd. Returns one (B, N) tensor per module,
+    in order."""
     batch = inputs.shape[0]
     alphas = _alphas(steps)
     delta = inputs - baseline
     path = torch.cat([baseline + alpha * delta for alpha in alphas])
     layout = _PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
-    with torch.enable_grad():
-        # Order matters: the graph starts before the copies protect the recorded
-        # outputs from in-place ops further up.
-        with _graph_from(modules), capture_outputs(modules, detach_from_inplace=True) as captured, \
-                _lean_layers(model, layout):
-            logits = model(path)
-        if logits.dim() != 2:
-            raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
-        check_targets("target", target, batch, num_classes=logits.shape[1])
-        outputs = single_call_outputs(modules, captured)
-        # The last point's gradient is not in Eq. 2: its logits stay out of the sum.
-        rows = layout.rows_with_gradient
-        chosen = logits[:rows].gather(1, target.repeat(steps).unsqueeze(1)).sum()
-        grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
+    passes = None
+    if _may_write_backward(model, modules, path):
+        if may_be_chain(model, modules):
+            passes = _pass_without_autograd(model, path, target, modules, layout)
+        if passes is None:
+            _NOT_CHAINS.setdefault(model, set()).add(_key(modules))
+    outputs, grads = passes or _pass_with_autograd(model, path, target, modules, layout)
     results = []
     for output, grad in zip(outputs, grads):
         points = output.detach().unflatten(0, (steps + 1, batch))
         if grad is None:  # the layer does not reach the logits: it conducts nothing
             results.append(per_unit(torch.zeros_like(points[0])))
             continue
-        grad = grad.unflatten(0, (steps + 1, batch))
         # Left Riemann sum of gradient times the layer's step along the path.
-        results.append(per_unit((grad[:-1] * (points[1:] - points[:-1])).sum(dim=0)))
+        results.append(per_unit((grad * (points[1:] - points[:-1])).sum(dim=0)))
     return results
+
+
+# Models (weakly held) and the sets of scored modules for which the layers above
+# the lowest scored one are not a chain: they go straight to autograd, so that the
+# check (a walk of the module tree, or a forward that failed it) is paid once.
+_NOT_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
+
+
+def _key(modules: list[nn.Module]) -> tuple[int, ...]:
+    return tuple(sorted(id(module) for module in modules))
+
+
+def _may_write_backward(model: nn.Module, modules: list[nn.Module], path: Tensor) -> bool:
+    """Whether to try the written backward: switched on, not under autocast (whose
+    casts only autograd's backward mirrors) or inference mode (no version counters),
+    and not already known to fail for this model and these layers."""
+    if not WRITTEN_BACKWARD or torch.is_autocast_enabled(path.device.type) or torch.is_inference_mode_enabled():
+        return False
+    return _key(modules) not in _NOT_CHAINS.get(model, ())
+
+
+# Off: every pass goes through autograd (tests compare the two; benchmarks time them).
+WRITTEN_BACKWARD = True
+
+
+def _pass_without_autograd(
+    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
+) -> tuple[list[Tensor], list[Tensor]] | None:
+    """(outputs (rows, *), gradients (points - 1, B, *)) of the scored layers from a
+    forward without graph and the backward of ``_chain_backward``; None when the
+    layers above the lowest scored one are not a chain it supports."""
+    recorder = ChainRecorder(modules)
+    with torch.no_grad(), _lean_layers(model, layout, recorder):
+        logits = model(path)
+    _check_logits(logits, target, layout.batch)
+    chain = recorder.chain(logits)
+    if chain is None:
+        return None
+    with torch.no_grad():
+        gradients = chain_gradients(chain, modules, target, layout.points, layout.batch)
+    outputs = {id(call.module): call.output for call in chain}
+    return [outputs[id(module)] for module in modules], [gradients[module] for module in modules]
+
+
+def _pass_with_autograd(
+    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
+) -> tuple[list[Tensor], list[Tensor | None]]:
+    """(outputs (rows, *), gradients (points - 1, B, *) or None for a layer that
+    does not reach the logits), by one backward of autograd."""
+    with torch.enable_grad():
+        # Order matters: the graph starts before the copies protect the recorded
+        # outputs from in-place ops further up.
+        with _graph_from(modules), capture_outputs(modules, detach_from_inplace=True) as captured, \
+                _lean_layers(model, layout):
+            logits = model(path)
+        _check_logits(logits, target, layout.batch)
+        outputs = single_call_outputs(modules, captured)
+        # The last point's gradient is not in Eq. 2: its logits stay out of the sum.
+        rows = layout.rows_with_gradient
+        chosen = logits[:rows].gather(1, target.repeat(layout.points - 1).unsqueeze(1)).sum()
+        grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
+    grads = [None if grad is None else grad[:rows].unflatten(0, (layout.points - 1, layout.batch)) for grad in grads]
+    return outputs, grads
+
+
+def _check_logits(logits: Tensor, target: Tensor, batch: int) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
+    check_targets("target", target, batch, num_classes=logits.shape[1])
 
 
 @contextmanager
@@ -210,7 +275,7 @@ class _PathRows:
 
 
 @contextmanager
-def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
+def _lean_layers(model: nn.Module, layout: _PathRows, recorder: ChainRecorder | None = None) -> Iterator[None]:
     """While active, the modules of ``model`` skip the path's redundant rows.
 
     * The first Linear / Conv, reading the path itself (or a view of it,
@@ -222,7 +287,8 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
     * In the graph, a Linear / Conv fed the path's rows does the same, and its
       backward returns zeros for the last group (``_LeanAffine``).
     All exact up to float rounding; anything else runs as usual. Every module
-    must treat rows independently, as in eval mode they do.
+    must treat rows independently, as in eval mode they do. A ``recorder`` sees
+    every call on the path's rows.
     """
     patched = [m for m in model.modules() if next(m.children(), None) is None and "forward" not in m.__dict__]
 
@@ -239,6 +305,14 @@ def _lean_layers(model: nn.Module, layout: _PathRows) -> Iterator[None]:
                 return original(module, *args, **kwargs)
             if inputs.shape[0] != layout.rows:  # e.g. a view merging samples with tokens
                 return original(module, inputs)
+            if recorder is None:
+                return on_path_rows(inputs)
+            version = inputs._version
+            output = on_path_rows(inputs)
+            recorder.record(module, inputs, output, version)
+            return output
+
+        def on_path_rows(inputs: Tensor):
             if inputs is layout.path or inputs._base is layout.path:
                 # Views of the path (nn.Flatten) stay views, for the stem to see.
                 return _interpolated_stem(module, inputs, layout) if affine else original(module, inputs)

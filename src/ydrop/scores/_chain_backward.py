@@ -1,0 +1,196 @@
+"""The conductance pass's backward, written out, above the lowest scored layer.
+
+Above its lowest scored layer, a network of the Y-Drop paper (FC_k, and the FC head
+of S_k) is a chain of Linear, ReLU and dropout layers, and dropout is the identity
+in eval mode. There the gradient of the target logit needs no autograd: it starts
+as the head's row of the target class, a ReLU keeps it where its output is
+positive, a Linear multiplies it by its weight (``rows_times_weight``, Eq. 2's
+points as groups of rows). Written out, the pass runs the forward without
+recording a graph and skips autograd's bookkeeping (a Function call and its saved
+tensors per layer, the engine, the copies that protect recorded outputs from
+in-place ops), about a quarter of FC_1's pass.
+
+The chain is read off the forward itself, so no extra forward probes the model:
+``ChainRecorder`` sees every call of a leaf module on the path's rows, and the calls
+from the lowest scored layer up must each take the previous call's output (the same
+tensor object), the last must return the model's output, and each must be a
+Linear, a ReLU, a Flatten or a module that returned its input untouched (eval-mode
+dropout, ``nn.Identity``). Anything else (a residual addition, functional code
+between modules, a module with hooks, an in-place change of a tensor the backward
+reads) returns None, and the caller falls back to autograd.
+
+Shapes: the path's rows (points * batch, *), point-major; a recorded output
+(points * batch, *); the gradient handed back per scored layer
+(points - 1, batch, *), the points that have one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._chain import _is_plain_sequential, modules_above
+from ._row_differences import rows_times_weight
+
+__all__ = ["may_be_chain", "ChainRecorder", "chain_gradients"]
+
+
+def may_be_chain(model: nn.Module, scored: list[nn.Module]) -> bool:
+    """Whether the module tree allows a chain (``ChainRecorder`` decides, from the
+    forward): one scored module sits in plain ``nn.Sequential`` containers followed
+    by every other scored module, and what follows it is Linear layers, modules
+    without parameters or submodules, and plain containers of those. Saves the
+    forward of a failed attempt on models that are plainly not chains."""
+    wanted = {id(module) for module in scored}
+    for lowest in scored:
+        above = modules_above(model, lowest)
+        if above is None:
+            continue
+        tail = above[0]
+        inside = {id(module) for top in tail for module in top.modules()}
+        if wanted - {id(lowest)} <= inside and all(_may_pass(module, wanted) for module in tail):
+            return True
+    return False
+
+
+def _may_pass(module: nn.Module, scored: set[int]) -> bool:
+    if id(module) in scored or type(module).forward is nn.Linear.forward:
+        return True
+    if next(module.children(), None) is not None:
+        return _is_plain_sequential(module) and all(_may_pass(child, scored) for child in module.children())
+    return next(module.parameters(recurse=False), None) is None
+
+
+@dataclass
+class _Call:
+    """One call of a leaf module on the path's rows, and the input and output
+    versions that tell whether anything changed them in place."""
+
+    module: nn.Module
+    input: Tensor
+    output: Tensor
+    input_version_before: int
+    output_version: int
+
+
+@dataclass
+class ChainRecorder:
+    """Collects the leaf modules' calls during the pass's forward (``_lean_layers``
+    calls :meth:`record`) and reads the chain above the lowest scored layer."""
+
+    scored: list[nn.Module]
+    calls: list[_Call] = field(default_factory=list)
+
+    def record(self, module: nn.Module, inputs: Tensor, output: object, input_version_before: int) -> None:
+        if isinstance(output, Tensor):
+            self.calls.append(_Call(module, inputs, output, input_version_before, output._version))
+
+    def chain(self, logits: Tensor) -> list[_Call] | None:
+        """The calls from the lowest scored layer to the output when they form a
+        chain the written backward supports, else None."""
+        if _global_hooks():
+            return None
+        scored = {id(module) for module in self.scored}
+        start = next((index for index, call in enumerate(self.calls) if id(call.module) in scored), None)
+        if start is None:
+            return None
+        chain = self.calls[start:]
+        if chain[-1].output is not logits or sum(id(call.module) in scored for call in chain) != len(scored):
+            return None
+        for below, call in zip(chain, chain[1:]):
+            if call.input is not below.output or _kind(call) is None:
+                return None
+        # Everything the backward reads (scored outputs, ReLU outputs) must still hold
+        # what its module returned.
+        read = [call for call in chain if id(call.module) in scored or _kind(call) == "relu"]
+        if any(call.output._version != call.output_version for call in read):
+            return None
+        return chain
+
+
+def _kind(call: _Call) -> str | None:
+    """How the backward passes a cotangent through ``call``; None: not supported."""
+    module = call.module
+    if _hooked(module):
+        return None
+    forward = type(module).forward
+    if forward is nn.Linear.forward:
+        return "linear"
+    if forward is nn.ReLU.forward:
+        return "relu"
+    if forward is nn.Flatten.forward:
+        return "flatten"
+    if call.output is call.input and call.input._version == call.input_version_before:
+        return "identity"  # returned its input untouched: eval-mode dropout, nn.Identity
+    return None
+
+
+def _global_hooks() -> bool:
+    hooks = torch.nn.modules.module
+    return bool(
+        hooks._global_forward_hooks or hooks._global_forward_pre_hooks or hooks._global_backward_hooks
+        or hooks._global_backward_pre_hooks
+    )
+
+
+def _hooked(module: nn.Module) -> bool:
+    # The written backward would skip what hooks add (or replace).
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+    )
+
+
+def chain_gradients(
+    chain: list[_Call], scored: list[nn.Module], target: Tensor, points: int, batch: int
+) -> dict[nn.Module, Tensor]:
+    """The target logit's gradient at the output of every ``scored`` module of
+    ``chain`` (whose first call is the lowest of them), at the points 0 .. points - 2:
+    ``{module: (points - 1, batch, *)}``. ``target``: (batch,) class indices.
+
+    The cotangent is carried as (batch, *) while it is the same at every point (from
+    the head down to the first ReLU), then as (points - 1, batch, *).
+    """
+    groups, rows = points - 1, (points - 1) * batch
+    wanted = {id(module) for module in scored}
+    cotangent: Tensor | None = None  # None: one-hot at the target class, on the logits
+    per_point = False
+    gradients: dict[nn.Module, Tensor] = {}
+    for call in reversed(chain):
+        if id(call.module) in wanted:
+            at_output = _one_hot(target, call.output) if cotangent is None else cotangent
+            gradients[call.module] = at_output if per_point else at_output.expand((groups,) + at_output.shape)
+        if call is chain[0]:
+            break
+        kind = _kind(call)
+        if kind == "linear":
+            weight = call.module.weight
+            if cotangent is None:
+                cotangent = weight.index_select(0, target)  # the head's row of the target class
+            else:
+                leading = (groups, batch) if per_point else (batch,)
+                # Rows of (B, T, D) inputs: one group per point of B T rows.
+                grouped = cotangent.reshape(groups if per_point else 1, -1, weight.shape[0])
+                product = rows_times_weight(grouped, weight.to(cotangent.dtype))
+                cotangent = product.reshape(leading + call.input.shape[1:])
+        elif kind == "relu":
+            if cotangent is None:
+                cotangent = _one_hot(target, call.output)
+            active = call.output[:rows].unflatten(0, (groups, batch)) > 0
+            # As ReLU's own backward: zero where the output is not positive.
+            cotangent = torch.where(active, cotangent, 0.0)
+            per_point = True
+        elif kind == "flatten":
+            if cotangent is None:
+                cotangent = _one_hot(target, call.output)
+            leading = (groups, batch) if per_point else (batch,)
+            cotangent = cotangent.reshape(leading + call.input.shape[1:])
+        # "identity": the cotangent passes unchanged.
+    return gradients
+
+
+def _one_hot(target: Tensor, logits: Tensor) -> Tensor:
+    """(batch, classes) one-hot rows of the target classes, in the logits' dtype."""
+    return F.one_hot(target, logits.shape[1]).to(logits.dtype)
