@@ -74,6 +74,7 @@ class _Call:
     output: Tensor
     input_version_before: int
     output_version: int
+    kind: str | None = None  # set by ChainRecorder.chain: see _kind
 
 
 @dataclass
@@ -101,11 +102,12 @@ class ChainRecorder:
         if chain[-1].output is not logits or sum(id(call.module) in scored for call in chain) != len(scored):
             return None
         for below, call in zip(chain, chain[1:]):
-            if call.input is not below.output or _kind(call) is None:
+            call.kind = _kind(call)
+            if call.input is not below.output or call.kind is None:
                 return None
         # Everything the backward reads (scored outputs, ReLU outputs) must still hold
         # what its module returned.
-        read = [call for call in chain if id(call.module) in scored or _kind(call) == "relu"]
+        read = [call for call in chain if id(call.module) in scored or call.kind == "relu"]
         if any(call.output._version != call.output_version for call in read):
             return None
         return chain
@@ -164,7 +166,7 @@ def chain_gradients(
             gradients[call.module] = at_output if per_point else at_output.expand((groups,) + at_output.shape)
         if call is chain[0]:
             break
-        kind = _kind(call)
+        kind = call.kind
         if kind == "linear":
             weight = call.module.weight
             if cotangent is None:
