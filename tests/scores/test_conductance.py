@@ -13,6 +13,8 @@ from ydrop import models as ydrop_models
 from ydrop.scores import _row_differences as row_differences
 from ydrop.scores.conductance import conductance
 
+from conftest import conductance_module
+
 RTOL = 1e-5
 
 
@@ -395,10 +397,15 @@ def test_shared_baseline_that_varies_along_tokens_matches_captum():
 
 
 @pytest.mark.parametrize("name", ydrop_models.list_models())
-def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
+def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name, monkeypatch):
     """The shortcuts of the pass on the real architectures (at 1/8 width): pooling
     with ceil_mode, batch norm, strided convolutions, dropout inside the residual
-    blocks of WRN."""
+    blocks of WRN. Above their dropout slots all but WRN are chains, which take the
+    written backward; WRN's residual blocks go to autograd."""
+    with_autograd = []
+    autograd = conductance_module._pass_with_autograd
+    monkeypatch.setattr(conductance_module, "_pass_with_autograd",
+                        lambda *args: with_autograd.append(1) or autograd(*args))
     shape = {"alexnet": (3, 64, 64)}.get(name, (1, 28, 28) if name.startswith("fc") else (3, 32, 32))
     torch.manual_seed(0)
     model = ydrop_models.create(name, in_shape=shape, dropout=nn.Dropout, width_multiplier=0.125).eval()
@@ -406,6 +413,7 @@ def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
     y = torch.tensor([0, 3, 7])
     layers = model.dropout_modules()
     ours = conductance(model, x, y, layers, steps=5)
+    assert bool(with_autograd) == (name == "wrn-28-10")
     for layer in layers:
         assert_close(ours[layer], captum_conductance(model, layer, x, y, 5))
 
