@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from ._hooks import capture_outputs, eval_mode
 
-__all__ = ["chain_above", "modules_above"]
+__all__ = ["chain_above", "modules_above", "is_plain_sequential"]
 
 
-def _is_plain_sequential(module: nn.Module) -> bool:
+def is_plain_sequential(module: nn.Module) -> bool:
     # Container hooks would not run when the tail's modules are called one by one.
     hooked = module._forward_hooks or module._forward_pre_hooks
     return type(module).forward is nn.Sequential.forward and not hooked
@@ -38,7 +38,7 @@ def modules_above(model: nn.Module, layer: nn.Module) -> tuple[list[nn.Module], 
     node = layer
     while node is not model and parents.get(id(node)) is not None:
         parent, name = parents[id(node)]
-        if not _is_plain_sequential(parent):
+        if not is_plain_sequential(parent):
             break
         names = list(parent._modules)
         tail += [m for m in list(parent._modules.values())[names.index(name) + 1:] if m is not None]

@@ -15,10 +15,12 @@ computed: nothing below the lowest scored layer is recorded for autograd, the
 alpha = 0 point of a shared baseline runs once, and the alpha = 1 rows get no
 backward (``_lean_layers``); on the CPU, a Linear whose cotangent changes little
 from one point to the next (below a linear head only the ReLU pattern changes)
-multiplies only the changes (``_row_differences``). Like Captum's, the result assumes that the model, in
-eval mode, treats the samples of a batch independently. Shapes: inputs (B, *),
-result {layer: (B, N)}, N the layer's units (channels of a conv map, summed over
-positions).
+multiplies only the changes (``_row_differences``). When the layers above the
+lowest scored one form a chain of Linear and ReLU layers (an MLP, a CNN's FC
+head), the backward is written out instead of recorded (``_chain_backward``).
+Like Captum's, the result assumes that the model, in eval mode, treats the
+samples of a batch independently. Shapes: inputs (B, *), result {layer: (B, N)},
+N the layer's units (channels of a conv map, summed over positions).
 """
 
 from __future__ import annotations
