@@ -97,13 +97,10 @@ class ChainRecorder:
     def chain(self, logits: Tensor) -> list[_Call] | None:
         """The calls from the lowest scored layer to the output when they form a
         chain the written backward supports, else None."""
-        if _global_hooks():
+        chain = self.calls  # from the first scored layer's call on (``record``)
+        if not chain or _global_hooks():
             return None
         scored = {id(module) for module in self.scored}
-        start = next((index for index, call in enumerate(self.calls) if id(call.module) in scored), None)
-        if start is None:
-            return None
-        chain = self.calls[start:]
         if chain[-1].output is not logits or sum(id(call.module) in scored for call in chain) != len(scored):
             return None
         for below, call in zip(chain, chain[1:]):

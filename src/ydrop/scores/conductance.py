@@ -25,9 +25,9 @@ N the layer's units (channels of a conv map, summed over positions).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
