@@ -327,6 +327,9 @@ def no_host_reads(monkeypatch):
         lambda: TwoBranchNet(YDrop(warmup_epochs=0), YDrop(warmup_epochs=0, score_every=2)),
         lambda: TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout()),  # separate passes
         lambda: chain_net(ExcitationDropout()),  # excitation in the forward
+        lambda: chain_net(YDrop(warmup_epochs=0)),  # conductance with the written backward
+        # ... where the one-hot target starts below a ReLU on the logits
+        lambda: nn.Sequential(chain_net(YDrop(warmup_epochs=0)), nn.ReLU()),
         lambda: TwoBranchNet(ActivationDropout(), YDrop(warmup_epochs=0, score="activation")),
         lambda: TwoBranchNet(YDrop(warmup_epochs=0, score="excitation"), ExcitationDropout(score="conductance")),
     ],

@@ -53,7 +53,7 @@ from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .layers.factory import DROPOUT_METHODS
 from .scores.conductance import _conductance, _expand_baseline
-from .scores._hooks import capture_outputs, eval_mode
+from .scores._hooks import eval_mode
 from .scores._chain import chain_above
 from .scores.excitation import _excitation_backprop, chain_input_excitation
 
@@ -211,12 +211,10 @@ class Guide:
         self, kind: str, steps: int, inputs: Tensor, target: Tensor, layers: list[GuidedDropout]
     ) -> tuple[list[Tensor], int]:
         """One pass: the scores of ``layers`` and the model's number of classes."""
-        with eval_mode(self.model), capture_outputs([self.model]) as logits:
+        with eval_mode(self.model):
             if kind == "conductance":
-                scores = _conductance(self.model, inputs, _expand_baseline(None, inputs), target, layers, steps)
-            else:
-                scores = _excitation_backprop(self.model, inputs, target, layers)
-        return scores, logits[0][0].shape[1]
+                return _conductance(self.model, inputs, _expand_baseline(None, inputs), target, layers, steps)
+            return _excitation_backprop(self.model, inputs, target, layers)
 
     def _warn_if_epoch_never_set(self) -> None:
         if self.epoch is None and not self._warned_no_epoch:

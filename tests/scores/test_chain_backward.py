@@ -103,6 +103,17 @@ class LogSoftmaxOnTop(nn.Module):
         return F.log_softmax(self.net(x), dim=1)
 
 
+class Wrapper(nn.Module):
+    """A chain inside a model with its own forward, which returns the chain's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = fc_net()
+
+    def forward(self, x):
+        return self.net(x)
+
+
 class FunctionalReLU(nn.Module):
     """Functional code between the modules: F.relu is not a module call."""
 
@@ -128,6 +139,8 @@ def _not_chains():
     tanh = nn.Sequential(nn.Linear(20, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 16), nn.Tanh(),
                          nn.Linear(16, 5))
     log_softmax = LogSoftmaxOnTop()
+    wrapped = Wrapper()
+    wrapped.register_forward_hook(lambda _module, _inputs, output: output.mul_(2))
     functional = FunctionalReLU()
     # A scored Linear whose output an in-place ReLU then overwrites.
     torch.manual_seed(12)
@@ -136,6 +149,7 @@ def _not_chains():
         ("log-softmax after the chain", log_softmax, [log_softmax.net[3], log_softmax.net[6]], True),
         ("a forward hook that doubles an output", hooked, [hooked[3], hooked[6]], True),
         ("a backward hook that doubles a gradient", backward_hooked, [backward_hooked[3]], True),
+        ("a hook on the model that doubles its logits in place", wrapped, [wrapped.net[3], wrapped.net[6]], True),
         ("Tanh", tanh, [tanh[2]], True),
         ("scored output overwritten in place", overwritten, [overwritten[0]], True),
         ("functional ReLU", functional, [functional.drop], False),

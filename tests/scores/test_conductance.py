@@ -450,3 +450,22 @@ def test_frozen_model_and_outer_no_grad_give_the_same_numbers():
         frozen = conductance(model, x, y, layers)
     for layer in layers:
         torch.testing.assert_close(frozen[layer], reference[layer], rtol=0, atol=0)
+
+
+class TupleOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = fc_net()
+
+    def forward(self, x):
+        return self.net(x), x
+
+
+def test_a_model_that_does_not_return_logits_is_refused_by_name(backward):
+    x, y = torch.randn(3, 20), torch.tensor([0, 1, 2])
+    tuple_out = TupleOut()
+    with pytest.raises(ValueError, match=r"logits of shape \(B, classes\), got tuple"):
+        conductance(tuple_out, x, y, [tuple_out.net[3]])
+    tokens = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 4), nn.Unflatten(1, (2, 2)))
+    with pytest.raises(ValueError, match=r"logits of shape \(B, classes\), got \(18, 2, 2\)"):
+        conductance(tokens, x, y, [tokens[2]])

@@ -30,11 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._chain import is_plain_sequential, modules_above
 from ._row_differences import rows_times_weight
+from ._units import one_hot_targets
 
 __all__ = ["may_be_chain", "ChainRecorder", "chain_gradients"]
 
@@ -94,11 +94,14 @@ class ChainRecorder:
         if isinstance(output, Tensor):
             self.calls.append(_Call(module, inputs, output, input_version_before, output._version))
 
-    def chain(self, logits: Tensor) -> list[_Call] | None:
-        """The calls from the lowest scored layer to the output when they form a
-        chain the written backward supports, else None."""
+    def chain(self, logits: Tensor, model: nn.Module) -> list[_Call] | None:
+        """The calls from the lowest scored layer to ``model``'s output ``logits``
+        when they form a chain the written backward supports, else None."""
         chain = self.calls  # from the first scored layer's call on (``record``)
-        if not chain or _global_hooks():
+        # Hooks on a container (the model itself, a block) run around the leaves'
+        # calls, where the chain cannot see what they change.
+        containers = (module for module in model.modules() if next(module.children(), None) is not None)
+        if not chain or _global_hooks() or any(_hooked(module) for module in containers):
             return None
         scored = {id(module) for module in self.scored}
         if chain[-1].output is not logits or sum(id(call.module) in scored for call in chain) != len(scored):
@@ -164,7 +167,7 @@ def chain_gradients(
     gradients: dict[nn.Module, Tensor] = {}
     for call in reversed(chain):
         if id(call.module) in wanted:
-            at_output = _one_hot(target, call.output) if cotangent is None else cotangent
+            at_output = one_hot_targets(target, call.output) if cotangent is None else cotangent
             gradients[call.module] = at_output if per_point else at_output.expand((groups,) + at_output.shape)
         if call is chain[0]:
             break
@@ -181,20 +184,15 @@ def chain_gradients(
                 cotangent = product.reshape(leading + call.input.shape[1:])
         elif kind == "relu":
             if cotangent is None:
-                cotangent = _one_hot(target, call.output)
+                cotangent = one_hot_targets(target, call.output)
             active = call.output[:rows].unflatten(0, (groups, batch)) > 0
             # As ReLU's own backward: zero where the output is not positive.
             cotangent = torch.where(active, cotangent, 0.0)
             per_point = True
         elif kind == "flatten":
             if cotangent is None:
-                cotangent = _one_hot(target, call.output)
+                cotangent = one_hot_targets(target, call.output)
             leading = (groups, batch) if per_point else (batch,)
             cotangent = cotangent.reshape(leading + call.input.shape[1:])
         # "identity": the cotangent passes unchanged.
     return gradients
-
-
-def _one_hot(target: Tensor, logits: Tensor) -> Tensor:
-    """(batch, classes) one-hot rows of the target classes, in the logits' dtype."""
-    return F.one_hot(target, logits.shape[1]).to(logits.dtype)

@@ -1,14 +1,15 @@
 """Unit bookkeeping shared by the scores.
 
 A layer's *units* are the last dimension of a (B, N) tensor, or the channels of a
-(B, C, H, W) feature map: a channel's score is the sum over its positions.
+(B, C, H, W) feature map: a channel's score is the sum over its positions. The
+logits' units are the classes: ``one_hot_targets`` marks each sample's target.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["per_unit", "normalise_rows"]
+__all__ = ["per_unit", "normalise_rows", "one_hot_targets"]
 
 
 def per_unit(values: Tensor) -> Tensor:
@@ -29,3 +30,12 @@ def normalise_rows(scores: Tensor) -> Tensor:
     total = scores.sum(dim=1, keepdim=True)
     uniform = scores.new_full((), 1.0 / scores.shape[1])
     return (scores / total.clamp_min(1e-30)).where(total > 0, uniform)
+
+
+def one_hot_targets(target: Tensor, logits: Tensor) -> Tensor:
+    """(B, classes) rows, 1 at each sample's target class, in the logits' dtype and
+    device; ``target`` (B,) class indices, ``logits`` (*, classes). Made with
+    ``scatter_`` rather than ``F.one_hot``, which reads the largest index back to
+    the host (a device synchronisation on a GPU)."""
+    rows = logits.new_zeros(target.shape[0], logits.shape[-1])
+    return rows.scatter_(1, target.to(logits.device).unsqueeze(1), 1.0)

@@ -84,7 +84,7 @@ def conductance(
         samples_per_pass = max(1, check_positive_int("internal_batch_size", internal_batch_size) // (steps + 1))
     with eval_mode(model):
         parts = [
-            _conductance(model, inputs[start:end], baseline[start:end], target[start:end], modules, steps)
+            _conductance(model, inputs[start:end], baseline[start:end], target[start:end], modules, steps)[0]
             for start, end in _chunks(inputs.shape[0], samples_per_pass)
         ]
     return {module: torch.cat([part[i] for part in parts]) for i, module in enumerate(modules)}
@@ -122,12 +122,12 @@ def _alphas(steps: int) -> tuple[float, ...]:
 
 def _conductance(
     model: nn.Module, inputs: Tensor, baseline: Tensor, target: Tensor, modules: list[nn.Module], steps: int
-) -> list[Tensor]:
+) -> tuple[list[Tensor], int]:
     """The computation, model already in eval mode: one forward of the B (steps + 1)
     path rows, one backward (each skipping the rows ``_lean_layers`` names), written
     out when the layers above the lowest scored one form a chain
     (``_chain_backward``), else by autograd. Returns one (B, N) tensor per module,
-    in order."""
+    in order, and the model's number of classes."""
     batch = inputs.shape[0]
     alphas = _alphas(steps)
     delta = inputs - baseline
@@ -139,7 +139,7 @@ def _conductance(
             passes = _pass_without_autograd(model, path, target, modules, layout)
         if passes is None:
             _NOT_CHAINS.setdefault(model, set()).add(_key(modules))
-    outputs, grads = passes or _pass_with_autograd(model, path, target, modules, layout)
+    outputs, grads, classes = passes or _pass_with_autograd(model, path, target, modules, layout)
     results = []
     for output, grad in zip(outputs, grads):
         points = output.detach().unflatten(0, (steps + 1, batch))
@@ -148,7 +148,7 @@ def _conductance(
             continue
         # Left Riemann sum of gradient times the layer's step along the path.
         results.append(per_unit((grad * (points[1:] - points[:-1])).sum(dim=0)))
-    return results
+    return results, classes
 
 
 # Models (weakly held) and the sets of scored modules for which the layers above
@@ -176,48 +176,51 @@ WRITTEN_BACKWARD = True
 
 def _pass_without_autograd(
     model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
-) -> tuple[list[Tensor], list[Tensor]] | None:
-    """(outputs (rows, *), gradients (points - 1, B, *)) of the scored layers from a
-    forward without graph and the backward of ``_chain_backward``; None when the
-    layers above the lowest scored one are not a chain it supports."""
+) -> tuple[list[Tensor], list[Tensor], int] | None:
+    """(outputs (rows, *), gradients (points - 1, B, *), classes) of the scored
+    layers from a forward without graph and the backward of ``_chain_backward``;
+    None when the layers above the lowest scored one are not a chain it supports."""
     recorder = ChainRecorder(modules)
     with torch.no_grad(), _lean_layers(model, layout, recorder):
         logits = model(path)
-    _check_logits(logits, target, layout.batch)
-    chain = recorder.chain(logits)
+    classes = _check_logits(logits, target, layout.batch)
+    chain = recorder.chain(logits, model)
     if chain is None:
         return None
     with torch.no_grad():
         gradients = chain_gradients(chain, modules, target, layout.points, layout.batch)
     outputs = {id(call.module): call.output for call in chain}
-    return [outputs[id(module)] for module in modules], [gradients[module] for module in modules]
+    return [outputs[id(module)] for module in modules], [gradients[module] for module in modules], classes
 
 
 def _pass_with_autograd(
     model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
-) -> tuple[list[Tensor], list[Tensor | None]]:
+) -> tuple[list[Tensor], list[Tensor | None], int]:
     """(outputs (rows, *), gradients (points - 1, B, *) or None for a layer that
-    does not reach the logits), by one backward of autograd."""
+    does not reach the logits, classes), by one backward of autograd."""
     with torch.enable_grad():
         # Order matters: the graph starts before the copies protect the recorded
         # outputs from in-place ops further up.
         with _graph_from(modules), capture_outputs(modules, detach_from_inplace=True) as captured, \
                 _lean_layers(model, layout):
             logits = model(path)
-        _check_logits(logits, target, layout.batch)
+        classes = _check_logits(logits, target, layout.batch)
         outputs = single_call_outputs(modules, captured)
         # The last point's gradient is not in Eq. 2: its logits stay out of the sum.
         rows = layout.rows_with_gradient
         chosen = logits[:rows].gather(1, target.repeat(layout.points - 1).unsqueeze(1)).sum()
         grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
     grads = [None if grad is None else grad[:rows].unflatten(0, (layout.points - 1, layout.batch)) for grad in grads]
-    return outputs, grads
+    return outputs, grads, classes
 
 
-def _check_logits(logits: Tensor, target: Tensor, batch: int) -> None:
-    if logits.dim() != 2:
-        raise ValueError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
+def _check_logits(logits: Tensor, target: Tensor, batch: int) -> int:
+    """The number of classes, after checking the logits' shape and the targets."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
     check_targets("target", target, batch, num_classes=logits.shape[1])
+    return logits.shape[1]
 
 
 @contextmanager

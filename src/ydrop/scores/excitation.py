@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from .._validation import check_targets
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
-from ._units import normalise_rows, per_unit
+from ._units import normalise_rows, one_hot_targets, per_unit
 
 __all__ = ["excitation_backprop", "register_excitation_rule", "chain_input_excitation"]
 
@@ -163,27 +163,30 @@ def excitation_backprop(
     target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
     modules = [module for _, module in resolve_layers(model, layers)]
     with eval_mode(model):
-        return dict(zip(modules, _excitation_backprop(model, inputs, target, modules)))
+        return dict(zip(modules, _excitation_backprop(model, inputs, target, modules)[0]))
 
 
-def _excitation_backprop(model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module]) -> list[Tensor]:
+def _excitation_backprop(
+    model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module]
+) -> tuple[list[Tensor], int]:
     """The computation, model already in eval mode, ``target`` a (B,) index tensor:
-    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order."""
+    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order,
+    and the model's number of classes."""
     outputs, logits = _forward(model, inputs, modules)
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
     check_targets("target", target, inputs.shape[0], num_classes=logits.shape[1])
-    # scatter_ rather than F.one_hot, which reads the largest index back to the host.
-    one_hot = torch.zeros_like(logits).scatter_(1, target.to(logits.device).unsqueeze(1), 1.0)
+    one_hot = one_hot_targets(target, logits)
     if logits.requires_grad:
         grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
     else:  # no requested layer feeds the logits
         grads = (None,) * len(outputs)
-    return [
+    scores = [
         normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach()))
         for output, grad in zip(outputs, grads)
     ]
+    return scores, logits.shape[1]
 
 
 def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor,
@@ -203,7 +206,7 @@ def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor,
             f"{inputs.shape[0]}: call guide.step(inputs, targets) on the same batch that is fed to the model"
         )
     with eval_mode(chain):
-        return _excitation_backprop(chain, inputs, target, [chain[0], *layers])
+        return _excitation_backprop(chain, inputs, target, [chain[0], *layers])[0]
 
 
 class _State:
