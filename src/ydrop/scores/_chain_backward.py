@@ -8,8 +8,8 @@ positive, a Linear multiplies it by its weight (``rows_times_weight``, Eq. 2's
 points as groups of rows). Written out, the pass runs the forward without
 recording a graph and skips autograd's bookkeeping (a Function call and its saved
 tensors per layer, the engine, the copies that protect recorded outputs from
-in-place ops): FC_1's pass takes 0.92 of the time it takes with autograd
-(docs/performance.md).
+in-place ops): FC_1's pass takes 0.92-0.95 of the time it takes with
+autograd (docs/performance.md).
 
 The chain is read off the forward itself, so no extra forward probes the model:
 ``ChainRecorder`` sees every call of a leaf module on the path's rows, and the calls
