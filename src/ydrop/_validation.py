@@ -22,6 +22,7 @@ __all__ = [
     "check_non_negative_int",
     "check_choice",
     "check_targets",
+    "check_logits",
     "check_all_finite",
 ]
 
@@ -97,6 +98,16 @@ def check_targets(name: str, target: Any, batch_size: int, num_classes: int | No
 
         _assert_on_device(((target >= 0) & (target < num_classes)).all(), message, explain)
     return target.long()
+
+
+def check_logits(logits: Any, target: Tensor, batch_size: int) -> int:
+    """The model's number of classes, after checking that it returned logits of
+    shape (B, classes) and that every target indexes one of them."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
+    check_targets("target", target, batch_size, num_classes=logits.shape[1])
+    return logits.shape[1]
 
 
 def check_all_finite(name: str, scores: Tensor) -> None:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_positive_int, check_targets
+from .._validation import check_logits, check_positive_int, check_targets
 from ._chain_backward import ChainRecorder, chain_gradients, may_be_chain
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._row_differences import rows_times_weight
@@ -183,7 +183,7 @@ def _pass_without_autograd(
     recorder = ChainRecorder(modules)
     with torch.no_grad(), _lean_layers(model, layout, recorder):
         logits = model(path)
-    classes = _check_logits(logits, target, layout.batch)
+    classes = check_logits(logits, target, layout.batch)
     chain = recorder.chain(logits, model)
     if chain is None:
         return None
@@ -204,7 +204,7 @@ def _pass_with_autograd(
         with _graph_from(modules), capture_outputs(modules, detach_from_inplace=True) as captured, \
                 _lean_layers(model, layout):
             logits = model(path)
-        classes = _check_logits(logits, target, layout.batch)
+        classes = check_logits(logits, target, layout.batch)
         outputs = single_call_outputs(modules, captured)
         # The last point's gradient is not in Eq. 2: its logits stay out of the sum.
         rows = layout.rows_with_gradient
@@ -212,15 +212,6 @@ def _pass_with_autograd(
         grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
     grads = [None if grad is None else grad[:rows].unflatten(0, (layout.points - 1, layout.batch)) for grad in grads]
     return outputs, grads, classes
-
-
-def _check_logits(logits: Tensor, target: Tensor, batch: int) -> int:
-    """The number of classes, after checking the logits' shape and the targets."""
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
-    check_targets("target", target, batch, num_classes=logits.shape[1])
-    return logits.shape[1]
 
 
 @contextmanager

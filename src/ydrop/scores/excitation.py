@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_targets
+from .._validation import check_logits, check_targets
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._units import normalise_rows, one_hot_targets, per_unit
 
@@ -173,10 +173,7 @@ def _excitation_backprop(
     one forward, one backward. Returns one (B, N) p_EB tensor per module, in order,
     and the model's number of classes."""
     outputs, logits = _forward(model, inputs, modules)
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
-    check_targets("target", target, inputs.shape[0], num_classes=logits.shape[1])
+    classes = check_logits(logits, target, inputs.shape[0])
     one_hot = one_hot_targets(target, logits)
     if logits.requires_grad:
         grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
@@ -186,7 +183,7 @@ def _excitation_backprop(
         normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach()))
         for output, grad in zip(outputs, grads)
     ]
-    return scores, logits.shape[1]
+    return scores, classes
 
 
 def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor,
