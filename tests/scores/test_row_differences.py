@@ -40,8 +40,8 @@ def _multiply_adds(run) -> int:
 
 @pytest.mark.parametrize(
     "fractions",
-    [[], [0.0], [0.0, 0.0, 0.0], [0.02, 0.1, 0.5], [0.9, 0.05], [1.0, 1.0]],
-    ids=["one group", "equal", "all equal", "mixed", "dense first", "all dense"],
+    [[], [0.0], [0.0, 0.0, 0.0], [0.02, 0.1, 0.5], [0.9, 0.05], [1.0, 1.0], [0.0, 0.9, 0.05, 0.9, 0.0]],
+    ids=["one group", "equal", "all equal", "mixed", "dense first", "all dense", "alternating runs"],
 )
 def test_equals_the_dense_product(fractions):
     rows = _groups(fractions)

