@@ -5,8 +5,8 @@ just below a linear head is, at every point of the path, the head's row of the
 target class masked by the ReLU pattern at that point. Along the path few units
 change state (2-27 % of FC_1's units between neighbouring points, fewer once
 trained), so the group of rows of one point differs from that of the next in a few
-entries. Its product with the weight is the next group's product plus the product
-of the difference, and a sparse product of differences reads only the weight rows
+entries. Its product with the weight is the previous group's product plus the
+product of the difference, and a sparse product of differences reads only the weight rows
 of the changed entries.
 
 Shapes: rows (G, R, out) (G points, R rows each), weight (out, in), result (G, R, in).
@@ -37,38 +37,39 @@ MIN_GROUP_MULTIPLY_ADDS = 2**22
 def rows_times_weight(rows: Tensor, weight: Tensor) -> Tensor:
     """``rows @ weight`` for rows (G, R, out) and weight (out, in), equal up to float
     rounding. When one group's product is large enough to pay for the route
-    (``MIN_GROUP_MULTIPLY_ADDS``), the last group is multiplied densely, and every
-    other group g whose difference from group g + 1 has at most ``SPARSE_FRACTION``
-    non-zero entries is group g + 1's product plus the sparse product of that
-    difference (neighbouring points of the path differ least); the others densely.
+    (``MIN_GROUP_MULTIPLY_ADDS``), group 0 is multiplied densely, and every later
+    group g whose difference from group g - 1 has at most ``SPARSE_FRACTION``
+    non-zero entries is group g - 1's product plus the sparse product of that
+    difference (neighbouring points of the path differ least); the others densely,
+    in one product with group 0, so that the weight is read once.
 
     Only on the CPU, in float32 / float64: the number of changed entries decides the
     route, and reading it on an accelerator would wait for the device (where the
     dense product is cheap anyway).
     """
-    groups = rows.shape[0]
+    groups, width = rows.shape[0], rows.shape[1]
     small = rows[0].numel() * weight.shape[1] < MIN_GROUP_MULTIPLY_ADDS
-    if groups < 2 or small or rows.device.type != "cpu" or rows.dtype not in (torch.float32, torch.float64):
+    if small or rows.device.type != "cpu" or rows.dtype not in (torch.float32, torch.float64):
         return rows @ weight
     # Host-side read of G - 1 counts: on the CPU this is no device synchronisation.
-    changed = rows[:-1].ne(rows[1:]).flatten(1).sum(1, dtype=torch.int32).tolist()
+    changed = rows[1:].ne(rows[:-1]).flatten(1).sum(1, dtype=torch.int32).tolist()
     limit = SPARSE_FRACTION * rows[0].numel()
-    sparse = [count <= limit for count in changed] + [False]  # the last group: always dense
+    sparse = [False] + [count <= limit for count in changed]
     if not any(sparse):
         return rows @ weight
     result = rows.new_empty(rows.shape[:2] + weight.shape[1:])
-    # Runs of neighbouring groups take one slice each: indexing with a list of
-    # groups copies the rows (0.1 ms on FC_2's cotangents), a slice does not.
-    for start, stop in _runs(sparse, False):
-        torch.matmul(rows[start:stop], weight, out=result[start:stop])
+    dense = [group for group in range(groups) if not sparse[group]]
+    products = torch.cat([rows[group] for group in dense]) @ weight
+    for index, group in enumerate(dense):
+        result[group] = products[index * width: (index + 1) * width]
     runs = _runs(sparse, True)
     # Differences only where they are used: a group that stays dense needs none.
-    differences = torch.cat([rows[start:stop] - rows[start + 1:stop + 1] for start, stop in runs])
-    steps = _sparse_rows_times_weight(differences.flatten(0, 1), weight).unflatten(0, (-1, rows.shape[1]))
+    differences = torch.cat([rows[start:stop] - rows[start - 1:stop - 1] for start, stop in runs])
+    steps = _sparse_rows_times_weight(differences.flatten(0, 1), weight).unflatten(0, (-1, width))
     groups_with_steps = [group for start, stop in runs for group in range(start, stop)]
-    # From the top down, so that group g + 1 is complete when group g adds its step.
-    for group, step in reversed(list(zip(groups_with_steps, steps))):
-        torch.add(result[group + 1], step, out=result[group])
+    # From the bottom up, so that group g - 1 is complete when group g adds its step.
+    for group, step in zip(groups_with_steps, steps):
+        torch.add(result[group - 1], step, out=result[group])
     return result
 
 
