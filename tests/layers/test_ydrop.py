@@ -235,3 +235,37 @@ def test_score_every_is_shown_and_checked():
     for bad in (0, 2.0, True, "4"):
         with pytest.raises(ValueError, match=rf"score_every must be an integer >= 1, got {bad!r}"):
             YDrop(score_every=bad)
+
+
+def test_the_kept_ranking_is_computed_once_per_mean_and_follows_every_change(monkeypatch):
+    """The ranking of the kept mean is cached for the steps that reuse it, and
+    recomputed when the mean is replaced (new scores), overwritten in place
+    (``load_state_dict`` into a layer that already has one) or ``strong_fraction``
+    changes."""
+    from ydrop.layers import functional, ydrop as ydrop_module
+
+    rankings = []
+    original = functional.strong_units
+    monkeypatch.setattr(ydrop_module.F_, "strong_units",
+                        lambda mean, fraction: rankings.append(fraction) or original(mean, fraction))
+
+    def strong_after_a_step(layer):
+        layer(torch.ones(4, UNITS))
+        return set(torch.nonzero(layer.drop_rate > layer.drop_rate.min() + 1e-6).flatten().tolist())
+
+    torch.manual_seed(8)
+    layer = started(YDrop(score_every=3, elasticity=1.0))
+    layer.set_scores(ranked_scores())
+    for step in range(3):
+        if step:
+            layer.keep_scores()
+        assert strong_after_a_step(layer) == set(range(16, 32))
+    assert len(rankings) == 1
+    layer.set_scores(ranked_scores().flip(1))  # new scores: unit 0 is now the most important
+    assert strong_after_a_step(layer) == set(range(16)) and len(rankings) == 2
+    state = layer.state_dict()
+    state["mean_score"] = state["mean_score"].flip(0)
+    layer.load_state_dict(state)  # copied into the existing buffer, in place
+    assert strong_after_a_step(layer) == set(range(16, 32)) and len(rankings) == 3
+    layer.strong_fraction = 0.25
+    assert strong_after_a_step(layer) == set(range(24, 32)) and rankings[-1] == 0.25

@@ -104,6 +104,7 @@ class YDrop(GuidedDropout):
         # yet). A Python int, so deciding whether to score never reads a device tensor.
         self._reuses_left: int | None = None
         self._bucket_cache: tuple[tuple, Tensor] | None = None
+        self._strong_cache: tuple[Tensor, int, float, Tensor] | None = None
 
     # ------------------------------------------------------------ score_every
     @property
@@ -168,18 +169,35 @@ class YDrop(GuidedDropout):
 
     def unit_drop_rates(self, scores: Tensor) -> Tensor:
         """This step's g_B (N,) from scores (samples, N): mean (Eq. 4), buckets (Eq. 5),
-        half-normal draws (Eq. 8). The layer passes its kept mean as one row."""
-        strong = F_.strong_units(scores.mean(dim=0), self.strong_fraction)
+        half-normal draws (Eq. 8)."""
+        mean = scores[0] if scores.shape[0] == 1 else scores.mean(dim=0)
+        return self._bucket_rates(F_.strong_units(mean, self.strong_fraction))
+
+    def _bucket_rates(self, strong: Tensor) -> Tensor:
+        """g_B (N,): this step's draws of the bucket rates (Eq. 8) on the ``strong`` units (N,)."""
         # Under DDP every rank must draw the same rates, so that the EMA buffers
         # stay identical: rank 0's draws (the mean is averaged in set_scores).
-        p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(scores.device)))
+        p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(strong.device)))
         return F_.bucket_drop_rates(strong, p_low, p_high)
 
+    def _kept_strong_units(self) -> Tensor:
+        """The strong bucket (N,) of the kept mean scores, ranked once per new mean:
+        a layer with ``score_every = k`` reuses it for k steps (the ranking was 2 % of
+        an FC_1 step). Recomputed when the mean is replaced or changed in place
+        (``load_state_dict``) or ``strong_fraction`` changes."""
+        mean, cached = self.mean_score, self._strong_cache
+        if cached is None or cached[0] is not mean or cached[1:3] != (mean._version, self.strong_fraction):
+            cached = (mean, mean._version, self.strong_fraction, F_.strong_units(mean, self.strong_fraction))
+            self._strong_cache = cached
+        return cached[3]
+
     def _guided_forward(self, x: Tensor, scores: Tensor) -> Tensor:
+        # ``scores`` is the kept mean as one row (``_current_scores``): its ranking
+        # is read from the float32 mean itself, cached.
         batch, units = x.shape[0], x.shape[1]
         self._ensure_state(units, x.device)
         with torch.no_grad():
-            rates = self.unit_drop_rates(scores.float())
+            rates = self._bucket_rates(self._kept_strong_units().to(x.device))
             F_.ema_update(self.drop_rate, rates, self.elasticity)
             keep = (1.0 - rates).expand(batch, units)
             mask = F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate)
