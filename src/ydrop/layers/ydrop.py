@@ -167,12 +167,6 @@ class YDrop(GuidedDropout):
                 "use one YDrop module per layer"
             )
 
-    def unit_drop_rates(self, scores: Tensor) -> Tensor:
-        """This step's g_B (N,) from scores (samples, N): mean (Eq. 4), buckets (Eq. 5),
-        half-normal draws (Eq. 8)."""
-        mean = scores[0] if scores.shape[0] == 1 else scores.mean(dim=0)
-        return self._bucket_rates(F_.strong_units(mean, self.strong_fraction))
-
     def _bucket_rates(self, strong: Tensor) -> Tensor:
         """g_B (N,): this step's draws of the bucket rates (Eq. 8) on the ``strong`` units (N,)."""
         # Under DDP every rank must draw the same rates, so that the EMA buffers
