@@ -62,7 +62,7 @@ def rows_times_weight(rows: Tensor, weight: Tensor) -> Tensor:
     products = torch.cat([rows[group] for group in dense]) @ weight
     for index, group in enumerate(dense):
         result[group] = products[index * width: (index + 1) * width]
-    runs = _runs(sparse, True)
+    runs = _runs(sparse)
     # Differences only where they are used: a group that stays dense needs none.
     differences = torch.cat([rows[start:stop] - rows[start - 1:stop - 1] for start, stop in runs])
     steps = _sparse_rows_times_weight(differences.flatten(0, 1), weight).unflatten(0, (-1, width))
@@ -73,11 +73,11 @@ def rows_times_weight(rows: Tensor, weight: Tensor) -> Tensor:
     return result
 
 
-def _runs(flags: list[bool], value: bool) -> list[tuple[int, int]]:
-    """(start, stop) of every maximal run of consecutive indices whose flag is ``value``."""
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(start, stop) of every maximal run of consecutive indices whose flag is set."""
     runs: list[tuple[int, int]] = []
     for index, flag in enumerate(flags):
-        if flag != value:
+        if not flag:
             continue
         if runs and runs[-1][1] == index:
             runs[-1] = (runs[-1][0], index + 1)
