@@ -372,3 +372,171 @@ def test_a_wrapped_chain_is_fast_only_when_its_output_is_the_models(change):
     x, y = torch.randn(8, 12), torch.randint(0, 5, (8,))
     assert ("net.3" in guide.step(x, y)) is change
     model(x).sum().backward()
+
+
+# ------------------------------------------- conductance from the stem's output
+def two_ydrop_net(first: nn.Module | None = None, **options) -> nn.Sequential:
+    torch.manual_seed(14)
+    return nn.Sequential(nn.Flatten(), first or nn.Linear(12, 32), nn.ReLU(), YDrop(warmup_epochs=0, **options),
+                         nn.Linear(32, 32), nn.ReLU(), YDrop(warmup_epochs=0, **options), nn.Linear(32, 5)).train()
+
+
+def scored_step(model, x, y, reuse, seed=12):
+    """One Guide step and training forward after a first one (which may probe the
+    model's structure); (what step returned, the layers' mean scores after the
+    forward, stem calls, the Guide)."""
+    guide = Guide(model, reuse_forward=reuse)
+    guide.set_epoch(0)
+    guide.step(x, y)
+    model(x)
+    stem_calls = count_forwards(model[1])
+    torch.manual_seed(seed)
+    given = guide.step(x, y)
+    model(x)
+    means = [layer.mean_score.clone() for layer in guide.layers.values()]
+    return given, means, len(stem_calls), guide
+
+
+def test_conductance_in_the_forward_equals_the_separate_pass_and_captum_style_reference():
+    x, y = torch.randn(64, 3, 4), torch.randint(0, 5, (64,))
+    fast_given, fast, fast_calls, guide = scored_step(two_ydrop_net(), x, y, reuse=True)
+    slow_given, slow, slow_calls, _ = scored_step(two_ydrop_net(), x, y, reuse=False)
+    # Fast: the stem runs once (the training forward) and step lists no scores.
+    assert (fast_calls, slow_calls) == (1, 2)
+    assert fast_given == {} and sorted(slow_given) == ["3", "6"] and guide.scored_layers == ["3", "6"]
+    for fast_mean, slow_mean in zip(fast, slow):
+        torch.testing.assert_close(fast_mean, slow_mean, rtol=1e-5, atol=1e-6)
+    # The same B_c = 12 samples as the separate pass: the first 12 of randperm(64).
+    torch.manual_seed(12)
+    subset = torch.randperm(64)[:12]
+    model = two_ydrop_net()
+    expected = ydrop.conductance(model, x[subset], y[subset], [model[3], model[6]], steps=5)
+    for fast_mean, layer in zip(fast, (model[3], model[6])):
+        torch.testing.assert_close(fast_mean, expected[layer].mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_convolutional_stem_in_a_plain_sequential_is_scored_in_the_forward():
+    def cnn():
+        torch.manual_seed(15)
+        return nn.Sequential(nn.Flatten(0, 0), nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             YDrop(warmup_epochs=0), nn.Flatten(), nn.Linear(36, 5)).train()
+
+    x, y = torch.randn(20, 2, 6, 6), torch.randint(0, 5, (20,))
+    fast_given, fast, fast_calls, _ = scored_step(cnn(), x, y, reuse=True)
+    slow_given, slow, slow_calls, _ = scored_step(cnn(), x, y, reuse=False)
+    assert fast_given == {} and list(slow_given) == ["4"] and (fast_calls, slow_calls) == (1, 2)
+    torch.testing.assert_close(fast[0], slow[0], rtol=1e-5, atol=1e-6)
+
+
+def test_per_sample_and_ranking_layers_share_the_pass_in_the_forward():
+    def net():
+        torch.manual_seed(16)
+        return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), ExcitationDropout(score="conductance"), nn.Linear(32, 32),
+                             nn.ReLU(), YDrop(warmup_epochs=0), nn.Linear(32, 5)).train()
+
+    x, y = torch.randn(10, 12), torch.randint(0, 5, (10,))
+    results = []
+    for reuse in (True, False):
+        model = net()
+        guide = Guide(model, reuse_forward=reuse)
+        guide.set_epoch(0)
+        torch.manual_seed(17)
+        given = guide.step(x, y)
+        assert (given == {}) is reuse
+        model(x)
+        results.append((model[2]._scores, model[5].mean_score.clone()))
+    (fast_p, fast_mean), (slow_p, slow_mean) = results
+    assert fast_p.shape == (10, 32)  # every sample, in order, for the per-sample policy
+    torch.testing.assert_close(fast_p, slow_p, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_mean, slow_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_forwards_before_the_training_forward_leave_the_scoring_to_it():
+    model = two_ydrop_net(elasticity=1.0)
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    guide.step(x, y)
+    model.eval()
+    model(torch.randn(3, 12))  # another batch: not scored, not refused
+    assert model[3].mean_score.numel() == 0  # nothing scored yet
+    model.train()
+    model(x)
+    assert model[3].mean_score.shape == (32,) and not model[1]._forward_hooks
+
+
+def test_conductance_in_the_forward_refuses_another_batch():
+    model = two_ydrop_net()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))
+    with pytest.raises(ValueError, match="guide.step was given a batch of 8 samples but the next training "
+                                         "forward has 6"):
+        model(torch.randn(6, 12))
+
+
+def test_a_step_without_a_forward_is_replaced_by_the_next_step():
+    model = two_ydrop_net(score_every=2)
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))  # its forward never comes
+    guide.step(x, y)
+    assert len(model[1]._forward_hooks) == 1
+    model(x)  # scored for this batch: no complaint about the first one's size
+    assert not model[1]._forward_hooks
+    guide.step(x, y)  # score_every = 2: this step reuses the ranking
+    assert guide.scored_layers == [] and not model[1]._forward_hooks
+
+
+def test_bad_targets_are_named_by_the_forward_that_scores_them():
+    model = two_ydrop_net()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x = torch.randn(5, 12)
+    guide.step(x, torch.tensor([0, 1, 2, 3, 9]))
+    with pytest.raises(ValueError, match=r"target holds class index 9, outside \[0, 4\]"):
+        model(x)
+
+
+@pytest.mark.parametrize("front", [nn.Dropout(0.2), nn.BatchNorm1d(12)], ids=["dropout", "batch-norm"])
+def test_a_stem_reading_what_trains_differently_takes_the_separate_pass(front):
+    model = nn.Sequential(front, *two_ydrop_net()[1:]).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    assert sorted(guide.step(torch.randn(16, 12), torch.randint(0, 5, (16,)))) == ["3", "6"]
+
+
+def test_under_autocast_the_forward_scores_as_the_separate_pass_would():
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    means = []
+    for reuse in (True, False):
+        model = two_ydrop_net()
+        guide = Guide(model, reuse_forward=reuse)
+        guide.set_epoch(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.manual_seed(18)
+            assert (guide.step(x, y) == {}) is reuse
+            model(x)
+        means.append(model[3].mean_score)
+    torch.testing.assert_close(means[0], means[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, options, fast",
+    [
+        ("fc1", {"hidden": (16, 16)}, True),
+        ("fc3", {"hidden": (16, 16, 16)}, True),
+        ("s2", TINY, False),  # a forward of its own between the convolutions and the classifier
+        ("m1", TINY, False),
+    ],
+)
+def test_which_models_score_conductance_in_the_forward(name, options, fast):
+    model = ydrop.models.create(name, dropout="ydrop", dropout_kwargs={"warmup_epochs": 0}, **options).train()
+    guide = Guide(model)
+    guide.set_epoch(0)
+    shape = (1, 28, 28) if name.startswith("fc") else (3, 32, 32)
+    x, y = torch.rand(10, *shape), torch.randint(0, 10, (10,))
+    assert (guide.step(x, y) == {}) is fast
+    model(x).sum().backward()
+    assert all(layer.mean_score.numel() > 0 for layer in guide.layers.values())

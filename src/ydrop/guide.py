@@ -34,6 +34,20 @@ activations instead (already dropped and rescaled by the lower layer) trains bad
 digits, FC 64-256-256-10 with two Excitation layers, 18 % and 29 % test accuracy on
 two seeds against 91 % and 93 %.
 
+Conductance without running the stem again: when the model's first module is a
+Linear or Conv reading the input (or a view of it), the modules above it form a
+chain holding every conductance layer, and nothing outside that chain and the stem
+behaves differently in training, the Guide also runs no pass at ``step``. The stem's
+training-forward output, on the scored samples' rows, is the path's end point: the
+stem is affine, so interpolating its output between its bias (the zero baseline's
+output) and that end point gives the points the separate pass computes from the
+input (``scores.conductance``, the stem rows). The pass runs, in eval mode, over the
+chain above the stem only, before the first guided layer's forward, and the scores
+equal the separate pass's up to float rounding. The FC_k networks of
+``ydrop.models`` take this path; the CNNs (a module with its own forward between
+the convolutions and the classifier) take the separate pass. Under autocast the
+stem's output is cast, so the pass starts from the inputs, as ``step`` would have.
+
 Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
 step where no layer asks, the pass is skipped.
 """
@@ -47,6 +61,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
@@ -55,6 +70,7 @@ from .layers.factory import DROPOUT_METHODS
 from .scores.conductance import _conductance, _expand_baseline
 from .scores._hooks import eval_mode
 from .scores._chain import chain_above
+from .scores._stem import affine_stem, stem_output_at_zero
 from .scores.excitation import _excitation_backprop, chain_input_excitation
 
 __all__ = ["Guide"]
@@ -66,9 +82,10 @@ class Guide:
     Args:
         model: any ``nn.Module`` holding at least one :class:`~ydrop.layers.GuidedDropout`.
             It must map a batch (B, *) to logits (B, classes).
-        reuse_forward: score Excitation Backprop inside the training forward when
-            the modules above a layer form a chain (see the module docstring);
-            False always runs the separate pass.
+        reuse_forward: score inside the training forward when the modules above a
+            layer (Excitation Backprop) or above the model's affine stem
+            (conductance) form a chain (see the module docstring); False always
+            runs the separate pass.
 
     Example::
 
@@ -101,7 +118,13 @@ class Guide:
         self.reuse_forward = reuse_forward
         # Per layer name: the modules above it as a chain, or None (separate pass).
         self._chains: dict[str, nn.Sequential | None] = {}
+        # The affine stem and the chain above it (conductance from the training
+        # forward), found at the first step that needs it: (found or None,).
+        self._stem_found: tuple[tuple[nn.Module, nn.Sequential] | None] | None = None
+        self._stem_hook: RemovableHandle | None = None
         self.epoch: int | None = None
+        # Names of the layers the last step scores (by its pass or in the forward).
+        self.scored_layers: list[str] = []
         self._warned_no_epoch = False
 
     def __repr__(self) -> str:
@@ -131,12 +154,18 @@ class Guide:
         Returns:
             ``{layer name: scores (samples, N)}`` for the layers scored by a pass at
             this step (empty while every layer is in warm-up, reuses its scores or
-            reads its own activations). Layers on the Excitation fast path are
-            scored during the training forward and are not listed.
+            reads its own activations). Layers scored during the training forward
+            (the fast paths of the module docstring) are not listed; every layer
+            that gets new scores for this step, either way, is in
+            :attr:`scored_layers`.
 
         Nothing here reads a device tensor back to the host, so a GPU never waits.
         """
         self._warn_if_epoch_never_set()
+        # Scores armed by the last step but never computed (no training forward
+        # since) belong to that step's batch, not this one's.
+        self._disarm_stem()
+        self.scored_layers = []
         active = {name: layer for name, layer in self.layers.items() if layer.needs_guide}
         for name, layer in self.layers.items():
             if name not in active:
@@ -148,6 +177,7 @@ class Guide:
         batch = inputs.shape[0]
         # Shape and dtype only; the class range is checked on the device by the pass.
         target = check_targets("target", target, batch).to(inputs.device)
+        self.scored_layers = list(active)
 
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
@@ -164,17 +194,93 @@ class Guide:
             subset = None
             if kind == "conductance" and not all(per_sample):
                 subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
-            only_subset = subset is not None and not any(per_sample)
-            rows = (inputs[subset], target[subset]) if only_subset else (inputs, target)
-            scores, classes = self._score(kind, steps, *rows, [active[name] for name in names])
-            if only_subset:  # the pass checked its rows; check the whole batch too
-                check_targets("target", target, batch, num_classes=classes)
-            for name, each, layer_scores in zip(names, per_sample, scores):
-                if subset is not None and not only_subset and not each:
-                    layer_scores = layer_scores[subset]
-                active[name].set_scores(layer_scores)
-                given[name] = layer_scores
+            rows = subset if subset is not None and not any(per_sample) else None
+            hand_out = partial(self._hand_out, names, subset, rows, target)
+            if kind == "conductance" and self._score_conductance_in_forward(names, steps, inputs, target, rows, hand_out):
+                continue
+            chosen = (inputs, target) if rows is None else (inputs[rows], target[rows])
+            given.update(hand_out(*self._score(kind, steps, *chosen, [active[name] for name in names])))
         return given
+
+    def _hand_out(
+        self, names: list[str], subset: Tensor | None, rows: Tensor | None, target: Tensor,
+        scores: list[Tensor], classes: int,
+    ) -> dict[str, Tensor]:
+        """Give each layer ``names[i]`` its ``scores[i]``, computed on the batch's
+        ``rows`` (None: all of them): a layer that ranks on the random ``subset``
+        but was scored on every row takes the subset's rows."""
+        if rows is not None:  # the pass checked its rows' targets; check the whole batch too
+            check_targets("target", target, target.shape[0], num_classes=classes)
+        given = {}
+        for name, layer_scores in zip(names, scores):
+            layer = self.layers[name]
+            if subset is not None and rows is None and not layer.score_request().per_sample:
+                layer_scores = layer_scores[subset]
+            layer.set_scores(layer_scores)
+            given[name] = layer_scores
+        return given
+
+    def _score_conductance_in_forward(
+        self, names: list[str], steps: int, inputs: Tensor, target: Tensor, rows: Tensor | None, hand_out,
+    ) -> bool:
+        """Arm the model's affine stem (``_stem``) to score the conductance of every
+        layer in ``names`` from its own output, on the batch's ``rows`` (None: all),
+        during the next training forward, then ``hand_out`` the scores. False
+        when the model has no such stem or a layer is not above it."""
+        found = self._stem(inputs)
+        if found is None:
+            return False
+        stem, chain = found
+        inside = {id(m) for m in chain.modules()}
+        layers = [self.layers[name] for name in names]
+        if not all(id(layer) in inside for layer in layers):
+            return False
+        batch = inputs.shape[0]
+        chosen = (inputs, target) if rows is None else (inputs[rows], target[rows])
+
+        def on_stem_output(module: nn.Module, _args, output: Tensor) -> None:
+            if not module.training:  # an evaluation forward before the training one
+                return
+            self._disarm_stem()
+            if output.shape[0] != batch:
+                raise ValueError(
+                    f"guide.step was given a batch of {batch} samples but the next training forward "
+                    f"has {output.shape[0]}; call guide.step(inputs, target) with the forward's batch"
+                )
+            if output.dtype != stem.weight.dtype:
+                # Autocast cast the stem: score the way guide.step would have, by
+                # a separate pass on the inputs, in the forward's autocast state.
+                hand_out(*self._score("conductance", steps, *chosen, layers))
+                return
+            points = output.detach() if rows is None else output.detach()[rows]
+            with eval_mode(self.model):
+                scores, classes = _conductance(
+                    chain, points, stem_output_at_zero(stem, points).expand_as(points), chosen[1], layers, steps
+                )
+            hand_out(scores, classes)
+
+        self._stem_hook = stem.register_forward_hook(on_stem_output)
+        return True
+
+    def _stem(self, inputs: Tensor) -> tuple[nn.Module, nn.Sequential] | None:
+        """The model's affine stem and the chain above it, when conductance can be
+        scored from the stem's output in the training forward (see the module
+        docstring), else None. Found once."""
+        if not self.reuse_forward:
+            return None
+        if self._stem_found is None:
+            found = affine_stem(self.model, inputs[:1])
+            if found is not None:
+                above = {id(m) for m in found[1].modules()} | {id(found[0])}
+                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in above):
+                    found = None
+            self._stem_found = (found,)
+        return self._stem_found[0]
+
+    def _disarm_stem(self) -> None:
+        if self._stem_hook is not None:
+            self._stem_hook.remove()
+            self._stem_hook = None
 
     def _score_excitation_in_forward(self, names: list[str], inputs: Tensor, target: Tensor) -> bool:
         """Arm the lowest Excitation layer ``names[k]`` whose modules above form a

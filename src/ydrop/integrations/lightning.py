@@ -59,7 +59,7 @@ class GuideCallback(pl.Callback):
     Attributes:
         guide: the :class:`ydrop.Guide` (built at ``setup``).
         batches: training batches seen; ``scored_batches``: those on which at least one
-            layer received scores from a Guide pass.
+            layer received new scores (``Guide.scored_layers``).
     """
 
     def __init__(
@@ -91,9 +91,10 @@ class GuideCallback(pl.Callback):
     def on_train_batch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any,
                              batch_idx: int) -> None:
         inputs, targets = self.batch_to_xy(batch)
-        scored = self.guide.step(inputs, targets)
+        self.guide.step(inputs, targets)
         self.batches += 1
-        self.scored_batches += bool(scored)
+        # Not the scores step returns: layers scored in the training forward are not among them.
+        self.scored_batches += bool(self.guide.scored_layers)
 
     def state_dict(self) -> dict[str, Any]:
         return {"guide": self.guide.state_dict() if self.guide is not None else None,
