@@ -120,7 +120,7 @@ class Guide:
         self._chains: dict[str, nn.Sequential | None] = {}
         # The affine stem and the chain above it (conductance from the training
         # forward), found at the first step that needs it: (found or None,).
-        self._stem_found: tuple[tuple[nn.Module, nn.Sequential] | None] | None = None
+        self._stem_found: tuple[tuple[nn.Module, nn.Sequential, frozenset[int]] | None] | None = None
         self._stem_hook: RemovableHandle | None = None
         self.epoch: int | None = None
         # Names of the layers the last step scores (by its pass or in the forward).
@@ -230,13 +230,12 @@ class Guide:
         found = self._stem(inputs)
         if found is None:
             return False
-        stem, chain = found
-        inside = {id(m) for m in chain.modules()}
+        stem, chain, inside = found
         layers = [self.layers[name] for name in names]
         if not all(id(layer) in inside for layer in layers):
             return False
         batch = inputs.shape[0]
-        chosen = (inputs, target) if rows is None else (inputs[rows], target[rows])
+        scored_target = target if rows is None else target[rows]
 
         def on_stem_output(module: nn.Module, _args, output: Tensor) -> None:
             if not module.training:  # an evaluation forward before the training one
@@ -250,30 +249,34 @@ class Guide:
             if output.dtype != stem.weight.dtype:
                 # Autocast cast the stem: score the way guide.step would have, by
                 # a separate pass on the inputs, in the forward's autocast state.
-                hand_out(*self._score("conductance", steps, *chosen, layers))
+                scored_inputs = inputs if rows is None else inputs[rows]
+                hand_out(*self._score("conductance", steps, scored_inputs, scored_target, layers))
                 return
             points = output.detach() if rows is None else output.detach()[rows]
             with eval_mode(self.model):
                 scores, classes = _conductance(
-                    chain, points, stem_output_at_zero(stem, points).expand_as(points), chosen[1], layers, steps
+                    chain, points, stem_output_at_zero(stem, points).expand_as(points), scored_target, layers, steps
                 )
             hand_out(scores, classes)
 
         self._stem_hook = stem.register_forward_hook(on_stem_output)
         return True
 
-    def _stem(self, inputs: Tensor) -> tuple[nn.Module, nn.Sequential] | None:
-        """The model's affine stem and the chain above it, when conductance can be
-        scored from the stem's output in the training forward (see the module
-        docstring), else None. Found once."""
+    def _stem(self, inputs: Tensor) -> tuple[nn.Module, nn.Sequential, frozenset[int]] | None:
+        """The model's affine stem, the chain above it and the ids of the chain's
+        modules, when conductance can be scored from the stem's output in the
+        training forward (see the module docstring), else None. Found once."""
         if not self.reuse_forward:
             return None
         if self._stem_found is None:
             found = affine_stem(self.model, inputs[:1])
             if found is not None:
-                above = {id(m) for m in found[1].modules()} | {id(found[0])}
-                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in above):
+                stem, chain = found
+                inside = frozenset(id(m) for m in chain.modules())
+                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in inside | {id(stem)}):
                     found = None
+                else:
+                    found = (stem, chain, inside)
             self._stem_found = (found,)
         return self._stem_found[0]
 

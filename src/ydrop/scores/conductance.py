@@ -120,6 +120,13 @@ def _alphas(steps: int) -> tuple[float, ...]:
     return tuple(torch.linspace(0, 1, steps + 1).tolist())
 
 
+@lru_cache(maxsize=None)
+def _alpha_column(steps: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``_alphas(steps)`` as a tensor, made once per dtype and device (never
+    changed in place), so that a scoring step copies nothing to the device."""
+    return torch.tensor(_alphas(steps), dtype=dtype, device=device)
+
+
 def _conductance(
     model: nn.Module, inputs: Tensor, baseline: Tensor, target: Tensor, modules: list[nn.Module], steps: int
 ) -> tuple[list[Tensor], int]:
@@ -129,13 +136,15 @@ def _conductance(
     (``_chain_backward``), else by autograd. Returns one (B, N) tensor per module,
     in order, and the model's number of classes."""
     batch = inputs.shape[0]
-    alphas = _alphas(steps)
     delta = inputs - baseline
-    path = torch.cat([baseline + alpha * delta for alpha in alphas])
+    # Captum's points, rounded as Captum rounds them (a product, then a sum; a
+    # fused multiply-add would differ in the last bit), in two broadcast ops.
+    alphas = _alpha_column(steps, delta.dtype, delta.device).reshape((-1,) + (1,) * delta.dim())
+    path = (alphas * delta + baseline).flatten(0, 1)
     layout = _PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
     passes = None
     if _may_write_backward(model, modules, path):
-        if may_be_chain(model, modules):
+        if _tree_may_be_chain(model, modules):
             passes = _pass_without_autograd(model, path, target, modules, layout)
         if passes is None:
             _NOT_CHAINS.setdefault(model, set()).add(_key(modules))
@@ -155,6 +164,21 @@ def _conductance(
 # the lowest scored one are not a chain: they go straight to autograd, so that the
 # check (a walk of the module tree, or a forward that failed it) is paid once.
 _NOT_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
+
+
+# ... and those for which the module tree allows a chain (``may_be_chain``): a walk
+# of the tree per pass is a tenth of the Guide's fixed cost on FC_1. Only a hint:
+# the forward decides (``ChainRecorder``), so a model changed since cannot mislead it.
+_TREE_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
+
+
+def _tree_may_be_chain(model: nn.Module, modules: list[nn.Module]) -> bool:
+    known = _TREE_CHAINS.setdefault(model, set())
+    if _key(modules) not in known:
+        if not may_be_chain(model, modules):
+            return False
+        known.add(_key(modules))
+    return True
 
 
 def _key(modules: list[nn.Module]) -> tuple[int, ...]:
