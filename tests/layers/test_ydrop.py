@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ydrop import YDrop
+from ydrop._validation import check_all_finite
 
 BATCH, UNITS, TOL = 20000, 32, 5e-3
 
@@ -173,10 +174,15 @@ def test_bad_arguments_name_the_argument_and_value(kwargs, message):
         YDrop(**kwargs)
 
 
+def test_the_finite_check_reads_no_value_of_an_empty_tensor():
+    check_all_finite("scores", torch.zeros(0, 3))  # amax of nothing would raise
+
+
 def test_bad_scores_are_refused():
     layer = started(YDrop())
-    with pytest.raises(ValueError, match="scores must be finite"):
-        layer.set_scores(torch.tensor([[1.0, float("nan")]]))
+    for bad in ("nan", "inf", "-inf"):  # each one named in the message
+        with pytest.raises(ValueError, match=f"scores must be finite, got a value of {bad}"):
+            layer.set_scores(torch.tensor([[1.0, 2.0], [3.0, float(bad)]]))
     with pytest.raises(ValueError, match=r"scores must be a tensor of shape \(samples, units\)"):
         layer.set_scores(torch.ones(4))
     layer.set_scores(torch.ones(2, 5))
