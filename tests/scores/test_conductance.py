@@ -298,8 +298,9 @@ def dense_backward(monkeypatch):
     monkeypatch.setattr(row_differences, "SPARSE_FRACTION", -1.0)
 
 
+@pytest.mark.parametrize("flatten", [False, True], ids=["rows", "flattened-images"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, dense_backward, backward):
+def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, flatten, dense_backward, backward):
     """The multiply-adds of one pass on fc_net (20-32-24-5, both dropout slots
     scored), B samples, n steps. Shared baseline: the first Linear runs f(b) once
     and x - b per sample; the others run the alpha = 0 row once plus n B rows;
@@ -311,7 +312,11 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, de
     x = torch.randn(batch, 20)
     y = torch.randint(0, 5, (batch,))
     baseline = None if shared else 0.1 * torch.randn(batch, 20)
-    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, [model[3], model[6]], baseline, steps))
+    layers = [model[3], model[6]]
+    if flatten:  # the stem reads a view of the path (MNIST images through nn.Flatten)
+        model, x = nn.Sequential(nn.Flatten(), *model), x.reshape(batch, 4, 5)
+        baseline = None if shared else baseline.reshape(batch, 4, 5)
+    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, layers, baseline, steps))
     starts = 1 if shared else batch
     stem = (starts + batch) * 20 * 32
     forward = (starts + steps * batch) * (32 * 24 + 24 * 5)

@@ -140,7 +140,11 @@ def _conductance(
     # Captum's points, rounded as Captum rounds them (a product, then a sum; a
     # fused multiply-add would differ in the last bit), in two broadcast ops.
     alphas = _alpha_column(steps, delta.dtype, delta.device).reshape((-1,) + (1,) * delta.dim())
-    path = (alphas * delta + baseline).flatten(0, 1)
+    # The path owns its storage: the stem (``_lean_layers``) knows its views (an
+    # nn.Flatten's output) by their base.
+    path = delta.new_empty(((steps + 1) * batch,) + delta.shape[1:])
+    points = path.view((steps + 1,) + delta.shape)
+    torch.mul(alphas, delta, out=points).add_(baseline)
     layout = _PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
     passes = None
     if _may_write_backward(model, modules, path):
