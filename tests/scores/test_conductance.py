@@ -455,6 +455,13 @@ def test_frozen_model_and_outer_no_grad_give_the_same_numbers():
         frozen = conductance(model, x, y, layers)
     for layer in layers:
         torch.testing.assert_close(frozen[layer], reference[layer], rtol=0, atol=0)
+    # Inputs and baseline that carry a graph (the Guide's start point is the stem's
+    # bias, a parameter): the path is built without one.
+    model.requires_grad_(True)
+    traced = conductance(model, x.clone().requires_grad_(), y, layers, baseline=torch.zeros(20, requires_grad=True))
+    for layer in layers:
+        torch.testing.assert_close(traced[layer], reference[layer], rtol=0, atol=0)
+        assert not traced[layer].requires_grad
 
 
 class TupleOut(nn.Module):

@@ -91,4 +91,5 @@ def test_output_at_zero_is_exactly_the_stems_output_for_zeros(stem, shape):
     torch.manual_seed(0)
     outputs = stem(torch.randn(shape))
     expected = stem(torch.zeros((1,) + shape[1:]))
-    assert torch.equal(stem_output_at_zero(stem, outputs), expected)
+    start = stem_output_at_zero(stem, outputs)
+    assert torch.equal(start, expected) and not start.requires_grad  # a point, not part of a graph

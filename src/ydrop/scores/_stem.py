@@ -68,4 +68,5 @@ def stem_output_at_zero(stem: nn.Module, outputs: Tensor) -> Tensor:
     """The stem's output for a zero input, (1, *outputs.shape[1:]): its bias broadcast
     (zero times any weight is zero, and a Conv pads zeros with zeros or copies of
     them), or zeros without a bias."""
-    return _with_bias(stem, outputs.new_zeros((1,) + outputs.shape[1:]))
+    with torch.no_grad():  # a starting point, not part of any graph
+        return _with_bias(stem, outputs.new_zeros((1,) + outputs.shape[1:]))

@@ -144,7 +144,8 @@ def _conductance(
     # nn.Flatten's output) by their base.
     path = delta.new_empty(((steps + 1) * batch,) + delta.shape[1:])
     points = path.view((steps + 1,) + delta.shape)
-    torch.mul(alphas, delta, out=points).add_(baseline)
+    with torch.no_grad():  # the pass differentiates with respect to layer outputs only
+        torch.mul(alphas, delta, out=points).add_(baseline)
     layout = _PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
     passes = None
     if _may_write_backward(model, modules, path):
