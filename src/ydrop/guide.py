@@ -34,19 +34,21 @@ activations instead (already dropped and rescaled by the lower layer) trains bad
 digits, FC 64-256-256-10 with two Excitation layers, 18 % and 29 % test accuracy on
 two seeds against 91 % and 93 %.
 
-Conductance without running the stem again: when the model's first module is a
-Linear or Conv reading the input (or a view of it), the modules above it form a
-chain holding every conductance layer, and nothing outside that chain and the stem
-behaves differently in training, the Guide also runs no pass at ``step``. The stem's
-training-forward output, on the scored samples' rows, is the path's end point: the
-stem is affine, so interpolating its output between its bias (the zero baseline's
-output) and that end point gives the points the separate pass computes from the
-input (``scores.conductance``, the stem rows). The pass runs, in eval mode, over the
-chain above the stem only, before the first guided layer's forward, and the scores
-equal the separate pass's up to float rounding. The FC_k networks of
-``ydrop.models`` take this path; the CNNs (a module with its own forward between
-the convolutions and the classifier) take the separate pass. Under autocast the
-stem's output is cast, so the pass starts from the inputs, as ``step`` would have.
+Conductance without running the stem again: when the model's first module (the
+stem) is a Linear or Conv reading the input or a view of it, the modules above it
+form a chain holding every conductance layer, and no module outside that chain
+behaves differently in training (no dropout or batch norm on the input), the Guide
+runs no pass at ``step`` either.
+It arms a hook on the stem: the next training forward computes the stem's output
+for the whole batch anyway, and the stem is affine, so interpolating the scored
+samples' rows of that output from the stem's bias (its output for the zero
+baseline) gives the very points the separate pass sends through the stem. The pass
+then runs, in eval mode, over the chain above the stem only, before the first
+guided layer's forward; the scores equal the separate pass's up to float rounding
+(``scores/_stem.py``). The FC_k networks of ``ydrop.models`` take this path; the
+CNNs (a ``forward`` of their own between the convolutions and the classifier) take
+the separate pass. Under autocast the stem's output is cast, so the hook runs the
+separate pass on the inputs, as ``step`` would have.
 
 Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
 step where no layer asks, the pass is skipped.

@@ -171,8 +171,8 @@ def _conductance(
 _NOT_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
 
 
-# ... and those for which the module tree allows a chain (``may_be_chain``): a walk
-# of the tree per pass is a tenth of the Guide's fixed cost on FC_1. Only a hint:
+# ... and those for which the module tree allows a chain (``may_be_chain``): its walks
+# of the tree cost about 5 % of the Guide's fixed cost per pass. Only a hint:
 # the forward decides (``ChainRecorder``), so a model changed since cannot mislead it.
 _TREE_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
 
