@@ -381,6 +381,14 @@ def two_ydrop_net(first: nn.Module | None = None, **options) -> nn.Sequential:
                          nn.Linear(32, 32), nn.ReLU(), YDrop(warmup_epochs=0, **options), nn.Linear(32, 5)).train()
 
 
+def count_calls(module):
+    """Calls of ``module``'s forward, counted without a hook (a hooked stem takes the
+    separate pass)."""
+    calls, forward = [], module.forward
+    module.forward = lambda *args: calls.append(1) or forward(*args)
+    return calls
+
+
 def scored_step(model, x, y, reuse, seed=12):
     """One Guide step and training forward after a first one (which may probe the
     model's structure); (what step returned, the layers' mean scores after the
@@ -389,7 +397,7 @@ def scored_step(model, x, y, reuse, seed=12):
     guide.set_epoch(0)
     guide.step(x, y)
     model(x)
-    stem_calls = count_forwards(model[1])
+    stem_calls = count_calls(model[1])
     torch.manual_seed(seed)
     given = guide.step(x, y)
     model(x)
@@ -505,6 +513,22 @@ def test_a_stem_reading_what_trains_differently_takes_the_separate_pass(front):
     guide = Guide(model)
     guide.set_epoch(0)
     assert sorted(guide.step(torch.randn(16, 12), torch.randint(0, 5, (16,)))) == ["3", "6"]
+
+
+def test_a_hooked_stem_takes_the_separate_pass():
+    model = two_ydrop_net()
+    model[1].register_forward_hook(lambda _module, _args, output: output * 2)  # no longer affine in x
+    guide = Guide(model)
+    guide.set_epoch(0)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    assert sorted(guide.step(x, y)) == ["3", "6"]
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *_: None)
+    try:
+        guide = Guide(two_ydrop_net())
+        guide.set_epoch(0)
+        assert sorted(guide.step(x, y)) == ["3", "6"]
+    finally:
+        handle.remove()
 
 
 def test_under_autocast_the_forward_scores_as_the_separate_pass_would():

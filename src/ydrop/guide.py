@@ -72,6 +72,7 @@ from .layers.factory import DROPOUT_METHODS
 from .scores.conductance import _conductance, _expand_baseline
 from .scores._hooks import eval_mode
 from .scores._chain import chain_above
+from .scores._chain_backward import global_forward_hooks
 from .scores._stem import affine_stem, stem_output_at_zero
 from .scores.excitation import _excitation_backprop, chain_input_excitation
 
@@ -236,6 +237,8 @@ class Guide:
         layers = [self.layers[name] for name in names]
         if not all(id(layer) in inside for layer in layers):
             return False
+        if stem._forward_hooks or stem._forward_pre_hooks or global_forward_hooks():
+            return False  # a hook may change what the stem returns: no longer affine
         batch = inputs.shape[0]
         scored_target = target if rows is None else target[rows]
 

@@ -36,7 +36,7 @@ from ._chain import is_plain_sequential, modules_above
 from ._row_differences import rows_times_weight
 from ._units import one_hot_targets
 
-__all__ = ["may_be_chain", "ChainRecorder", "chain_gradients"]
+__all__ = ["may_be_chain", "ChainRecorder", "chain_gradients", "global_forward_hooks"]
 
 
 def may_be_chain(model: nn.Module, scored: list[nn.Module]) -> bool:
@@ -137,10 +137,13 @@ def _kind(call: _Call) -> str | None:
 
 def _global_hooks() -> bool:
     hooks = torch.nn.modules.module
-    return bool(
-        hooks._global_forward_hooks or hooks._global_forward_pre_hooks or hooks._global_backward_hooks
-        or hooks._global_backward_pre_hooks
-    )
+    return global_forward_hooks() or bool(hooks._global_backward_hooks or hooks._global_backward_pre_hooks)
+
+
+def global_forward_hooks() -> bool:
+    """Whether forward hooks registered for every module (``register_module_forward_hook``) exist."""
+    hooks = torch.nn.modules.module
+    return bool(hooks._global_forward_hooks or hooks._global_forward_pre_hooks)
 
 
 def _hooked(module: nn.Module) -> bool:
