@@ -381,6 +381,13 @@ def two_ydrop_net(first: nn.Module | None = None, **options) -> nn.Sequential:
                          nn.Linear(32, 32), nn.ReLU(), YDrop(warmup_epochs=0, **options), nn.Linear(32, 5)).train()
 
 
+def started_guide(model, reuse=True):
+    """A Guide past warm-up (epoch 0; the layers here have warmup_epochs=0)."""
+    guide = Guide(model, reuse_forward=reuse)
+    guide.set_epoch(0)
+    return guide
+
+
 def count_calls(module):
     """Calls of ``module``'s forward, counted without a hook (a hooked stem takes the
     separate pass)."""
@@ -393,8 +400,7 @@ def scored_step(model, x, y, reuse, seed=12):
     """One Guide step and training forward after a first one (which may probe the
     model's structure); (what step returned, the layers' mean scores after the
     forward, stem calls, the Guide)."""
-    guide = Guide(model, reuse_forward=reuse)
-    guide.set_epoch(0)
+    guide = started_guide(model, reuse)
     guide.step(x, y)
     model(x)
     stem_calls = count_calls(model[1])
@@ -446,8 +452,7 @@ def test_per_sample_and_ranking_layers_share_the_pass_in_the_forward():
     results = []
     for reuse in (True, False):
         model = net()
-        guide = Guide(model, reuse_forward=reuse)
-        guide.set_epoch(0)
+        guide = started_guide(model, reuse)
         torch.manual_seed(17)
         given = guide.step(x, y)
         assert (given == {}) is reuse
@@ -461,8 +466,7 @@ def test_per_sample_and_ranking_layers_share_the_pass_in_the_forward():
 
 def test_evaluation_forwards_before_the_training_forward_leave_the_scoring_to_it():
     model = two_ydrop_net(elasticity=1.0)
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
     guide.step(x, y)
     model.eval()
@@ -475,8 +479,7 @@ def test_evaluation_forwards_before_the_training_forward_leave_the_scoring_to_it
 
 def test_conductance_in_the_forward_refuses_another_batch():
     model = two_ydrop_net()
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))
     with pytest.raises(ValueError, match="guide.step was given a batch of 8 samples but the next training "
                                          "forward has 6"):
@@ -485,8 +488,7 @@ def test_conductance_in_the_forward_refuses_another_batch():
 
 def test_a_step_without_a_forward_is_replaced_by_the_next_step():
     model = two_ydrop_net(score_every=2)
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
     guide.step(torch.randn(8, 12), torch.randint(0, 5, (8,)))  # its forward never comes
     guide.step(x, y)
@@ -499,8 +501,7 @@ def test_a_step_without_a_forward_is_replaced_by_the_next_step():
 
 def test_bad_targets_are_named_by_the_forward_that_scores_them():
     model = two_ydrop_net()
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     x = torch.randn(5, 12)
     guide.step(x, torch.tensor([0, 1, 2, 3, 9]))
     with pytest.raises(ValueError, match=r"target holds class index 9, outside \[0, 4\]"):
@@ -510,22 +511,19 @@ def test_bad_targets_are_named_by_the_forward_that_scores_them():
 @pytest.mark.parametrize("front", [nn.Dropout(0.2), nn.BatchNorm1d(12)], ids=["dropout", "batch-norm"])
 def test_a_stem_reading_what_trains_differently_takes_the_separate_pass(front):
     model = nn.Sequential(front, *two_ydrop_net()[1:]).train()
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     assert sorted(guide.step(torch.randn(16, 12), torch.randint(0, 5, (16,)))) == ["3", "6"]
 
 
 def test_a_hooked_stem_takes_the_separate_pass():
     model = two_ydrop_net()
     model[1].register_forward_hook(lambda _module, _args, output: output * 2)  # no longer affine in x
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
     assert sorted(guide.step(x, y)) == ["3", "6"]
     handle = torch.nn.modules.module.register_module_forward_hook(lambda *_: None)
     try:
-        guide = Guide(two_ydrop_net())
-        guide.set_epoch(0)
+        guide = started_guide(two_ydrop_net())
         assert sorted(guide.step(x, y)) == ["3", "6"]
     finally:
         handle.remove()
@@ -536,8 +534,7 @@ def test_under_autocast_the_forward_scores_as_the_separate_pass_would():
     means = []
     for reuse in (True, False):
         model = two_ydrop_net()
-        guide = Guide(model, reuse_forward=reuse)
-        guide.set_epoch(0)
+        guide = started_guide(model, reuse)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             torch.manual_seed(18)
             assert (guide.step(x, y) == {}) is reuse
@@ -557,8 +554,7 @@ def test_under_autocast_the_forward_scores_as_the_separate_pass_would():
 )
 def test_which_models_score_conductance_in_the_forward(name, options, fast):
     model = ydrop.models.create(name, dropout="ydrop", dropout_kwargs={"warmup_epochs": 0}, **options).train()
-    guide = Guide(model)
-    guide.set_epoch(0)
+    guide = started_guide(model)
     shape = (1, 28, 28) if name.startswith("fc") else (3, 32, 32)
     x, y = torch.rand(10, *shape), torch.randint(0, 10, (10,))
     assert (guide.step(x, y) == {}) is fast
