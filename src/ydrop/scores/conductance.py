@@ -178,11 +178,11 @@ _TREE_CHAINS: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakr
 
 
 def _tree_may_be_chain(model: nn.Module, modules: list[nn.Module]) -> bool:
-    known = _TREE_CHAINS.setdefault(model, set())
-    if _key(modules) not in known:
+    known, key = _TREE_CHAINS.setdefault(model, set()), _key(modules)
+    if key not in known:
         if not may_be_chain(model, modules):
             return False
-        known.add(_key(modules))
+        known.add(key)
     return True
 
 
