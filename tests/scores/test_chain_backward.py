@@ -199,3 +199,15 @@ def test_a_global_module_hook_sends_the_pass_to_autograd(passes):
     finally:
         handle.remove()
     assert passes == ["autograd"]
+
+
+def test_a_chain_changed_after_its_tree_was_checked_still_gets_captums_numbers(passes):
+    """The module-tree check is remembered per model, but the forward decides: a
+    ReLU swapped for a function the written backward does not know sends the pass to
+    autograd, with the right numbers."""
+    model = fc_net()
+    x, y = torch.randn(6, 20), torch.randint(0, 5, (6,))
+    _check_against_captum(model, x, y, [model[3], model[6]])
+    model[5] = nn.Tanh()
+    _check_against_captum(model, x, y, [model[3], model[6]])
+    assert passes == ["written", "autograd"]
