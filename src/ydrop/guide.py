@@ -198,7 +198,7 @@ class Guide:
             if kind == "conductance" and not all(per_sample):
                 subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
             rows = subset if subset is not None and not any(per_sample) else None
-            hand_out = partial(self._hand_out, names, subset, rows, target)
+            hand_out = partial(self._hand_out, names, per_sample, subset, rows, target)
             if kind == "conductance" and self._score_conductance_in_forward(names, steps, inputs, target, rows, hand_out):
                 continue
             chosen = (inputs, target) if rows is None else (inputs[rows], target[rows])
@@ -206,20 +206,19 @@ class Guide:
         return given
 
     def _hand_out(
-        self, names: list[str], subset: Tensor | None, rows: Tensor | None, target: Tensor,
-        scores: list[Tensor], classes: int,
+        self, names: list[str], per_sample: list[bool], subset: Tensor | None, rows: Tensor | None,
+        target: Tensor, scores: list[Tensor], classes: int,
     ) -> dict[str, Tensor]:
         """Give each layer ``names[i]`` its ``scores[i]``, computed on the batch's
         ``rows`` (None: all of them): a layer that ranks on the random ``subset``
-        but was scored on every row takes the subset's rows."""
+        (``per_sample[i]`` false) but was scored on every row takes the subset's rows."""
         if rows is not None:  # the pass checked its rows' targets; check the whole batch too
             check_targets("target", target, target.shape[0], num_classes=classes)
         given = {}
-        for name, layer_scores in zip(names, scores):
-            layer = self.layers[name]
-            if subset is not None and rows is None and not layer.score_request().per_sample:
+        for name, each, layer_scores in zip(names, per_sample, scores):
+            if subset is not None and rows is None and not each:
                 layer_scores = layer_scores[subset]
-            layer.set_scores(layer_scores)
+            self.layers[name].set_scores(layer_scores)
             given[name] = layer_scores
         return given
 
@@ -278,7 +277,8 @@ class Guide:
             if found is not None:
                 stem, chain = found
                 inside = frozenset(id(m) for m in chain.modules())
-                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in inside | {id(stem)}):
+                outside = [m for m in self.model.modules() if id(m) not in inside and m is not stem]
+                if any(_trains_differently(m) for m in outside):
                     found = None
                 else:
                     found = (stem, chain, inside)
