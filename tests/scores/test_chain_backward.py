@@ -12,29 +12,7 @@ from torch import nn
 
 from ydrop.scores.conductance import conductance
 
-from conftest import conductance_module
 from test_conductance import assert_close, captum_conductance, cnn_net, fc_net
-
-
-@pytest.fixture
-def passes(monkeypatch):
-    """Which pass each conductance call took, in order: "written" or "autograd"."""
-    taken = []
-    written, autograd = conductance_module._pass_without_autograd, conductance_module._pass_with_autograd
-
-    def spy_written(*args):
-        result = written(*args)
-        if result is not None:
-            taken.append("written")
-        return result
-
-    def spy_autograd(*args):
-        taken.append("autograd")
-        return autograd(*args)
-
-    monkeypatch.setattr(conductance_module, "_pass_without_autograd", spy_written)
-    monkeypatch.setattr(conductance_module, "_pass_with_autograd", spy_autograd)
-    return taken
 
 
 def _check_against_captum(model, x, y, layers, steps=5, baseline=None):
@@ -57,7 +35,9 @@ class Tokens(nn.Module):
 
 
 def _chains():
-    """(name, model, layers, input shape, classes) of chains above the lowest scored layer."""
+    """(name, model, layers, input shape, classes, pass) of chains above the lowest
+    scored layer; plain nn.Sequential models of Linear, ReLU, Flatten and dropout
+    take the op-by-op pass, the others the module-by-module one."""
     fc = fc_net()
     cnn = cnn_net()
     torch.manual_seed(7)
@@ -67,14 +47,17 @@ def _chains():
     relu_on_logits = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3), nn.ReLU())
     tokens = Tokens()
     double = fc_net().double()
+    torch.manual_seed(12)
+    overwritten = nn.Sequential(nn.Linear(20, 16), nn.ReLU(inplace=True), nn.Linear(16, 5))
     return [
-        ("dropout slots", fc, [fc[3], fc[6]], (20,), 5),
-        ("Linear outputs and the logits", fc, [fc[1], fc[4], fc[7]], (20,), 5),
-        ("pooled conv map, Flatten, head", cnn, [cnn[6], cnn[10]], (3, 8, 8), 4),
-        ("in-place ReLU", inplace, [inplace[2], inplace[5]], (10,), 3),
-        ("ReLU on the logits", relu_on_logits, [relu_on_logits[2]], (10,), 3),
-        ("(B, T, D) rows", tokens, [tokens.net[2], tokens.net[5]], (3, 8), 4),
-        ("float64", double, [double[3], double[6]], (20,), 5),
+        ("dropout slots", fc, [fc[3], fc[6]], (20,), 5, "op by op"),
+        ("Linear outputs and the logits", fc, [fc[1], fc[4], fc[7]], (20,), 5, "op by op"),
+        ("pooled conv map, Flatten, head", cnn, [cnn[6], cnn[10]], (3, 8, 8), 4, "written"),
+        ("in-place ReLU", inplace, [inplace[2], inplace[5]], (10,), 3, "op by op"),
+        ("ReLU on the logits", relu_on_logits, [relu_on_logits[2]], (10,), 3, "op by op"),
+        ("(B, T, D) rows", tokens, [tokens.net[2], tokens.net[5]], (3, 8), 4, "written"),
+        ("float64", double, [double[3], double[6]], (20,), 5, "op by op"),
+        ("scored output an in-place ReLU overwrites", overwritten, [overwritten[0]], (20,), 5, "op by op"),
     ]
 
 
@@ -82,14 +65,14 @@ def _chains():
 @pytest.mark.parametrize("baseline", ["zeros", "per sample"])
 @pytest.mark.parametrize("steps", [1, 5])
 def test_a_chain_takes_the_written_backward_and_keeps_captums_numbers(case, baseline, steps, passes):
-    _, model, layers, shape, classes = case
+    _, model, layers, shape, classes, expected = case
     dtype = next(model.parameters()).dtype
     torch.manual_seed(9)
     x = torch.randn(6, *shape, dtype=dtype)
     y = torch.randint(0, classes, (6,))
     base = None if baseline == "zeros" else 0.2 * torch.randn_like(x)
     _check_against_captum(model, x, y, layers, steps, base)
-    assert passes == ["written"]
+    assert passes == [expected]
 
 
 class LogSoftmaxOnTop(nn.Module):
@@ -104,11 +87,12 @@ class LogSoftmaxOnTop(nn.Module):
 
 
 class Wrapper(nn.Module):
-    """A chain inside a model with its own forward, which returns the chain's output."""
+    """A chain inside a model with its own forward, which returns the chain's output
+    (so only the module-by-module pass can take it)."""
 
-    def __init__(self):
+    def __init__(self, net=None):
         super().__init__()
-        self.net = fc_net()
+        self.net = fc_net() if net is None else net
 
     def forward(self, x):
         return self.net(x)
@@ -142,16 +126,18 @@ def _not_chains():
     wrapped = Wrapper()
     wrapped.register_forward_hook(lambda _module, _inputs, output: output.mul_(2))
     functional = FunctionalReLU()
-    # A scored Linear whose output an in-place ReLU then overwrites.
+    # A scored Linear whose output an in-place ReLU then overwrites (in a model
+    # with its own forward: the op-by-op pass of a plain nn.Sequential runs its
+    # ReLU out of place and takes it, see _chains).
     torch.manual_seed(12)
-    overwritten = nn.Sequential(nn.Linear(20, 16), nn.ReLU(inplace=True), nn.Linear(16, 5))
+    overwritten = Wrapper(nn.Sequential(nn.Linear(20, 16), nn.ReLU(inplace=True), nn.Linear(16, 5)))
     return [
         ("log-softmax after the chain", log_softmax, [log_softmax.net[3], log_softmax.net[6]], True),
         ("a forward hook that doubles an output", hooked, [hooked[3], hooked[6]], True),
         ("a backward hook that doubles a gradient", backward_hooked, [backward_hooked[3]], True),
         ("a hook on the model that doubles its logits in place", wrapped, [wrapped.net[3], wrapped.net[6]], True),
         ("Tanh", tanh, [tanh[2]], True),
-        ("scored output overwritten in place", overwritten, [overwritten[0]], True),
+        ("scored output overwritten in place", overwritten, [overwritten.net[0]], True),
         ("functional ReLU", functional, [functional.drop], False),
     ]
 
@@ -210,4 +196,4 @@ def test_a_chain_changed_after_its_tree_was_checked_still_gets_captums_numbers(p
     _check_against_captum(model, x, y, [model[3], model[6]])
     model[5] = nn.Tanh()
     _check_against_captum(model, x, y, [model[3], model[6]])
-    assert passes == ["written", "autograd"]
+    assert passes == ["op by op", "autograd"]

@@ -306,7 +306,9 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, fl
     and x - b per sample; the others run the alpha = 0 row once plus n B rows;
     the backward runs the n B rows of alpha < 1. A per-sample baseline adds the
     B - 1 start rows of every layer's forward. The written backward reads the
-    head's row of the target class where autograd multiplies by a one-hot row."""
+    head's row of the target class where autograd multiplies by a one-hot row; on
+    this plain nn.Sequential it runs op by op and skips the head's product too (its
+    logits are never read)."""
     model = fc_net()
     batch, steps = 7, 5
     x = torch.randn(batch, 20)
@@ -319,8 +321,8 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, fl
     measured = _matmul_multiply_adds(lambda: conductance(model, x, y, layers, baseline, steps))
     starts = 1 if shared else batch
     stem = (starts + batch) * 20 * 32
-    forward = (starts + steps * batch) * (32 * 24 + 24 * 5)
     head = 0 if backward == "written" else 24 * 5
+    forward = (starts + steps * batch) * (32 * 24 + head)
     assert measured == stem + forward + steps * batch * (head + 32 * 24)
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ._chain import chain_above, modules_above
 from ._hooks import eval_mode
-from .conductance import _AFFINE, _with_bias
+from ._path import AFFINE, with_bias
 
 __all__ = ["affine_stem", "stem_output_at_zero"]
 
@@ -34,7 +34,7 @@ def affine_stem(model: nn.Module, probe: Tensor) -> tuple[nn.Module, nn.Sequenti
     """
     # The stem must sit in nn.Sequential containers (``chain_above``): read from the
     # module tree, which spares other models the probe's forward.
-    if not any(type(m) in _AFFINE and modules_above(model, m) is not None for m in model.modules()):
+    if not any(type(m) in AFFINE and modules_above(model, m) is not None for m in model.modules()):
         return None
     probe = probe.detach().clone()  # its own storage: views of it have it as their base
     unchanged = probe._version
@@ -58,7 +58,7 @@ def affine_stem(model: nn.Module, probe: Tensor) -> tuple[nn.Module, nn.Sequenti
         reads_input = isinstance(first_input, Tensor) and (first_input is probe or first_input._base is probe)
         if not reads_input or version != unchanged:
             return None
-        if type(module) in _AFFINE:  # exact types: a subclass may compute otherwise
+        if type(module) in AFFINE:  # exact types: a subclass may compute otherwise
             chain = chain_above(model, module, probe)
             return None if chain is None else (module, chain)
     return None
@@ -69,4 +69,4 @@ def stem_output_at_zero(stem: nn.Module, outputs: Tensor) -> Tensor:
     (zero times any weight is zero, and a Conv pads zeros with zeros or copies of
     them), or zeros without a bias."""
     with torch.no_grad():  # a starting point, not part of any graph
-        return _with_bias(stem, outputs.new_zeros((1,) + outputs.shape[1:]))
+        return with_bias(stem, outputs.new_zeros((1,) + outputs.shape[1:]))

@@ -28,17 +28,18 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_logits, check_positive_int, check_targets
 from ._chain_backward import ChainRecorder, chain_gradients, may_be_chain
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from ._path import AFFINE, POOLING, PathRows, interpolated_stem, once_for_shared_start
 from ._row_differences import rows_times_weight
+from ._sequential_pass import GAVE_UP, sequential_pass
 from ._units import per_unit
 
 __all__ = ["conductance"]
@@ -146,13 +147,17 @@ def _conductance(
     points = path.view((steps + 1,) + delta.shape)
     with torch.no_grad():  # the pass differentiates with respect to layer outputs only
         torch.mul(alphas, delta, out=points).add_(baseline)
-    layout = _PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
+    layout = PathRows(path, steps + 1, batch, shared_start=batch == 1 or baseline.stride(0) == 0)
     passes = None
-    if _may_write_backward(model, modules, path):
-        if _tree_may_be_chain(model, modules):
-            passes = _pass_without_autograd(model, path, target, modules, layout)
-        if passes is None:
-            _NOT_CHAINS.setdefault(model, set()).add(_key(modules))
+    if _may_write_backward(path):
+        # Op by op first: its checks cost nothing to repeat, so it is not skipped
+        # for a model the module-by-module pass once failed on (a hook since removed).
+        passes = _op_by_op_pass(model, path, target, modules, layout)
+        if passes is None and _key(modules) not in _NOT_CHAINS.get(model, ()):
+            if _tree_may_be_chain(model, modules):
+                passes = _pass_without_autograd(model, path, target, modules, layout)
+            if passes is None:
+                _NOT_CHAINS.setdefault(model, set()).add(_key(modules))
     outputs, grads, classes = passes or _pass_with_autograd(model, path, target, modules, layout)
     results = []
     for output, grad in zip(outputs, grads):
@@ -186,17 +191,34 @@ def _tree_may_be_chain(model: nn.Module, modules: list[nn.Module]) -> bool:
     return True
 
 
+# ... and those plain nn.Sequential models that the op-by-op pass (``_sequential_pass``)
+# gave up on midway (a parameter-free leaf that is not an identity, e.g. Tanh, after
+# the products below it ran), so that they do not run twice on every pass.
+_NOT_SEQUENTIAL: weakref.WeakKeyDictionary[nn.Module, set[tuple[int, ...]]] = weakref.WeakKeyDictionary()
+
+
+def _op_by_op_pass(
+    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: PathRows
+) -> tuple[list[Tensor], list[Tensor], int] | None:
+    key = _key(modules)
+    if not isinstance(model, nn.Sequential) or key in _NOT_SEQUENTIAL.get(model, ()):
+        return None
+    with torch.no_grad():
+        passes = sequential_pass(model, path, target, modules, layout)
+    if passes is GAVE_UP:
+        _NOT_SEQUENTIAL.setdefault(model, set()).add(key)
+        return None
+    return passes
+
+
 def _key(modules: list[nn.Module]) -> tuple[int, ...]:
     return tuple(sorted(id(module) for module in modules))
 
 
-def _may_write_backward(model: nn.Module, modules: list[nn.Module], path: Tensor) -> bool:
+def _may_write_backward(path: Tensor) -> bool:
     """Whether to try the written backward: switched on, not under autocast (whose
-    casts only autograd's backward mirrors) or inference mode (no version counters),
-    and not already known to fail for this model and these layers."""
-    if not WRITTEN_BACKWARD or torch.is_autocast_enabled(path.device.type) or torch.is_inference_mode_enabled():
-        return False
-    return _key(modules) not in _NOT_CHAINS.get(model, ())
+    casts only autograd's backward mirrors) or inference mode (no version counters)."""
+    return WRITTEN_BACKWARD and not (torch.is_autocast_enabled(path.device.type) or torch.is_inference_mode_enabled())
 
 
 # Off: every pass goes through autograd (tests compare the two; benchmarks time them).
@@ -204,7 +226,7 @@ WRITTEN_BACKWARD = True
 
 
 def _pass_without_autograd(
-    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
+    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: PathRows
 ) -> tuple[list[Tensor], list[Tensor], int] | None:
     """(outputs (rows, *), gradients (points - 1, B, *), classes) of the scored
     layers from a forward without graph and the backward of ``_chain_backward``;
@@ -223,7 +245,7 @@ def _pass_without_autograd(
 
 
 def _pass_with_autograd(
-    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: _PathRows
+    model: nn.Module, path: Tensor, target: Tensor, modules: list[nn.Module], layout: PathRows
 ) -> tuple[list[Tensor], list[Tensor | None], int]:
     """(outputs (rows, *), gradients (points - 1, B, *) or None for a layer that
     does not reach the logits, classes), by one backward of autograd."""
@@ -268,39 +290,8 @@ def _graph_from(modules: list[nn.Module]) -> Iterator[None]:
             handle.remove()
 
 
-# The path is laid out point-major, (steps + 1) groups of B rows along dim 0, and two
-# sets of rows are redundant: with a baseline shared by all samples the B rows of the
-# first group (alpha = 0) are one point, computed once; and the last group
-# (alpha = 1) enters Eq. 2 only through its outputs, so the backward skips it.
-# Modules see the layout only when dim 0 of their input is the path's rows.
-_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_POOLING = (
-    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._LPPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
-)
-
-
-@dataclass(frozen=True)
-class _PathRows:
-    """Where the path's rows are: ``points`` groups of ``batch`` rows along dim 0;
-    ``shared_start`` when the first group is one point repeated."""
-
-    path: Tensor
-    points: int
-    batch: int
-    shared_start: bool
-
-    @property
-    def rows(self) -> int:
-        return self.points * self.batch
-
-    @property
-    def rows_with_gradient(self) -> int:
-        return (self.points - 1) * self.batch
-
-
 @contextmanager
-def _lean_layers(model: nn.Module, layout: _PathRows, recorder: ChainRecorder | None = None) -> Iterator[None]:
+def _lean_layers(model: nn.Module, layout: PathRows, recorder: ChainRecorder | None = None) -> Iterator[None]:
     """While active, the modules of ``model`` skip the path's redundant rows.
 
     * The first Linear / Conv, reading the path itself (or a view of it,
@@ -319,10 +310,10 @@ def _lean_layers(model: nn.Module, layout: _PathRows, recorder: ChainRecorder | 
 
     def make_forward(module: nn.Module):
         original = type(module).forward
-        affine = type(module) in _AFFINE
+        affine = type(module) in AFFINE
         # Worth a copy of the output: layers with weights, and pooling. Elementwise
         # ones (ReLU, dropout in eval mode) cost less than the copy would.
-        costly = isinstance(module, _POOLING) or next(module.parameters(recurse=False), None) is not None
+        costly = isinstance(module, POOLING) or next(module.parameters(recurse=False), None) is not None
 
         def forward(*args, **kwargs):
             inputs = args[0] if len(args) == 1 and not kwargs else None
@@ -340,9 +331,9 @@ def _lean_layers(model: nn.Module, layout: _PathRows, recorder: ChainRecorder | 
         def on_path_rows(inputs: Tensor):
             if inputs is layout.path or inputs._base is layout.path:
                 # Views of the path (nn.Flatten) stay views, for the stem to see.
-                return _interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
+                return interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
             if not torch.is_grad_enabled() and costly:
-                return _once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
+                return once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
             if affine and _lean_backward_supported(module):
                 return _LeanAffine.apply(inputs, module, original, layout)
             return original(module, inputs)
@@ -360,32 +351,6 @@ def _lean_layers(model: nn.Module, layout: _PathRows, recorder: ChainRecorder | 
             module.__dict__.pop("forward", None)
 
 
-def _once_for_shared_start(function, inputs: Tensor, layout: _PathRows):
-    """``function(inputs)`` for a row-wise ``function``, computing a shared first
-    group once: on rows batch - 1 onward (the group's last row, then the others)."""
-    if not layout.shared_start:
-        return function(inputs)
-    tail = function(inputs[layout.batch - 1:])
-    if not isinstance(tail, Tensor) or tail.dim() == 0 or tail.shape[0] != inputs.shape[0] - layout.batch + 1:
-        return function(inputs)  # not row-wise after all: run it whole
-    return torch.cat([tail[:1].expand(layout.batch - 1, *tail.shape[1:]), tail])
-
-
-def _interpolated_stem(module: nn.Module, inputs: Tensor, layout: _PathRows) -> Tensor:
-    """An affine ``module`` on the path's points b + a (x - b), from the two ends:
-    f(b) + a (f(x) - f(b)); (points B, *) rows like ``module(inputs)``."""
-    ends = inputs.unflatten(0, (layout.points, -1))
-    starts = ends[0][:1] if layout.shared_start else ends[0]
-    # f(x) - f(b) is the bias-free map of x - b: one product with the start rows,
-    # so the weights are read once.
-    both = _without_bias(module, torch.cat([starts, ends[-1] - ends[0]]))
-    start, step = _with_bias(module, both[: starts.shape[0]]), both[starts.shape[0]:]
-    alphas = torch.linspace(0, 1, layout.points, dtype=step.dtype, device=step.device)
-    alphas = alphas.reshape((layout.points,) + (1,) * step.dim())
-    # One fused pass over the output (a separate product and sum cost 5x more on CPU).
-    return torch.addcmul(start.unsqueeze(0), alphas, step.unsqueeze(0)).flatten(0, 1)
-
-
 class _LeanAffine(torch.autograd.Function):
     """An affine layer on the path's rows: forward without the repeats of a shared
     first group, backward without the last group (whose cotangent is zero: the
@@ -393,9 +358,9 @@ class _LeanAffine(torch.autograd.Function):
     the pass differentiates only with respect to layer outputs."""
 
     @staticmethod
-    def forward(ctx, inputs: Tensor, module: nn.Module, original, layout: _PathRows) -> Tensor:
+    def forward(ctx, inputs: Tensor, module: nn.Module, original, layout: PathRows) -> Tensor:
         ctx.module, ctx.layout, ctx.input_shape = module, layout, inputs.shape
-        return _once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
+        return once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
@@ -431,17 +396,3 @@ def _input_gradient(
     return conv_input[len(module.kernel_size)](
         input_shape, weight, grad_output, module.stride, module.padding, module.dilation, module.groups
     )
-
-
-def _without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
-    if isinstance(module, nn.Linear):
-        return F.linear(inputs, module.weight)
-    return module._conv_forward(inputs, module.weight, None)
-
-
-def _with_bias(module: nn.Module, outputs: Tensor) -> Tensor:
-    if module.bias is None:
-        return outputs
-    # Linear: (rows, *, out); Conv: (rows, channels, *spatial).
-    shape = (-1,) if isinstance(module, nn.Linear) else (-1,) + (1,) * (outputs.dim() - 2)
-    return outputs + module.bias.reshape(shape)
