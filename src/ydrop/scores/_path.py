@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem", "without_bias", "with_bias"]
+__all__ = ["AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem", "without_bias", "with_bias", "broadcast_bias"]
 
 # The path is laid out point-major, (steps + 1) groups of B rows along dim 0, and two
 # sets of rows are redundant: with a baseline shared by all samples the B rows of the
@@ -85,6 +85,11 @@ def without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
 def with_bias(module: nn.Module, outputs: Tensor) -> Tensor:
     if module.bias is None:
         return outputs
-    # Linear: (rows, *, out); Conv: (rows, channels, *spatial).
-    shape = (-1,) if isinstance(module, nn.Linear) else (-1,) + (1,) * (outputs.dim() - 2)
-    return outputs + module.bias.reshape(shape)
+    return outputs + broadcast_bias(module, outputs.dim())
+
+
+def broadcast_bias(module: nn.Module, dim: int) -> Tensor:
+    """An affine ``module``'s bias, shaped to broadcast against its ``dim``-dimensional
+    output: Linear (rows, *, out), Conv (rows, channels, *spatial)."""
+    shape = (-1,) if isinstance(module, nn.Linear) else (-1,) + (1,) * (dim - 2)
+    return module.bias.reshape(shape)

@@ -14,6 +14,8 @@ Shapes: rows (G, R, out) (G points, R rows each), weight (out, in), result (G, R
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -91,5 +93,11 @@ def _sparse_rows_times_weight(rows: Tensor, weight: Tensor) -> Tensor:
     each row is a bag of weight rows, summed with the entries as coefficients."""
     row, column = rows.nonzero(as_tuple=True)
     # nonzero() lists entries row by row, so each row's bag starts where its index first appears.
-    offsets = torch.searchsorted(row, torch.arange(rows.shape[0], device=rows.device))
+    offsets = torch.searchsorted(row, _row_numbers(rows.shape[0], rows.device))
     return F.embedding_bag(column, weight, offsets, mode="sum", per_sample_weights=rows[row, column])
+
+
+@lru_cache(maxsize=64)
+def _row_numbers(count: int, device: torch.device) -> Tensor:
+    """``arange(count)``, made once per size and device (never changed in place)."""
+    return torch.arange(count, device=device)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ._chain import chain_above, modules_above
 from ._hooks import eval_mode
-from ._path import AFFINE, with_bias
+from ._path import AFFINE, broadcast_bias
 
 __all__ = ["affine_stem", "stem_output_at_zero"]
 
@@ -68,5 +68,9 @@ def stem_output_at_zero(stem: nn.Module, outputs: Tensor) -> Tensor:
     """The stem's output for a zero input, (1, *outputs.shape[1:]): its bias broadcast
     (zero times any weight is zero, and a Conv pads zeros with zeros or copies of
     them), or zeros without a bias."""
-    with torch.no_grad():  # a starting point, not part of any graph
-        return with_bias(stem, outputs.new_zeros((1,) + outputs.shape[1:]))
+    shape = (1,) + outputs.shape[1:]
+    if stem.bias is None:
+        return outputs.new_zeros(shape)
+    # A view of the bias, not a sum with zeros: the pass only reads its start point,
+    # and the start is not part of any graph.
+    return broadcast_bias(stem, len(shape)).detach().to(outputs.dtype).expand(shape)
