@@ -53,21 +53,26 @@ def rows_times_weight(rows: Tensor, weight: Tensor) -> Tensor:
     small = rows[0].numel() * weight.shape[1] < MIN_GROUP_MULTIPLY_ADDS
     if small or rows.device.type != "cpu" or rows.dtype not in (torch.float32, torch.float64):
         return rows @ weight
+    differences = rows[1:] - rows[:-1]  # group g's change from g - 1 at index g - 1
     # Host-side read of G - 1 counts: on the CPU this is no device synchronisation.
-    changed = rows[1:].ne(rows[:-1]).flatten(1).sum(1, dtype=torch.int32).tolist()
+    changed = torch.count_nonzero(differences.flatten(1), dim=1).tolist()
     limit = SPARSE_FRACTION * rows[0].numel()
     sparse = [False] + [count <= limit for count in changed]
     if not any(sparse):
         return rows @ weight
     result = rows.new_empty(rows.shape[:2] + weight.shape[1:])
     dense = [group for group in range(groups) if not sparse[group]]
-    products = torch.cat([rows[group] for group in dense]) @ weight
-    for index, group in enumerate(dense):
-        result[group] = products[index * width: (index + 1) * width]
+    if dense == list(range(len(dense))):  # the usual case, leading groups: no copies
+        torch.matmul(rows[: len(dense)].flatten(0, 1), weight, out=result[: len(dense)].flatten(0, 1))
+    else:
+        products = torch.cat([rows[group] for group in dense]) @ weight
+        for index, group in enumerate(dense):
+            result[group] = products[index * width: (index + 1) * width]
     runs = _runs(sparse)
-    # Differences only where they are used: a group that stays dense needs none.
-    differences = torch.cat([rows[start:stop] - rows[start - 1:stop - 1] for start, stop in runs])
-    steps = _sparse_rows_times_weight(differences.flatten(0, 1), weight).unflatten(0, (-1, width))
+    # Only the differences of groups that take the sparse product.
+    used = [differences[start - 1:stop - 1] for start, stop in runs]
+    used = used[0] if len(used) == 1 else torch.cat(used)
+    steps = _sparse_rows_times_weight(used.flatten(0, 1), weight).unflatten(0, (-1, width))
     groups_with_steps = [group for start, stop in runs for group in range(start, stop)]
     # From the bottom up, so that group g - 1 is complete when group g adds its step.
     for group, step in zip(groups_with_steps, steps):

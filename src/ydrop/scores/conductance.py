@@ -17,7 +17,9 @@ backward (``_lean_layers``); on the CPU, a Linear whose cotangent changes little
 from one point to the next (below a linear head only the ReLU pattern changes)
 multiplies only the changes (``_row_differences``). When the layers above the
 lowest scored one form a chain of Linear and ReLU layers (an MLP, a CNN's FC
-head), the backward is written out instead of recorded (``_chain_backward``).
+head), the backward is written out instead of recorded (``_chain_backward``), and
+when the whole model is a plain ``nn.Sequential`` of such layers (the Guide's chain
+above an MLP's stem) the forward runs op by op too (``_sequential_pass``).
 Like Captum's, the result assumes that the model, in eval mode, treats the
 samples of a batch independently. Shapes: inputs (B, *), result {layer: (B, N)},
 N the layer's units (channels of a conv map, summed over positions).
