@@ -31,8 +31,12 @@ def _nets():
     nested = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(12, 16), nn.ReLU(inplace=True)), nn.Identity(),
                            nn.Sequential(nn.Dropout(0.2), nn.Linear(16, 16), nn.ReLU()), nn.Dropout(0.2),
                            nn.Linear(16, 4))
+    torch.manual_seed(25)
+    tokens = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 16), nn.ReLU(),
+                           nn.Dropout(0.5), nn.Flatten(), nn.Linear(3 * 16, 4))
     return [
         ("fc_net, dropout slots", fc, [fc[3], fc[6]], (20,)),
+        ("(B, T, D) rows, then Flatten", tokens, [tokens[2], tokens[5]], (3, 8)),
         ("fc_net, Linear outputs and the logits", fc, [fc[1], fc[4], fc[7]], (20,)),
         ("nested containers, in-place ReLU", nested, [nested[3][0], nested[4]], (3, 4)),
     ]
