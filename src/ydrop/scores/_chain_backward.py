@@ -36,7 +36,9 @@ from ._chain import is_plain_sequential, modules_above
 from ._row_differences import rows_times_weight
 from ._units import one_hot_targets
 
-__all__ = ["may_be_chain", "ChainRecorder", "chain_gradients", "global_forward_hooks"]
+__all__ = [
+    "may_be_chain", "ChainRecorder", "ChainCall", "chain_gradients", "global_forward_hooks", "any_global_hooks", "has_hooks",
+]
 
 
 def may_be_chain(model: nn.Module, scored: list[nn.Module]) -> bool:
@@ -66,7 +68,7 @@ def _may_pass(module: nn.Module, scored: set[int]) -> bool:
 
 
 @dataclass
-class _Call:
+class ChainCall:
     """One call of a leaf module on the path's rows, and the input and output
     versions that tell whether anything changed them in place."""
 
@@ -84,7 +86,7 @@ class ChainRecorder:
     calls :meth:`record`) from the first scored layer's on, and reads the chain."""
 
     scored: list[nn.Module]
-    calls: list[_Call] = field(default_factory=list)
+    calls: list[ChainCall] = field(default_factory=list)
 
     def record(self, module: nn.Module, inputs: Tensor, output: object, input_version_before: int) -> None:
         # Nothing below the lowest scored layer is kept: a CNN's feature maps are
@@ -92,16 +94,16 @@ class ChainRecorder:
         if not self.calls and all(module is not scored for scored in self.scored):
             return
         if isinstance(output, Tensor):
-            self.calls.append(_Call(module, inputs, output, input_version_before, output._version))
+            self.calls.append(ChainCall(module, inputs, output, input_version_before, output._version))
 
-    def chain(self, logits: Tensor, model: nn.Module) -> list[_Call] | None:
+    def chain(self, logits: Tensor, model: nn.Module) -> list[ChainCall] | None:
         """The calls from the lowest scored layer to ``model``'s output ``logits``
         when they form a chain the written backward supports, else None."""
         chain = self.calls  # from the first scored layer's call on (``record``)
         # Hooks on a container (the model itself, a block) run around the leaves'
         # calls, where the chain cannot see what they change.
         containers = (module for module in model.modules() if next(module.children(), None) is not None)
-        if not chain or _global_hooks() or any(_hooked(module) for module in containers):
+        if not chain or any_global_hooks() or any(has_hooks(module) for module in containers):
             return None
         scored = {id(module) for module in self.scored}
         if chain[-1].output is not logits or sum(id(call.module) in scored for call in chain) != len(scored):
@@ -118,10 +120,10 @@ class ChainRecorder:
         return chain
 
 
-def _kind(call: _Call) -> str | None:
+def _kind(call: ChainCall) -> str | None:
     """How the backward passes a cotangent through ``call``; None: not supported."""
     module = call.module
-    if _hooked(module):
+    if has_hooks(module):
         return None
     forward = type(module).forward
     if forward is nn.Linear.forward:
@@ -135,7 +137,7 @@ def _kind(call: _Call) -> str | None:
     return None
 
 
-def _global_hooks() -> bool:
+def any_global_hooks() -> bool:
     hooks = torch.nn.modules.module
     return global_forward_hooks() or bool(hooks._global_backward_hooks or hooks._global_backward_pre_hooks)
 
@@ -146,7 +148,7 @@ def global_forward_hooks() -> bool:
     return bool(hooks._global_forward_hooks or hooks._global_forward_pre_hooks)
 
 
-def _hooked(module: nn.Module) -> bool:
+def has_hooks(module: nn.Module) -> bool:
     # The written backward would skip what hooks add (or replace).
     return bool(
         module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
@@ -154,7 +156,7 @@ def _hooked(module: nn.Module) -> bool:
 
 
 def chain_gradients(
-    chain: list[_Call], scored: list[nn.Module], target: Tensor, points: int, batch: int
+    chain: list[ChainCall], scored: list[nn.Module], target: Tensor, points: int, batch: int
 ) -> dict[nn.Module, Tensor]:
     """The target logit's gradient at the output of every ``scored`` module of
     ``chain`` (whose first call is the lowest of them), at the points 0 .. points - 2:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .._validation import check_logits, check_targets
 from ._chain import is_plain_sequential
-from ._chain_backward import _Call, _global_hooks, _hooked, chain_gradients
+from ._chain_backward import ChainCall, any_global_hooks, chain_gradients, has_hooks
 from ._path import PathRows, interpolated_stem, once_for_shared_start
 
 __all__ = ["sequential_pass", "GAVE_UP"]
@@ -49,7 +49,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
     runs), ``GAVE_UP`` when a parameter-free leaf did not return its input untouched.
     ``model`` is in eval mode, autograd off."""
     leaves = _plain_leaves(model)
-    if leaves is None or _global_hooks():
+    if leaves is None or any_global_hooks():
         return None
     positions = {id(module): index for index, module in enumerate(leaves)}
     if len(positions) != len(leaves) or any(id(module) not in positions for module in scored):
@@ -61,14 +61,14 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
     # The head, a last Linear that is not scored: the written backward starts from its
     # weight's target rows and never reads the logits, so its product is skipped.
     head = leaves[-1] if kinds[-1] == "linear" and id(leaves[-1]) not in {id(m) for m in scored} else None
-    calls: list[_Call] = []
+    calls: list[ChainCall] = []
     hidden = path
     for index, (module, kind) in enumerate(zip(leaves, kinds)):
         if hidden.dim() == 0 or hidden.shape[0] != layout.rows:
             return GAVE_UP  # rows merged (a Flatten over dim 0): not the path's layout
         version = hidden._version
         if module is head:
-            calls.append(_Call(module, hidden, hidden, version, version, kind))  # output: never read
+            calls.append(ChainCall(module, hidden, hidden, version, version, kind))  # output: never read
             break
         if kind == "linear":
             if hidden is layout.path or hidden._base is layout.path:
@@ -85,7 +85,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
                 return GAVE_UP
             kind = "identity"  # eval-mode dropout, nn.Identity
         if index >= lowest:
-            calls.append(_Call(module, hidden, output, version, output._version, kind))
+            calls.append(ChainCall(module, hidden, output, version, output._version, kind))
         hidden = output
     if head is not None:
         classes = head.out_features
@@ -101,7 +101,7 @@ def _plain_leaves(model: nn.Module) -> list[nn.Module] | None:
     """The leaf modules of a plain ``nn.Sequential`` (nested plain containers
     allowed), in call order, when none carries a hook or a ``forward`` of its own
     (set on the instance); else None."""
-    if not is_plain_sequential(model) or _hooked(model) or "forward" in model.__dict__:
+    if not is_plain_sequential(model) or has_hooks(model) or "forward" in model.__dict__:
         return None
     leaves: list[nn.Module] = []
     for child in model._modules.values():
@@ -112,7 +112,7 @@ def _plain_leaves(model: nn.Module) -> list[nn.Module] | None:
             if inner is None:
                 return None
             leaves += inner
-        elif _hooked(child) or "forward" in child.__dict__:
+        elif has_hooks(child) or "forward" in child.__dict__:
             return None
         else:
             leaves.append(child)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
 from functools import lru_cache
 
 import torch
