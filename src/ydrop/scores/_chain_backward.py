@@ -37,7 +37,8 @@ from ._row_differences import rows_times_weight
 from ._units import one_hot_targets
 
 __all__ = [
-    "may_be_chain", "ChainRecorder", "ChainCall", "chain_gradients", "global_forward_hooks", "any_global_hooks", "has_hooks",
+    "may_be_chain", "ChainRecorder", "ChainCall", "chain_gradients",
+    "global_forward_hooks", "any_global_hooks", "has_hooks",
 ]
 
 

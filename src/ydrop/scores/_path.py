@@ -17,7 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem", "without_bias", "with_bias", "broadcast_bias"]
+__all__ = [
+    "AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem",
+    "without_bias", "with_bias", "broadcast_bias",
+]
 
 # The path is laid out point-major, (steps + 1) groups of B rows along dim 0, and two
 # sets of rows are redundant: with a baseline shared by all samples the B rows of the
