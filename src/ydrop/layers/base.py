@@ -61,6 +61,8 @@ def unit_view(x: Tensor) -> tuple[int, int]:
 
 def broadcast_units(values: Tensor, x: Tensor) -> Tensor:
     """Reshape a (B or 1, N) per-unit tensor so it broadcasts over ``x`` (B, N, *spatial)."""
+    if x.dim() == 2:
+        return values  # already (B or 1, N): no view op on every step
     return values.reshape(values.shape + (1,) * (x.dim() - 2))
 
 

@@ -166,6 +166,11 @@ def _conductance(
         if grad is None:  # the layer does not reach the logits: it conducts nothing
             results.append(per_unit(torch.zeros_like(points[0])))
             continue
+        if grad.shape[0] > 1 and grad.stride(0) == 0:
+            # The same gradient at every point (a layer above the last ReLU: the
+            # head's row of the target class): the sum of the steps telescopes.
+            results.append(per_unit(grad[0] * (points[-1] - points[0])))
+            continue
         # Left Riemann sum of gradient times the layer's step along the path.
         results.append(per_unit((grad * (points[1:] - points[:-1])).sum(dim=0)))
     return results, classes
