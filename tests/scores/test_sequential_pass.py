@@ -134,3 +134,14 @@ def test_the_guide_scores_an_mlp_op_by_op_from_its_stem(passes):
         assert guide.step(x, y) == {}  # scored in the forward, from the stem
         model(x)
     assert passes == ["op by op", "op by op"]
+
+
+def test_logits_that_are_not_rows_of_classes_are_refused_by_name(passes):
+    """The head's product is skipped only for (rows, classes) logits: a last Linear
+    over (B, T, D) rows runs, and its (B, T, classes) output is refused as the
+    module-by-module pass refuses it."""
+    torch.manual_seed(26)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 4))
+    x, y = torch.randn(6, 3, 8), torch.randint(0, 4, (6,))
+    with pytest.raises(ValueError, match=r"logits of shape \(B, classes\), got \(36, 3, 4\)"):
+        conductance(model, x, y, [model[2]])

@@ -62,13 +62,14 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
     # weight's target rows and never reads the logits, so its product is skipped.
     head = leaves[-1] if kinds[-1] == "linear" and id(leaves[-1]) not in {id(m) for m in scored} else None
     calls: list[ChainCall] = []
-    hidden = path
+    hidden, head_skipped = path, False
     for index, (module, kind) in enumerate(zip(leaves, kinds)):
         if hidden.dim() == 0 or hidden.shape[0] != layout.rows:
             return GAVE_UP  # rows merged (a Flatten over dim 0): not the path's layout
         version = hidden._version
-        if module is head:
+        if module is head and hidden.dim() == 2:  # logits (rows, classes); otherwise run it and let them be refused
             calls.append(ChainCall(module, hidden, hidden, version, version, kind))  # output: never read
+            head_skipped = True
             break
         if kind == "linear":
             if hidden is layout.path or hidden._base is layout.path:
@@ -87,7 +88,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
         if index >= lowest:
             calls.append(ChainCall(module, hidden, output, version, output._version, kind))
         hidden = output
-    if head is not None:
+    if head_skipped:  # its logits would be (rows, out_features)
         classes = head.out_features
         check_targets("target", target, layout.batch, num_classes=classes)
     else:
