@@ -122,8 +122,9 @@ class Guide:
         # Per layer name: the modules above it as a chain, or None (separate pass).
         self._chains: dict[str, nn.Sequential | None] = {}
         # The affine stem and the chain above it (conductance from the training
-        # forward), found at the first step that needs it: (found or None,).
-        self._stem_found: tuple[tuple[nn.Module, nn.Sequential, frozenset[int]] | None] | None = None
+        # forward), looked up at the first step that needs it; None: there is none.
+        self._stem_looked_up = False
+        self._stem_found: tuple[nn.Module, nn.Sequential, frozenset[int]] | None = None
         self._stem_hook: RemovableHandle | None = None
         self.epoch: int | None = None
         # Names of the layers the last step scores (by its pass or in the forward).
@@ -272,7 +273,7 @@ class Guide:
         training forward (see the module docstring), else None. Found once."""
         if not self.reuse_forward:
             return None
-        if self._stem_found is None:
+        if not self._stem_looked_up:
             found = affine_stem(self.model, inputs[:1])
             if found is not None:
                 stem, chain = found
@@ -282,8 +283,8 @@ class Guide:
                     found = None
                 else:
                     found = (stem, chain, inside)
-            self._stem_found = (found,)
-        return self._stem_found[0]
+            self._stem_found, self._stem_looked_up = found, True
+        return self._stem_found
 
     def _disarm_stem(self) -> None:
         if self._stem_hook is not None:
