@@ -24,7 +24,6 @@ from torch import Tensor
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
 from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
-from ..scores.activation import activation_score
 from .base import GuidedDropout, ScoreRequest, broadcast_units
 
 __all__ = ["YDrop"]
