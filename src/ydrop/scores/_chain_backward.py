@@ -38,7 +38,7 @@ from ._units import one_hot_targets
 
 __all__ = [
     "may_be_chain", "ChainRecorder", "ChainCall", "chain_gradients",
-    "global_forward_hooks", "any_global_hooks", "has_hooks",
+    "global_forward_hooks", "any_global_hooks", "has_hooks", "KNOWN_FORWARDS",
 ]
 
 
@@ -121,18 +121,19 @@ class ChainRecorder:
         return chain
 
 
+# The modules the backward passes a cotangent through, by their exact forward (a
+# subclass may compute otherwise); besides these, modules that return their input.
+KNOWN_FORWARDS = {nn.Linear.forward: "linear", nn.ReLU.forward: "relu", nn.Flatten.forward: "flatten"}
+
+
 def _kind(call: ChainCall) -> str | None:
     """How the backward passes a cotangent through ``call``; None: not supported."""
     module = call.module
     if has_hooks(module):
         return None
-    forward = type(module).forward
-    if forward is nn.Linear.forward:
-        return "linear"
-    if forward is nn.ReLU.forward:
-        return "relu"
-    if forward is nn.Flatten.forward:
-        return "flatten"
+    known = KNOWN_FORWARDS.get(type(module).forward)
+    if known is not None:
+        return known
     if call.output is call.input and call.input._version == call.input_version_before:
         return "identity"  # returned its input untouched: eval-mode dropout, nn.Identity
     return None

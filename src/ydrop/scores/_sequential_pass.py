@@ -31,15 +31,14 @@ from torch import Tensor, nn
 
 from .._validation import check_logits, check_targets
 from ._chain import is_plain_sequential
-from ._chain_backward import ChainCall, any_global_hooks, chain_gradients, has_hooks
+from ._chain_backward import KNOWN_FORWARDS, ChainCall, any_global_hooks, chain_gradients, has_hooks
 from ._path import PathRows, interpolated_stem, once_for_shared_start
 
 __all__ = ["sequential_pass", "GAVE_UP"]
 
-# Modules whose ops the pass runs itself (exact forwards: a subclass may compute
-# otherwise). Any other leaf must have no parameters and return its input untouched,
-# which only its own forward can tell, so it is checked on every pass.
-_KINDS = {nn.Linear.forward: "linear", nn.ReLU.forward: "relu", nn.Flatten.forward: "flatten"}
+# The pass runs the ops of the modules the written backward knows (KNOWN_FORWARDS).
+# Any other leaf must have no parameters and return its input untouched, which only
+# its own forward can tell, so it is checked on every pass.
 
 # Returned when a leaf turned out not to return its input, after the products below
 # it ran: the caller remembers the model and does not try it again.
@@ -58,7 +57,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
     positions = {id(module): index for index, module in enumerate(leaves)}
     if len(positions) != len(leaves) or any(id(module) not in positions for module in scored):
         return None
-    kinds = [_KINDS.get(type(module).forward) for module in leaves]
+    kinds = [KNOWN_FORWARDS.get(type(module).forward) for module in leaves]
     if any(kind is None and next(module.parameters(), None) is not None for module, kind in zip(leaves, kinds)):
         return None  # a layer with weights it does not run (Conv, batch norm): before any product
     lowest = min(positions[id(module)] for module in scored)
