@@ -269,7 +269,8 @@ def test_branches_and_residual_blocks_match_captum(baseline):
 class _MatmulCounter(TorchDispatchMode):
     """Counts the multiply-adds of matrix products and convolutions, like
     ``FlopCounterMode`` but without its global module hooks (under which the
-    written backward, which cannot see what hooks do, steps aside)."""
+    written backward, which cannot see what hooks do, steps aside), and with
+    oneDNN's product (``_products``), which the flop registry does not know."""
 
     def __init__(self):
         super().__init__()
@@ -278,13 +279,16 @@ class _MatmulCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func.overloadpacket is torch.ops.mkldnn._linear_pointwise:
+            self.multiply_adds += args[0].shape[0] * args[1].shape[0] * args[1].shape[1]
+            return out
         count = flop_registry.get(func.overloadpacket)
         if count is not None:
             self.multiply_adds += count(*args, **kwargs, out_val=out) // 2
         return out
 
 
-def _matmul_multiply_adds(run) -> int:
+def matmul_multiply_adds(run) -> int:
     with _MatmulCounter() as counter:
         run()
     return counter.multiply_adds
@@ -318,7 +322,7 @@ def test_pass_runs_each_point_once_and_no_backward_for_the_last_point(shared, fl
     if flatten:  # the stem reads a view of the path (MNIST images through nn.Flatten)
         model, x = nn.Sequential(nn.Flatten(), *model), x.reshape(batch, 4, 5)
         baseline = None if shared else baseline.reshape(batch, 4, 5)
-    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, layers, baseline, steps))
+    measured = matmul_multiply_adds(lambda: conductance(model, x, y, layers, baseline, steps))
     starts = 1 if shared else batch
     stem = (starts + batch) * 20 * 32
     head = 0 if backward == "written" else 24 * 5
@@ -345,7 +349,7 @@ def test_no_graph_below_the_lowest_scored_layer(dense_backward, backward, monkey
             lambda _module, _inputs, output, name=name: graph.__setitem__(name, output.requires_grad))
     if backward == "written":
         monkeypatch.setattr(torch.autograd, "grad", lambda *args, **kwargs: pytest.fail("autograd ran"))
-    measured = _matmul_multiply_adds(lambda: conductance(model, x, y, [model[10]], steps=steps))
+    measured = matmul_multiply_adds(lambda: conductance(model, x, y, [model[10]], steps=steps))
     assert graph == ({"4": False, "6": False} if backward == "written" else {"4": False, "6": False, "11": True})
     rows = 1 + steps * batch
     stem = (1 + batch) * 6 * 8 * 8 * 3 * 9

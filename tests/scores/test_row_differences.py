@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ydrop.scores import _row_differences as row_differences
 from ydrop.scores._row_differences import rows_times_weight
 from ydrop.scores.conductance import conductance
 
-from test_conductance import assert_close, captum_conductance
+from test_conductance import assert_close, captum_conductance, matmul_multiply_adds as _multiply_adds
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +29,6 @@ def _groups(changed_fractions, rows=6, out=40, dtype=torch.float64, seed=0):
         changed = torch.rand(rows, out, generator=generator) < fraction
         groups.insert(0, torch.where(changed, torch.randn(rows, out, generator=generator, dtype=dtype), groups[0]))
     return torch.stack(groups)
-
-
-def _multiply_adds(run) -> int:
-    with FlopCounterMode(display=False) as counter:
-        run()
-    return counter.get_total_flops() // 2
 
 
 @pytest.mark.parametrize(

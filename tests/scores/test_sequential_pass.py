@@ -60,12 +60,12 @@ def test_the_same_floats_as_the_module_by_module_pass_and_captums_numbers(case, 
 
 def test_the_heads_product_is_skipped(monkeypatch):
     """The written backward starts from the head's row of the target class: the
-    logits are never computed (a spy on F.linear sees no call with the head's weight)."""
+    logits are never computed (a spy on the pass's linear sees no call with the head's weight)."""
     model = fc_net()
     x, y = torch.randn(6, 20), torch.randint(0, 5, (6,))
     weights = []
-    linear = torch.nn.functional.linear
-    monkeypatch.setattr(_sequential_pass.F, "linear", lambda rows, weight, bias=None: weights.append(weight)
+    linear = _sequential_pass.linear
+    monkeypatch.setattr(_sequential_pass, "linear", lambda rows, weight, bias=None: weights.append(weight)
                         or linear(rows, weight, bias))
     conductance(model, x, y, [model[3], model[6]])
     assert not any(w is model[7].weight for w in weights)

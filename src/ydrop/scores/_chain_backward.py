@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from ._chain import is_plain_sequential, modules_above
-from ._row_differences import rows_times_weight
+from ._path import PathRows
+from ._row_differences import repeated_by_class, rows_times_weight
 from ._units import one_hot_targets
 
 __all__ = [
@@ -158,16 +159,22 @@ def has_hooks(module: nn.Module) -> bool:
 
 
 def chain_gradients(
-    chain: list[ChainCall], scored: list[nn.Module], target: Tensor, points: int, batch: int
+    chain: list[ChainCall], scored: list[nn.Module], target: Tensor, layout: PathRows
 ) -> dict[nn.Module, Tensor]:
     """The target logit's gradient at the output of every ``scored`` module of
-    ``chain`` (whose first call is the lowest of them), at the points 0 .. points - 2:
-    ``{module: (points - 1, batch, *)}``. ``target``: (batch,) class indices.
+    ``chain`` (whose first call is the lowest of them), at the points 0 .. points - 2
+    of ``layout``: ``{module: (points - 1, batch, *)}``. ``target``: (batch,) class
+    indices.
 
     The cotangent is carried as (batch, *) while it is the same at every point (from
-    the head down to the first ReLU), then as (points - 1, batch, *).
+    the head down to the first ReLU), then as (points - 1, batch, *). At a shared
+    start (alpha = 0 is one point for all samples) the first point's cotangent
+    depends only on the class, so a Linear multiplies one row per class present
+    (``RepeatedRows``).
     """
-    groups, rows = points - 1, (points - 1) * batch
+    batch = layout.batch
+    groups, rows = layout.points - 1, layout.rows_with_gradient
+    repeated = repeated_by_class(target) if layout.shared_start else None
     wanted = {id(module) for module in scored}
     cotangent: Tensor | None = None  # None: one-hot at the target class, on the logits
     per_point = False
@@ -187,7 +194,10 @@ def chain_gradients(
                 leading = (groups, batch) if per_point else (batch,)
                 # Rows of (B, T, D) inputs: one group per point of B T rows.
                 grouped = cotangent.reshape(groups if per_point else 1, -1, weight.shape[0])
-                product = rows_times_weight(grouped, weight.to(cotangent.dtype))
+                # The first group's rows repeat by class (all of them while the
+                # cotangent is the same at every point) when a group is the batch's rows.
+                first_point = repeated if grouped.shape[1] == batch else None
+                product = rows_times_weight(grouped, weight.to(cotangent.dtype), first_point)
                 cotangent = product.reshape(leading + call.input.shape[1:])
         elif kind == "relu":
             if cotangent is None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._products import linear
 
 __all__ = [
     "AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem",
@@ -81,7 +82,7 @@ def interpolated_stem(module: nn.Module, inputs: Tensor, layout: PathRows) -> Te
 
 def without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
     if isinstance(module, nn.Linear):
-        return F.linear(inputs, module.weight)
+        return linear(inputs, module.weight)
     return module._conv_forward(inputs, module.weight, None)
 
 

@@ -26,13 +26,13 @@ layer's output the same; gradients (points - 1, batch, *).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_logits, check_targets
 from ._chain import is_plain_sequential
 from ._chain_backward import KNOWN_FORWARDS, ChainCall, any_global_hooks, chain_gradients, has_hooks
 from ._path import PathRows, interpolated_stem, once_for_shared_start
+from ._products import linear
 
 __all__ = ["sequential_pass", "GAVE_UP"]
 
@@ -78,7 +78,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
             if hidden is layout.path or hidden._base is layout.path:
                 output = interpolated_stem(module, hidden, layout)
             else:
-                output = once_for_shared_start(lambda rows: F.linear(rows, module.weight, module.bias), hidden, layout)
+                output = once_for_shared_start(lambda rows: linear(rows, module.weight, module.bias), hidden, layout)
         elif kind == "relu":
             output = torch.relu(hidden)  # in place or not, the same values: the pass owns its rows
         elif kind == "flatten":
@@ -96,7 +96,7 @@ def sequential_pass(model: nn.Module, path: Tensor, target: Tensor, scored: list
         check_targets("target", target, layout.batch, num_classes=classes)
     else:
         classes = check_logits(hidden, target, layout.batch)
-    gradients = chain_gradients(calls, scored, target, layout.points, layout.batch)
+    gradients = chain_gradients(calls, scored, target, layout)
     outputs = {id(call.module): call.output for call in calls}
     return [outputs[id(module)] for module in scored], [gradients[module] for module in scored], classes
 

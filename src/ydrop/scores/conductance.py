@@ -39,6 +39,7 @@ from .._validation import check_logits, check_positive_int, check_targets
 from ._chain_backward import ChainRecorder, chain_gradients, may_be_chain
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._path import AFFINE, POOLING, PathRows, interpolated_stem, once_for_shared_start
+from ._products import linear
 from ._row_differences import rows_times_weight
 from ._sequential_pass import GAVE_UP, sequential_pass
 from ._units import per_unit
@@ -245,7 +246,7 @@ def _pass_without_autograd(
     if chain is None:
         return None
     with torch.no_grad():
-        gradients = chain_gradients(chain, modules, target, layout.points, layout.batch)
+        gradients = chain_gradients(chain, modules, target, layout)
     outputs = {id(call.module): call.output for call in chain}
     return [outputs[id(module)] for module in modules], [gradients[module] for module in modules], classes
 
@@ -316,6 +317,9 @@ def _lean_layers(model: nn.Module, layout: PathRows, recorder: ChainRecorder | N
 
     def make_forward(module: nn.Module):
         original = type(module).forward
+        # What runs a row-wise module on the rows it needs: an exact nn.Linear on the
+        # pass's product kernel (``_products``).
+        on_rows = _linear_forward if original is nn.Linear.forward else original
         affine = type(module) in AFFINE
         # Worth a copy of the output: layers with weights, and pooling. Elementwise
         # ones (ReLU, dropout in eval mode) cost less than the copy would.
@@ -339,9 +343,9 @@ def _lean_layers(model: nn.Module, layout: PathRows, recorder: ChainRecorder | N
                 # Views of the path (nn.Flatten) stay views, for the stem to see.
                 return interpolated_stem(module, inputs, layout) if affine else original(module, inputs)
             if not torch.is_grad_enabled() and costly:
-                return once_for_shared_start(lambda rows: original(module, rows), inputs, layout)
+                return once_for_shared_start(lambda rows: on_rows(module, rows), inputs, layout)
             if affine and _lean_backward_supported(module):
-                return _LeanAffine.apply(inputs, module, original, layout)
+                return _LeanAffine.apply(inputs, module, on_rows, layout)
             return original(module, inputs)
 
         return forward
@@ -355,6 +359,10 @@ def _lean_layers(model: nn.Module, layout: PathRows, recorder: ChainRecorder | N
     finally:
         for module in patched:
             module.__dict__.pop("forward", None)
+
+
+def _linear_forward(module: nn.Linear, rows: Tensor) -> Tensor:
+    return linear(rows, module.weight, module.bias)
 
 
 class _LeanAffine(torch.autograd.Function):
