@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ydrop.scores import _row_differences as row_differences
-from ydrop.scores._row_differences import rows_times_weight
+from ydrop.scores import _chain_backward as chain_backward
+from ydrop.scores._row_differences import RepeatedRows, repeated_by_class, rows_times_weight
 from ydrop.scores.conductance import conductance
 
 from test_conductance import assert_close, captum_conductance, matmul_multiply_adds as _multiply_adds
@@ -89,6 +90,70 @@ def test_small_products_stay_dense(monkeypatch):
     groups = _groups([0.0, 0.0])
     weight = torch.randn(40, 30, dtype=torch.float64)
     assert _multiply_adds(lambda: rows_times_weight(groups, weight)) == 3 * 6 * 40 * 30
+
+
+def test_repeated_by_class_keeps_each_class_first_sample():
+    repeated = repeated_by_class(torch.tensor([2, 0, 2, 1, 0]))
+    assert repeated.kept.tolist() == [1, 3, 0]  # classes 0, 1, 2
+    assert repeated.index.tolist() == [2, 0, 2, 1, 0]
+    assert repeated_by_class(torch.tensor([3, 1, 2])) is None  # nothing repeats
+    # Off the CPU the number of classes present would be read from the device.
+    assert repeated_by_class(torch.empty(5, dtype=torch.long, device="meta")) is None
+
+
+def _repeated_first_group(fractions, classes, out=40, seed=0):
+    """Groups as ``_groups``, whose first group's rows depend on ``classes`` only, as
+    the cotangents at a shared start do."""
+    groups = _groups(fractions, rows=len(classes), out=out, seed=seed)
+    target = torch.tensor(classes)
+    groups[0] = torch.randn(max(classes) + 1, out, dtype=groups.dtype)[target]
+    return groups, target
+
+
+@pytest.mark.parametrize(
+    "fractions", [[0.02, 0.1, 0.05], [0.9, 0.05, 0.02], [1.0, 1.0], [0.05, 0.9, 0.05]],
+    ids=["only group 0 dense", "leading dense groups", "all dense", "a dense group later"],
+)
+def test_a_repeated_first_group_multiplies_its_distinct_rows_only(fractions):
+    groups, target = _repeated_first_group(fractions, [0, 4, 0, 2, 4, 0])
+    weight = torch.randn(40, 30, dtype=torch.float64)
+    repeated = repeated_by_class(target)
+    result = rows_times_weight(groups, weight, repeated)
+    torch.testing.assert_close(result, groups @ weight, rtol=1e-12, atol=1e-12)
+    without = _multiply_adds(lambda: rows_times_weight(groups, weight))
+    assert _multiply_adds(lambda: rows_times_weight(groups, weight, repeated)) == without - (6 - 3) * 40 * 30
+
+
+def test_repeated_rows_must_index_every_row_of_a_group():
+    groups, _ = _repeated_first_group([0.1], [0, 1, 0])
+    wrong = RepeatedRows(kept=torch.tensor([0, 1]), index=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="repeated: 2 rows indexed, the groups have 3"):
+        rows_times_weight(groups, torch.randn(40, 30, dtype=torch.float64), wrong)
+
+
+@pytest.mark.parametrize("baseline", [None, "per-sample"])
+def test_the_pass_hands_the_class_repeats_only_at_a_shared_start(baseline, monkeypatch):
+    """At a shared start the first point's cotangents repeat by class, and the chain's
+    Linear gets them; a per-sample baseline starts every sample elsewhere."""
+    seen = []
+    original = chain_backward.rows_times_weight
+    monkeypatch.setattr(chain_backward, "rows_times_weight",
+                        lambda rows, weight, repeated=None: seen.append(repeated) or original(rows, weight, repeated))
+    model = wide_mlp()
+    torch.manual_seed(4)
+    x = torch.rand(12, 1, 8, 8)
+    y = torch.tensor([0, 1, 0, 3, 1, 1, 5, 0, 7, 3, 9, 2])
+    base = None if baseline is None else 0.05 * torch.rand_like(x)
+    layers = [model[3], model[6]]
+    ours = conductance(model, x, y, layers, baseline=base, steps=5)
+    if baseline is None:
+        repeated = seen[-1]
+        assert repeated.kept.tolist() == [0, 1, 11, 3, 6, 8, 10]  # classes 0, 1, 2, 3, 5, 7, 9
+        assert torch.equal(y[repeated.kept[repeated.index]], y)  # each sample's kept row has its class
+    else:
+        assert seen[-1] is None
+    for layer in layers:
+        assert_close(ours[layer], captum_conductance(model, layer, x, y, 5, baseline=base))
 
 
 @pytest.fixture
