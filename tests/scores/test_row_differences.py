@@ -131,19 +131,22 @@ def test_repeated_rows_must_index_every_row_of_a_group():
         rows_times_weight(groups, torch.randn(40, 30, dtype=torch.float64), wrong)
 
 
-@pytest.mark.parametrize("baseline", [None, "per-sample"])
+@pytest.mark.parametrize("baseline", [None, "per-sample", "small weights"])
 def test_the_pass_hands_the_class_repeats_only_at_a_shared_start(baseline, monkeypatch):
     """At a shared start the first point's cotangents repeat by class, and the chain's
-    Linear gets them; a per-sample baseline starts every sample elsewhere."""
+    Linear gets them when its weight is large enough to pay for the lookup; a
+    per-sample baseline starts every sample elsewhere."""
     seen = []
     original = chain_backward.rows_times_weight
     monkeypatch.setattr(chain_backward, "rows_times_weight",
                         lambda rows, weight, repeated=None: seen.append(repeated) or original(rows, weight, repeated))
+    if baseline != "small weights":  # the net's 256 x 256 weights are below the size that pays
+        monkeypatch.setattr(chain_backward, "MIN_REPEATS_WEIGHT", 256 * 256)
     model = wide_mlp()
     torch.manual_seed(4)
     x = torch.rand(12, 1, 8, 8)
     y = torch.tensor([0, 1, 0, 3, 1, 1, 5, 0, 7, 3, 9, 2])
-    base = None if baseline is None else 0.05 * torch.rand_like(x)
+    base = 0.05 * torch.rand_like(x) if baseline == "per-sample" else None
     layers = [model[3], model[6]]
     ours = conductance(model, x, y, layers, baseline=base, steps=5)
     if baseline is None:

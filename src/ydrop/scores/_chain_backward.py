@@ -28,13 +28,14 @@ Shapes: the path's rows (points * batch, *), point-major; a recorded output
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 from torch import Tensor, nn
 
 from ._chain import is_plain_sequential, modules_above
 from ._path import PathRows
-from ._row_differences import repeated_by_class, rows_times_weight
+from ._row_differences import MIN_REPEATS_WEIGHT, repeated_by_class, rows_times_weight
 from ._units import one_hot_targets
 
 __all__ = [
@@ -174,7 +175,8 @@ def chain_gradients(
     """
     batch = layout.batch
     groups, rows = layout.points - 1, layout.rows_with_gradient
-    repeated = repeated_by_class(target) if layout.shared_start else None
+    # Looked up once, by the first Linear large enough for it to pay.
+    class_repeats = cache(lambda: repeated_by_class(target) if layout.shared_start else None)
     wanted = {id(module) for module in scored}
     cotangent: Tensor | None = None  # None: one-hot at the target class, on the logits
     per_point = False
@@ -196,7 +198,8 @@ def chain_gradients(
                 grouped = cotangent.reshape(groups if per_point else 1, -1, weight.shape[0])
                 # The first group's rows repeat by class (all of them while the
                 # cotangent is the same at every point) when a group is the batch's rows.
-                first_point = repeated if grouped.shape[1] == batch else None
+                repeats = grouped.shape[1] == batch and weight.numel() >= MIN_REPEATS_WEIGHT
+                first_point = class_repeats() if repeats else None
                 product = rows_times_weight(grouped, weight.to(cotangent.dtype), first_point)
                 cotangent = product.reshape(leading + call.input.shape[1:])
         elif kind == "relu":
