@@ -190,7 +190,6 @@ def test_score_every_four_runs_the_scoring_pass_on_one_step_in_four():
     x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
     passes, strong, high_rates = [], [], []
     for _ in range(12):
-        calls = count_forwards(model)  # a fresh counter per step (hooks stay: count the last)
         passes.append(bool(guide.step(x, y)))
         model(x)
         rates = model.first.drop_rate  # elasticity 1: the EMA is this step's g_B

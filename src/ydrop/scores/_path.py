@@ -20,7 +20,7 @@ from ._products import linear
 
 __all__ = [
     "AFFINE", "POOLING", "PathRows", "once_for_shared_start", "interpolated_stem",
-    "without_bias", "with_bias", "broadcast_bias",
+    "broadcast_bias",
 ]
 
 # The path is laid out point-major, (steps + 1) groups of B rows along dim 0, and two
@@ -72,21 +72,21 @@ def interpolated_stem(module: nn.Module, inputs: Tensor, layout: PathRows) -> Te
     starts = ends[0][:1] if layout.shared_start else ends[0]
     # f(x) - f(b) is the bias-free map of x - b: one product with the start rows,
     # so the weights are read once.
-    both = without_bias(module, torch.cat([starts, ends[-1] - ends[0]]))
-    start, step = with_bias(module, both[: starts.shape[0]]), both[starts.shape[0]:]
+    both = _without_bias(module, torch.cat([starts, ends[-1] - ends[0]]))
+    start, step = _with_bias(module, both[: starts.shape[0]]), both[starts.shape[0]:]
     alphas = torch.linspace(0, 1, layout.points, dtype=step.dtype, device=step.device)
     alphas = alphas.reshape((layout.points,) + (1,) * step.dim())
     # One fused pass over the output (a separate product and sum cost 5x more on CPU).
     return torch.addcmul(start.unsqueeze(0), alphas, step.unsqueeze(0)).flatten(0, 1)
 
 
-def without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
+def _without_bias(module: nn.Module, inputs: Tensor) -> Tensor:
     if isinstance(module, nn.Linear):
         return linear(inputs, module.weight)
     return module._conv_forward(inputs, module.weight, None)
 
 
-def with_bias(module: nn.Module, outputs: Tensor) -> Tensor:
+def _with_bias(module: nn.Module, outputs: Tensor) -> Tensor:
     if module.bias is None:
         return outputs
     return outputs + broadcast_bias(module, outputs.dim())
