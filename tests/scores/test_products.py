@@ -46,7 +46,7 @@ def test_a_transposed_or_sliced_weight_is_read_as_it_is(onednn_calls):
 
 @pytest.mark.parametrize(
     "case",
-    ["float64", "3-D rows", "no rows", "recording a graph", "switched off"],
+    ["float64", "3-D rows", "no rows", "recording a graph", "autocast", "switched off"],
 )
 def test_anything_else_takes_torchs_kernel(case, onednn_calls, monkeypatch):
     torch.manual_seed(2)
@@ -59,10 +59,12 @@ def test_anything_else_takes_torchs_kernel(case, onednn_calls, monkeypatch):
         x = torch.randn(0, 16)
     elif case == "recording a graph":
         weight.requires_grad_(True)
-    else:
+    elif case == "switched off":
         monkeypatch.setattr(products, "ONEDNN", False)
-    result = linear(x, weight)
-    torch.testing.assert_close(result, F.linear(x, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast"):
+        result, expected = linear(x, weight), F.linear(x, weight)
+    assert result.dtype == expected.dtype  # bfloat16 under autocast, as the model's own Linear
+    torch.testing.assert_close(result, expected)
     assert not onednn_calls
     if case == "recording a graph":
         assert result.grad_fn is not None  # the op has no backward: autograd's kernel ran

@@ -16,8 +16,9 @@ they round differently, so the pass no longer repeats Captum's (torch's default
 kernel's) rounding: on the zoo's models the two differ by up to about the error
 each has against float64 (1e-6 on the FC nets, up to 1e-4 on the deepest S_k net).
 
-Used for float32 tensors on the CPU outside autograd (the op has no backward);
-anything else, or a torch without the op, takes ``F.linear`` / ``@``. ``ONEDNN``
+Used for float32 tensors on the CPU outside autograd (the op has no backward) and
+outside CPU autocast (whose casts only torch's own ops apply); anything else, or a
+torch without the op, takes ``F.linear`` / ``@``. ``ONEDNN``
 switches it off (tests and benchmarks compare the two).
 
 Shapes: rows (N, in), weight (out, in) -> (N, out) for ``linear``; rows (N, out),
@@ -68,6 +69,7 @@ def _takes_onednn(rows: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     return (
         ONEDNN
         and not recording
+        and not torch.is_autocast_enabled("cpu")
         and rows.dim() == 2
         and rows.shape[0] > 0
         and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)

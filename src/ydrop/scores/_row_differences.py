@@ -12,7 +12,8 @@ of the changed entries.
 The first group has a second shortcut. At a baseline shared by all samples the
 first point (alpha = 0) is one point for all of them, so its cotangent differs only
 by the target class: of B_c = 12 samples of 10 classes, about 7 rows are distinct
-(``RepeatedRows``), and only those are multiplied.
+(``RepeatedRows``), and through weights large enough for it to pay
+(``MIN_REPEATS_WEIGHT``) only those are multiplied.
 
 Shapes: rows (G, R, out) (G points, R rows each), weight (out, in), result (G, R, in).
 """
