@@ -81,8 +81,9 @@ def rows_times_weight(rows: Tensor, weight: Tensor, repeated: RepeatedRows | Non
     group g whose difference from group g - 1 has at most ``SPARSE_FRACTION``
     non-zero entries is group g - 1's product plus the sparse product of that
     difference (neighbouring points of the path differ least); the others densely,
-    in one product with group 0, so that the weight is read once. With ``repeated``
-    (group 0's rows are copies of a few), only group 0's distinct rows are multiplied.
+    in one product with group 0, so that the weight is read once. On that route,
+    with ``repeated`` (group 0's rows are copies of a few), only group 0's distinct
+    rows are multiplied.
 
     Only on the CPU, in float32 / float64: the number of changed entries decides the
     route, and reading it on an accelerator would wait for the device (where the
