@@ -6,6 +6,8 @@ import importlib
 
 import pytest
 
+from ydrop.scores import _products as products
+
 # The module, not the function ``ydrop.scores.conductance`` that shadows its name.
 conductance_module = importlib.import_module("ydrop.scores.conductance")
 
@@ -48,3 +50,14 @@ def passes(monkeypatch):
     monkeypatch.setattr(conductance_module, "_pass_without_autograd", spy_written)
     monkeypatch.setattr(conductance_module, "_pass_with_autograd", spy_autograd)
     return taken
+
+
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """One entry per product that went to oneDNN's kernel (``_products``); stays
+    empty where torch has no such kernel."""
+    calls = []
+    if products.ONEDNN:
+        original = products._LINEAR_POINTWISE
+        monkeypatch.setattr(products, "_LINEAR_POINTWISE", lambda *args: calls.append(1) or original(*args))
+    return calls

@@ -13,16 +13,6 @@ from ydrop.scores._products import linear, times
 from test_conductance import relative_error
 
 
-@pytest.fixture
-def onednn_calls(monkeypatch):
-    """How many products went to oneDNN's kernel."""
-    calls = []
-    if products.ONEDNN:
-        original = products._LINEAR_POINTWISE
-        monkeypatch.setattr(products, "_LINEAR_POINTWISE", lambda *args: calls.append(1) or original(*args))
-    return calls
-
-
 @pytest.mark.parametrize("rows", [1, 7, 61])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_linear_and_times_equal_torchs_products(rows, with_bias, onednn_calls):
