@@ -89,14 +89,12 @@ def check_targets(name: str, target: Any, batch_size: int, num_classes: int | No
             f"{name} must have shape ({batch_size},) to match the batch, got {tuple(target.shape)}"
         )
     if num_classes is not None and target.numel() > 0:
-        message = f"{name} holds a class index outside [0, {num_classes - 1}] for a model with {num_classes} outputs"
-
         def explain() -> str:
             bad = target[(target < 0) | (target >= num_classes)][0].item()
             return (f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
                     f"for a model with {num_classes} outputs")
 
-        _assert_on_device(((target >= 0) & (target < num_classes)).all(), message, explain)
+        _assert_on_device(((target >= 0) & (target < num_classes)).all(), explain)
     return target.long()
 
 
@@ -123,21 +121,23 @@ def check_all_finite(name: str, scores: Tensor) -> None:
     # NaN): two passes over the scores where isfinite(...).all() takes four, a
     # third of the time (12 x 1024 scores: 12 us against 35 us).
     largest = scores.detach().abs().amax()
-    _assert_on_device(torch.isfinite(largest), f"{name} must be finite (NaN or inf found)", explain)
+    _assert_on_device(torch.isfinite(largest), explain)
 
 
-def _assert_on_device(condition: Tensor, message: str, explain: Callable[[], str]) -> None:
-    """Raise when the one-element ``condition`` is false, without a host-device sync.
+def _reads_are_free(tensor: Tensor) -> bool:
+    """Whether reading ``tensor``'s value on the host costs no device synchronisation."""
+    return tensor.device.type == "cpu"
 
-    These checks run on every training step (the Guide, the layers' forward), so
-    reading ``condition`` on the host (``bool()``, ``.item()``) would stall a GPU
-    each step. ``torch._assert_async`` queues the check on the tensor's device
-    instead. On the CPU it fails right here, and only then is the offending value
-    read back, to raise a ``ValueError`` that echoes it (``explain()``).
+
+def _assert_on_device(condition: Tensor, explain: Callable[[], str]) -> None:
+    """Raise a ``ValueError`` that echoes the offending value (``explain()``) when the
+    one-element ``condition`` is false.
+
+    These checks run on every training step (the Guide, the layers' forward). On the
+    CPU reading ``condition`` costs nothing; on an accelerator it would stall the
+    device every step (torch has no public asynchronous assert), so there the value
+    checks are left to the kernels, which fail on a bad class index by themselves
+    (``gather`` / ``scatter`` device asserts).
     """
-    try:
-        torch._assert_async(condition, message)
-    except RuntimeError:
-        if condition.device.type != "cpu":
-            raise
-        raise ValueError(explain()) from None
+    if _reads_are_free(condition) and not bool(condition):
+        raise ValueError(explain())

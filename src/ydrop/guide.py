@@ -1,54 +1,33 @@
 """The Guide: one scoring pass per training step for every guided layer.
 
 DESIGN section 1. ``Guide(model)`` finds the guided dropout layers anywhere in a
-model; ``guide.step(inputs, target)`` computes each score kind that some layer
-needs *once, for all those layers together* (one batched forward and one backward
-per kind), then hands every layer its rows; ``guide.set_epoch(epoch)`` drives the
-warm-up. Layers scored by "activation" read their own input and need no pass.
+model; ``guide.step(inputs, target)`` computes each score kind that some layer needs
+*once, for all those layers together*, then hands every layer its rows;
+``guide.set_epoch(epoch)`` drives the warm-up. Kinds are looked up in the score
+registry (``ydrop.register_score``); a kind read off the layer's own input
+("activation") needs no pass.
 
-Which samples are scored (Y-Drop Eq. 9 and Excitation Dropout sec. 3.2):
+Which samples are scored (Y-Drop Eq. 9, Excitation Dropout sec. 3.2): a layer that
+only ranks its units (Y-Drop) gets B_c = max(1, B // n_c) random samples of the
+batch for a kind registered with ``whole_batch=False`` (conductance, gradxact: the
+n_c B_c interpolation rows fit in the memory of one batch); a layer with per-sample
+masks (Excitation policy) gets a row for every sample of this exact batch. When both
+share a kind, it is computed on the whole batch and the ranking layers take their
+random rows of it.
 
-* conductance: a layer that only ranks units (Y-Drop) gets
-  B_c = max(1, B // n_c) random samples of the batch, so the n_c B_c interpolation
-  rows fit in the memory of one batch;
-* a layer with per-sample masks (Excitation policy) gets a row for every sample of
-  this exact batch; when such a layer shares a score kind with Y-Drop layers, the
-  kind is computed once on the whole batch and the Y-Drop layers take their
-  random B_c rows of it;
-* excitation backprop costs one forward and one backward whatever the layer, so
-  it always runs on the whole batch.
-
-Excitation backprop without a second pass below the layers (Excitation Dropout,
-Fig. 1): when the lowest Excitation layer sits in ``nn.Sequential`` containers whose
-outermost one returns the model's output, the other Excitation layers are among the
-modules above it, and nothing below it behaves differently in training (no dropout
-of any kind, no batch norm), the Guide runs no pass at ``step``. The lowest layer's
-next training forward sends its own input through the modules above it (eval mode)
-and backpropagates the EB rule once, reading p_EB at itself and at every Excitation
-layer above, which get their scores before their own forward. The part below is not
-run again and the scores equal the separate pass's. Every ``ydrop.models`` network
-takes this path except WRN (residual additions), M_1 and M_2 (batch norm). Other
-models, or ``reuse_forward=False``, get the separate pass (one eval-mode forward and
-one EB backward for all layers). Scoring an upper layer on the training forward's
-activations instead (already dropped and rescaled by the lower layer) trains badly:
-digits, FC 64-256-256-10 with two Excitation layers, 18 % and 29 % test accuracy on
-two seeds against 91 % and 93 %.
-
-Conductance without running the stem again: when the model's first module (the
-stem) is a Linear or Conv reading the input or a view of it, the modules above it
-form a chain holding every conductance layer, and no module outside that chain
-behaves differently in training (no dropout or batch norm on the input), the Guide
-runs no pass at ``step`` either.
-It arms a hook on the stem: the next training forward computes the stem's output
-for the whole batch anyway, and the stem is affine, so interpolating the scored
-samples' rows of that output from the stem's bias (its output for the zero
-baseline) gives the very points the separate pass sends through the stem. The pass
-then runs, in eval mode, over the chain above the stem only, before the first
-guided layer's forward; the scores equal the separate pass's up to float rounding
-(``scores/_stem.py``). The FC_k networks of ``ydrop.models`` take this path; the
-CNNs (a ``forward`` of their own between the convolutions and the classifier) take
-the separate pass. Under autocast the stem's output is cast, so the hook runs the
-separate pass on the inputs, as ``step`` would have.
+Scoring inside the training forward. Where a kind says how (``along``, ``anchor``)
+and the model's plan (``scores/plan.py``) has a chain of modules above the anchor,
+nothing below which trains differently (dropout, batch norm), the Guide runs no
+pass at ``step``: a hook on the anchor hands the activation that the next training
+forward computes anyway to the kind's ``along`` function, which scores every layer
+through the chain above (in eval mode) before the first of them runs. Excitation
+Backprop and gradient x activation anchor at the lowest guided layer (read at its
+input); conductance at the affine stem (read at its output: on the path of Eq. 2 an
+affine map's outputs are the interpolation of its outputs at the two ends, and at
+the zero baseline that end is the stem's bias). The scores equal the separate
+pass's up to float rounding. The hooks are registered once per anchor and stay
+(``close()`` removes them), so that a compiled model is not recompiled every step;
+they run eagerly (``torch.compiler.disable``).
 
 Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
 step where no layer asks, the pass is skipped.
@@ -58,23 +37,19 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
-from .layers.factory import DROPOUT_METHODS
-from .scores.conductance import _conductance, _expand_baseline
+from .scores import score_kind
 from .scores._hooks import eval_mode
-from .scores._chain import chain_above
-from .scores._chain_backward import global_forward_hooks
-from .scores._stem import affine_stem, stem_output_at_zero
-from .scores.excitation import _excitation_backprop, chain_input_excitation
+from .scores.plan import lowest_anchor, stem_anchor
 
 __all__ = ["Guide"]
 
@@ -83,12 +58,11 @@ class Guide:
     """Scores the guided layers of ``model`` before each training step.
 
     Args:
-        model: any ``nn.Module`` holding at least one :class:`~ydrop.layers.GuidedDropout`.
-            It must map a batch (B, *) to logits (B, classes).
-        reuse_forward: score inside the training forward when the modules above a
-            layer (Excitation Backprop) or above the model's affine stem
-            (conductance) form a chain (see the module docstring); False always
-            runs the separate pass.
+        model: any ``nn.Module`` holding at least one :class:`~ydrop.layers.GuidedDropout`
+            (also inside ``DistributedDataParallel`` or ``torch.compile``). It must
+            map a batch (B, *) to logits (B, classes).
+        reuse_forward: score inside the training forward where the model allows it
+            (module docstring); False always runs the separate pass.
 
     Example::
 
@@ -103,8 +77,8 @@ class Guide:
     def __init__(self, model: nn.Module, reuse_forward: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        # Score the network inside a DDP wrapper: the scoring pass must not trigger
-        # DDP's gradient synchronisation.
+        # Score the network inside a DDP or compile wrapper: the scoring pass must not
+        # trigger DDP's gradient synchronisation nor be traced by the compiler.
         model = unwrap_model(model)
         self.model = model
         self.layers: dict[str, GuidedDropout] = {
@@ -119,16 +93,10 @@ class Guide:
         if not isinstance(reuse_forward, bool):
             raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
         self.reuse_forward = reuse_forward
-        # Per layer name: the modules above it as a chain, or None (separate pass).
-        self._chains: dict[str, nn.Sequential | None] = {}
-        # The affine stem and the chain above it (conductance from the training
-        # forward), looked up at the first step that needs it; None: there is none.
-        self._stem_looked_up = False
-        self._stem_found: tuple[nn.Module, nn.Sequential, frozenset[int]] | None = None
-        self._stem_hook: RemovableHandle | None = None
         self.epoch: int | None = None
         # Names of the layers the last step scores (by its pass or in the forward).
         self.scored_layers: list[str] = []
+        self._taps: dict[tuple[int, bool], _Tap] = {}
         self._warned_no_epoch = False
 
     def __repr__(self) -> str:
@@ -148,27 +116,32 @@ class Guide:
         if state.get("epoch") is not None:
             self.set_epoch(state["epoch"])
 
+    def close(self) -> None:
+        """Remove the hooks the Guide put on the model (it can still ``step``: they
+        come back when needed)."""
+        for tap in self._taps.values():
+            tap.handle.remove()
+        self._taps.clear()
+
     def step(self, inputs: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Score this batch and hand every guided layer its scores.
 
         Args:
             inputs: the batch (B, *) that the next training forward will see.
-            target: ground-truth classes, LongTensor (B,).
+            target: ground-truth classes, LongTensor (B,). Their range is checked
+                on the rows a pass reads (all of them but for Y-Drop's B_c samples),
+                and on the whole batch by the training loss.
 
         Returns:
             ``{layer name: scores (samples, N)}`` for the layers scored by a pass at
             this step (empty while every layer is in warm-up, reuses its scores or
             reads its own activations). Layers scored during the training forward
-            (the fast paths of the module docstring) are not listed; every layer
-            that gets new scores for this step, either way, is in
-            :attr:`scored_layers`.
-
-        Nothing here reads a device tensor back to the host, so a GPU never waits.
+            are not listed; every layer that gets new scores for this step, either
+            way, is in :attr:`scored_layers`.
         """
         self._warn_if_epoch_never_set()
-        # Scores armed by the last step but never computed (no training forward
-        # since) belong to that step's batch, not this one's.
-        self._disarm_stem()
+        for tap in self._taps.values():  # armed at the last step but never fired: stale
+            tap.callback = None
         self.scored_layers = []
         active = {name: layer for name, layer in self.layers.items() if layer.needs_guide}
         for name, layer in self.layers.items():
@@ -178,158 +151,75 @@ class Guide:
             return {}
         if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
             raise ValueError(f"inputs must be a non-empty batch tensor (B, ...), got {inputs!r:.80}")
-        batch = inputs.shape[0]
-        # Shape and dtype only; the class range is checked on the device by the pass.
-        target = check_targets("target", target, batch).to(inputs.device)
+        target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
         self.scored_layers = list(active)
-
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
             request = layer.score_request()
-            groups[(request.kind, request.steps if request.kind == "conductance" else 1)].append(name)
-        if self._score_excitation_in_forward(groups.get(("excitation", 1), []), inputs, target):
-            del groups[("excitation", 1)]
-
+            groups[(request.kind, request.steps)].append(name)
         given: dict[str, Tensor] = {}
         for (kind, steps), names in groups.items():
-            per_sample = [active[name].score_request().per_sample for name in names]
-            # Y-Drop ranks on B_c random samples (Eq. 9); per-sample policies and
-            # excitation backprop take the whole batch in order.
-            subset = None
-            if kind == "conductance" and not all(per_sample):
-                subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
-            rows = subset if subset is not None and not any(per_sample) else None
-            hand_out = partial(self._hand_out, names, per_sample, subset, rows, target)
-            if kind == "conductance" and self._score_conductance_in_forward(names, steps, inputs, target, rows, hand_out):
-                continue
-            chosen = (inputs, target) if rows is None else (inputs[rows], target[rows])
-            given.update(hand_out(*self._score(kind, steps, *chosen, [active[name] for name in names])))
+            given.update(self._score_group(kind, steps, names, inputs, target))
         return given
 
-    def _hand_out(
-        self, names: list[str], per_sample: list[bool], subset: Tensor | None, rows: Tensor | None,
-        target: Tensor, scores: list[Tensor], classes: int,
-    ) -> dict[str, Tensor]:
-        """Give each layer ``names[i]`` its ``scores[i]``, computed on the batch's
-        ``rows`` (None: all of them): a layer that ranks on the random ``subset``
-        (``per_sample[i]`` false) but was scored on every row takes the subset's rows."""
-        if rows is not None:  # the pass checked its rows' targets; check the whole batch too
-            check_targets("target", target, target.shape[0], num_classes=classes)
+    def _score_group(self, kind_name: str, steps: int, names: list[str], inputs: Tensor, target: Tensor):
+        kind = score_kind(kind_name)
+        layers = [self.layers[name] for name in names]
+        per_sample = [layer.score_request().per_sample for layer in layers]
+        batch = inputs.shape[0]
+        subset = None
+        if not kind.whole_batch and not all(per_sample):
+            subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
+        rows = subset if subset is not None and not any(per_sample) else None
+        hand_out = partial(self._hand_out, names, per_sample, subset if rows is None else None)
+        if self._arm(kind, layers, inputs, target, rows, hand_out):
+            return {}
+        chosen, chosen_target = (inputs, target) if rows is None else (inputs[rows], target[rows])
+        with eval_mode(self.model):
+            scores = kind.fn(self.model, chosen, chosen_target, layers)
+        return hand_out([scores[layer] for layer in layers])
+
+    def _hand_out(self, names: list[str], per_sample: list[bool], subset: Tensor | None,
+                  scores: list[Tensor]) -> dict[str, Tensor]:
+        """Give each layer ``names[i]`` its ``scores[i]``; a ranking layer
+        (``per_sample[i]`` false) scored on the whole batch takes the random ``subset``."""
         given = {}
         for name, each, layer_scores in zip(names, per_sample, scores):
-            if subset is not None and rows is None and not each:
+            if subset is not None and not each:
                 layer_scores = layer_scores[subset]
             self.layers[name].set_scores(layer_scores)
             given[name] = layer_scores
         return given
 
-    def _score_conductance_in_forward(
-        self, names: list[str], steps: int, inputs: Tensor, target: Tensor, rows: Tensor | None, hand_out,
-    ) -> bool:
-        """Arm the model's affine stem (``_stem``) to score the conductance of every
-        layer in ``names`` from its own output, on the batch's ``rows`` (None: all),
-        during the next training forward, then ``hand_out`` the scores. False
-        when the model has no such stem or a layer is not above it."""
-        found = self._stem(inputs)
-        if found is None:
+    def _arm(self, kind, layers: list[GuidedDropout], inputs: Tensor, target: Tensor, rows: Tensor | None,
+             hand_out: Callable[[list[Tensor]], Any]) -> bool:
+        """Arm the hook that scores ``layers`` inside the next training forward
+        (module docstring); False when the kind or the model does not allow it."""
+        if not self.reuse_forward or kind.along is None:
             return False
-        stem, chain, inside = found
-        layers = [self.layers[name] for name in names]
-        if not all(id(layer) in inside for layer in layers):
+        at_stem = kind.anchor == "stem"
+        found = (stem_anchor if at_stem else lowest_anchor)(self.model, layers, inputs)
+        if found is None or not found.same_in_training:
             return False
-        if stem._forward_hooks or stem._forward_pre_hooks or global_forward_hooks():
-            return False  # a hook may change what the stem returns: no longer affine
+        anchor, chain = found.module, found.chain
         batch = inputs.shape[0]
         scored_target = target if rows is None else target[rows]
 
-        def on_stem_output(module: nn.Module, _args, output: Tensor) -> None:
-            if not module.training:  # an evaluation forward before the training one
-                return
-            self._disarm_stem()
-            if output.shape[0] != batch:
+        def score(value: Tensor) -> None:
+            if value.shape[0] != batch:
                 raise ValueError(
-                    f"guide.step was given a batch of {batch} samples but the next training forward "
-                    f"has {output.shape[0]}; call guide.step(inputs, target) with the forward's batch"
+                    f"guide.step was given a batch of {batch} samples but the next training forward has "
+                    f"{value.shape[0]}; call guide.step(inputs, target) with the forward's batch"
                 )
-            if output.dtype != stem.weight.dtype:
-                # Autocast cast the stem: score the way guide.step would have, by
-                # a separate pass on the inputs, in the forward's autocast state.
-                scored_inputs = inputs if rows is None else inputs[rows]
-                hand_out(*self._score("conductance", steps, scored_inputs, scored_target, layers))
-                return
-            points = output.detach() if rows is None else output.detach()[rows]
+            value = value.detach() if rows is None else value.detach()[rows]
             with eval_mode(self.model):
-                scores, classes = _conductance(
-                    chain, points, stem_output_at_zero(stem, points).expand_as(points), scored_target, layers, steps
-                )
-            hand_out(scores, classes)
+                hand_out(kind.along(chain, value, scored_target, layers, anchor))
 
-        self._stem_hook = stem.register_forward_hook(on_stem_output)
+        key = (id(anchor), not at_stem)
+        if key not in self._taps:
+            self._taps[key] = _Tap(anchor, read_input=not at_stem)
+        self._taps[key].callback = score
         return True
-
-    def _stem(self, inputs: Tensor) -> tuple[nn.Module, nn.Sequential, frozenset[int]] | None:
-        """The model's affine stem, the chain above it and the ids of the chain's
-        modules, when conductance can be scored from the stem's output in the
-        training forward (see the module docstring), else None. Found once."""
-        if not self.reuse_forward:
-            return None
-        if not self._stem_looked_up:
-            found = affine_stem(self.model, inputs[:1])
-            if found is not None:
-                stem, chain = found
-                inside = frozenset(id(m) for m in chain.modules())
-                outside = [m for m in self.model.modules() if id(m) not in inside and m is not stem]
-                if any(_trains_differently(m) for m in outside):
-                    found = None
-                else:
-                    found = (stem, chain, inside)
-            self._stem_found, self._stem_looked_up = found, True
-        return self._stem_found
-
-    def _disarm_stem(self) -> None:
-        if self._stem_hook is not None:
-            self._stem_hook.remove()
-            self._stem_hook = None
-
-    def _score_excitation_in_forward(self, names: list[str], inputs: Tensor, target: Tensor) -> bool:
-        """Arm the lowest Excitation layer ``names[k]`` whose modules above form a
-        chain holding all the other layers (and with nothing below it that trains
-        differently) to score every one of them from its own input, in one EB pass
-        over the chain, during the next training forward. False when none can."""
-        for name in names:
-            chain = self._chain(name, inputs)
-            if chain is None:
-                continue
-            inside = {id(m) for m in chain.modules()}
-            others = [self.layers[other] for other in names if other != name]
-            if all(id(layer) in inside for layer in others):
-                self.layers[name].score_in_forward(partial(_score_chain, chain, others, target))
-                return True
-        return False
-
-    def _chain(self, name: str, inputs: Tensor) -> nn.Sequential | None:
-        """The modules above layer ``name`` as a chain when its Excitation Backprop can
-        run inside the training forward (see the module docstring), else None."""
-        if not self.reuse_forward:
-            return None
-        if name not in self._chains:
-            layer = self.layers[name]
-            chain = chain_above(self.model, layer, inputs[:1])
-            if chain is not None:
-                above = {id(m) for m in chain.modules()} | {id(layer)}
-                if any(_trains_differently(m) for m in self.model.modules() if id(m) not in above):
-                    chain = None
-            self._chains[name] = chain
-        return self._chains[name]
-
-    def _score(
-        self, kind: str, steps: int, inputs: Tensor, target: Tensor, layers: list[GuidedDropout]
-    ) -> tuple[list[Tensor], int]:
-        """One pass: the scores of ``layers`` and the model's number of classes."""
-        with eval_mode(self.model):
-            if kind == "conductance":
-                return _conductance(self.model, inputs, _expand_baseline(None, inputs), target, layers, steps)
-            return _excitation_backprop(self.model, inputs, target, layers)
 
     def _warn_if_epoch_never_set(self) -> None:
         if self.epoch is None and not self._warned_no_epoch:
@@ -344,23 +234,23 @@ class Guide:
             self._warned_no_epoch = True
 
 
-def _score_chain(chain: nn.Sequential, others: list[GuidedDropout], target: Tensor, inputs: Tensor) -> Tensor:
-    """Score function of the lowest Excitation layer: its own p_EB, returned, and the
-    p_EB of the layers above it, handed to them before their own forward runs."""
-    own, *above = chain_input_excitation(chain, inputs, target, others)
-    for layer, scores in zip(others, above):
-        layer.set_scores(scores)
-    return own
+class _Tap:
+    """A hook on an anchor module that hands its input (``read_input``) or output in
+    the next training forward to ``callback``, once; inert while not armed."""
 
+    def __init__(self, module: nn.Module, read_input: bool) -> None:
+        self.callback: Callable[[Tensor], None] | None = None
+        self.read_input = read_input
+        if read_input:
+            self.handle = module.register_forward_pre_hook(self)
+        else:
+            self.handle = module.register_forward_hook(self)
 
-# Modules whose training forward differs from their eval forward (and so from the
-# activations the separate, eval-mode scoring pass sees): torch's dropout and batch
-# norm, and every dropout method of the factory (so a new method is covered).
-_TRAIN_MODE_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase, GuidedDropout,
-    *(method for method in DROPOUT_METHODS.values() if isinstance(method, type)),
-)
-
-
-def _trains_differently(module: nn.Module) -> bool:
-    return isinstance(module, _TRAIN_MODE_TYPES)
+    @torch.compiler.disable
+    def __call__(self, module: nn.Module, args: tuple, output: Any = None) -> None:
+        if self.callback is None or not module.training:
+            return
+        callback, self.callback = self.callback, None
+        value = args[0] if self.read_input else output
+        if isinstance(value, Tensor):
+            callback(value)

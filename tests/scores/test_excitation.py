@@ -163,7 +163,7 @@ def test_unsupported_module_in_the_head_is_named(index, name, kind):
     model = nn.Sequential(
         nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3), nn.Softmax(dim=1)
     )
-    with pytest.raises(ValueError, match=rf"'{name}' \({kind}\).*Supported types: Linear, Conv2d"):
+    with pytest.raises(ValueError, match=rf"'{name}' \({kind}\).*Supported types: Linear, Conv1d, Conv2d"):
         excitation_backprop(model, torch.randn(2, 6), 0, [model[index]])
     assert_clean(model, {m: False for m in model.modules()} | {m: True for m in model.modules()})
 

@@ -57,21 +57,12 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     statistics) and restore each module's own flag afterwards."""
     modules = list(model.modules())
     flags = [module.training for module in modules]
-    # ``training`` is a plain attribute: written straight into each module's dict,
-    # skipping nn.Module.__setattr__'s checks and train()'s recursion (under cProfile
-    # about a quarter of the Guide's fixed cost per step, FC_1 at width 16). A model
-    # with a module that overrides ``train`` gets its own eval() call.
-    own_train = any(type(module).train is not nn.Module.train for module in modules)
     try:
-        if own_train:
-            model.eval()
-        else:
-            for module in modules:
-                module.__dict__["training"] = False
+        model.eval()
         yield model
     finally:
         for module, flag in zip(modules, flags):
-            module.__dict__["training"] = flag
+            module.training = flag
 
 
 @contextmanager

@@ -1,24 +1,50 @@
-"""Unit bookkeeping shared by the scores.
+"""Units: which dimension of a layer's activation holds them, and scores per unit.
 
-A layer's *units* are the last dimension of a (B, N) tensor, or the channels of a
-(B, C, H, W) feature map: a channel's score is the sum over its positions. The
-logits' units are the classes: ``one_hot_targets`` marks each sample's target.
+A layer's *units* lie along one dimension of its (B, *) activation, ``unit_dim``:
+
+* (B, N): the N features (``unit_dim = 1``);
+* (B, T, D), a sequence: the D features of every token (``unit_dim = 2``);
+* (B, C, H, W) or (B, C, D, H, W), a conv map: the C channels (``unit_dim = 1``).
+
+An explicit ``unit_dim`` covers the rest, e.g. a Conv1d map (B, C, L) with
+``unit_dim = 1``. A unit's score is summed over the other non-batch dimensions
+(a channel over its positions, a feature over the tokens). The logits' units are the
+classes: ``one_hot_targets`` marks each sample's target.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["per_unit", "normalise_rows", "one_hot_targets"]
+__all__ = ["resolve_unit_dim", "per_unit", "normalise_rows", "one_hot_targets"]
 
 
-def per_unit(values: Tensor) -> Tensor:
-    """(B, N) or (B, C, *spatial) -> (B, N): sum over every position of a channel."""
+def resolve_unit_dim(ndim: int, unit_dim: int | None = None) -> int:
+    """The (non-negative) dimension of the units of a ``ndim``-dimensional activation.
+
+    ``unit_dim`` None takes the default of the module docstring; an int may be
+    negative (-1: the last dimension) but never 0, the batch.
+    """
+    if ndim < 2:
+        raise ValueError(f"an activation needs a batch and a unit dimension, (B, N, ...), got {ndim} dimension(s)")
+    if unit_dim is None:
+        return 2 if ndim == 3 else 1
+    resolved = unit_dim + ndim if unit_dim < 0 else unit_dim
+    if not 1 <= resolved < ndim:
+        raise ValueError(
+            f"unit_dim={unit_dim} does not name a non-batch dimension of a {ndim}-dimensional "
+            f"activation; allowed: 1 .. {ndim - 1} (or -1 .. -{ndim - 1})"
+        )
+    return resolved
+
+
+def per_unit(values: Tensor, unit_dim: int | None = None) -> Tensor:
+    """(B, *) -> (B, N): sum over every non-batch dimension but the units'."""
+    dim = resolve_unit_dim(values.dim(), unit_dim)
     if values.dim() == 2:
         return values
-    if values.dim() < 2:
-        raise ValueError(f"expected a (B, N) or (B, C, ...) tensor, got shape {tuple(values.shape)}")
-    return values.flatten(2).sum(dim=2)
+    others = [d for d in range(1, values.dim()) if d != dim]
+    return values.sum(dim=others)
 
 
 def normalise_rows(scores: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 p_Act(a_i) = a_i / sum_k a_k over the units of a layer, per sample, from the
 layer's own (non-negative, post-ReLU) activations. Needs no backward pass.
+Shapes: activations (B, *) -> (B, N), units along ``unit_dim`` (``scores/_units.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from ._units import normalise_rows, per_unit
 __all__ = ["activation_score", "activation"]
 
 
-def activation_score(activations: Tensor) -> Tensor:
-    """Normalised activations, (B, N) or (B, C, H, W) -> (B, N), rows summing to 1.
+def activation_score(activations: Tensor, unit_dim: int | None = None) -> Tensor:
+    """Normalised activations, (B, *) -> (B, N), rows summing to 1.
 
     Negative values (a layer not behind a ReLU) count as 0; a sample whose units
     are all zero gets the uniform 1/N.
     """
-    return normalise_rows(per_unit(activations.clamp(min=0)))
+    return normalise_rows(per_unit(activations.clamp(min=0), unit_dim))
 
 
 def activation(
@@ -35,4 +36,5 @@ def activation(
     with torch.no_grad(), eval_mode(model), capture_outputs(modules) as captured:
         model(inputs)
     outputs = single_call_outputs(modules, captured)
-    return {module: activation_score(output) for module, output in zip(modules, outputs)}
+    return {module: activation_score(output, getattr(module, "unit_dim", None))
+            for module, output in zip(modules, outputs)}

@@ -23,8 +23,9 @@ by a custom autograd Function: same values forward, the EB rule backward. Then
 layer. Parameters are never differentiated (their ``.grad`` is left alone).
 
 Shapes: inputs (B, *), target (B,) or an int, logits (B, classes); result
-``{layer: (B, N)}`` with N the units of the layer's **output** (the channels of a
-conv feature map, summed over positions), each row a distribution (non-negative,
+``{layer: (B, N)}`` with N the units of the layer's **output** along its
+``unit_dim`` (``scores/_units.py``: the channels of a conv map, the features of a
+sequence, the other dimensions summed), each row a distribution (non-negative,
 sums to 1; uniform 1/N when nothing reached the layer).
 
 Functional operations in a custom ``forward`` (``x.flatten(1)``, ``torch.cat``,
@@ -46,7 +47,7 @@ from .._validation import check_logits, check_targets
 from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ._units import normalise_rows, one_hot_targets, per_unit
 
-__all__ = ["excitation_backprop", "register_excitation_rule", "chain_input_excitation"]
+__all__ = ["excitation_backprop", "register_excitation_rule", "excitation_along"]
 
 # A rule says how P gets from a module's output to its input:
 #   "pass":     P at the input equals P at the output (same shape); the module's own
@@ -65,9 +66,22 @@ def _linear(module: nn.Linear, a: Tensor) -> Tensor:
     return F.linear(a, module.weight.detach().clamp(min=0))
 
 
+_CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
 def _conv(module: nn.Conv2d, a: Tensor) -> Tensor:
-    # _conv_forward honours padding_mode, stride, dilation and groups.
-    return module._conv_forward(a, module.weight.detach().clamp(min=0), None)
+    """The conv's map with clamped weights, from its public attributes (stride,
+    dilation, groups, padding and padding_mode)."""
+    padding = module.padding
+    if module.padding_mode != "zeros":
+        # Padding other than zeros is applied first, as nn.Conv does; then none.
+        if isinstance(padding, str):
+            raise ValueError(f"excitation_backprop: padding={padding!r} with padding_mode="
+                             f"{module.padding_mode!r} is not supported; use an explicit padding")
+        pads = [amount for amount in reversed(padding) for _ in range(2)]
+        a, padding = F.pad(a, pads, mode=module.padding_mode), 0
+    conv = _CONVS[len(module.kernel_size)]
+    return conv(a, module.weight.detach().clamp(min=0), None, module.stride, padding, module.dilation, module.groups)
 
 
 def _pool(module: nn.Module, a: Tensor) -> Tensor:
@@ -78,7 +92,9 @@ def _pool(module: nn.Module, a: Tensor) -> Tensor:
 
 _RULES: dict[type, Rule] = {
     nn.Linear: _linear,
+    nn.Conv1d: _conv,
     nn.Conv2d: _conv,
+    nn.Conv3d: _conv,
     nn.AvgPool2d: _pool,
     nn.AdaptiveAvgPool2d: _pool,
     nn.MaxPool2d: "gradient",
@@ -167,11 +183,12 @@ def excitation_backprop(
 
 
 def _excitation_backprop(
-    model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module]
+    model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module], unit_dims: list | None = None
 ) -> tuple[list[Tensor], int]:
     """The computation, model already in eval mode, ``target`` a (B,) index tensor:
-    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order,
-    and the model's number of classes."""
+    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order
+    (units along ``unit_dims[i]``, by default each module's ``unit_dim``), and the
+    model's number of classes."""
     outputs, logits = _forward(model, inputs, modules)
     classes = check_logits(logits, target, inputs.shape[0])
     one_hot = one_hot_targets(target, logits)
@@ -179,31 +196,28 @@ def _excitation_backprop(
         grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
     else:  # no requested layer feeds the logits
         grads = (None,) * len(outputs)
+    if unit_dims is None:
+        unit_dims = [getattr(module, "unit_dim", None) for module in modules]
     scores = [
-        normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach()))
-        for output, grad in zip(outputs, grads)
+        normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach(), unit_dim))
+        for output, grad, unit_dim in zip(outputs, grads, unit_dims)
     ]
     return scores, classes
 
 
-def chain_input_excitation(chain: nn.Sequential, inputs: Tensor, target: Tensor,
-                           layers: Sequence[nn.Module] = ()) -> list[Tensor]:
-    """p_EB (B, N) of the input units of ``chain``, a ``nn.Sequential(nn.Identity(),
-    *modules)`` whose modules map ``inputs`` (B, N, *) to the logits, then p_EB of
-    each module of ``layers`` (modules inside ``chain``), all from one EB pass.
+def excitation_along(chain: Sequence[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module],
+                     start_module: nn.Module) -> list[Tensor]:
+    """p_EB (B, N) of ``modules``, from one EB pass over ``chain`` (modules mapping
+    ``start``, the output of ``start_module``, to the logits; already in eval mode).
 
-    The Guide's fast path for Excitation Dropout: ``inputs`` is the guided layer's
-    input taken from the training forward, so only the modules above the layer run
-    again (in eval mode, like the separate pass); the leading ``nn.Identity`` stands
-    for the guided layer (identity in eval) and is where P is read.
+    The Guide's pass inside the training forward: ``start`` is the lowest guided
+    layer's input taken from that forward (its output in eval mode), so only the
+    modules above it run again. A leading ``nn.Identity`` stands for ``start_module``.
     """
-    if target.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"Guide.step was given {target.shape[0]} targets but the guided layer got a batch of "
-            f"{inputs.shape[0]}: call guide.step(inputs, targets) on the same batch that is fed to the model"
-        )
-    with eval_mode(chain):
-        return _excitation_backprop(chain, inputs, target, [chain[0], *layers])[0]
+    sequence = nn.Sequential(nn.Identity(), *chain)
+    scored = [sequence[0] if module is start_module else module for module in modules]
+    unit_dims = [getattr(module, "unit_dim", None) for module in modules]
+    return _excitation_backprop(sequence, start, target, scored, unit_dims)[0]
 
 
 class _State:

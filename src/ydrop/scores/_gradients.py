@@ -1,0 +1,199 @@
+"""The target logit's gradient at the outputs of scored layers: the two passes.
+
+Conductance (Eq. 2 of Y-Drop) and gradient x activation both need, for rows of
+inputs laid out in ``groups`` leading groups of B rows (conductance: the path's
+points, point-major; gradient x activation: the samples themselves, one group), the
+output of every scored layer on all rows and the gradient of the target logit at
+that output on the rows of the first ``groups`` groups. Two passes give them:
+
+* ``autograd_pass``, for any model: one forward, recording from the first scored
+  layer's output on (nothing below it is kept for autograd), and one
+  ``torch.autograd.grad`` of the summed target logits.
+* ``chain_pass``, when the modules above the lowest scored layer form a chain of
+  Linear, ReLU, Flatten and layers that are the identity in eval mode
+  (``scores/plan.py``): the forward runs op by op without a graph and the backward is
+  written out. The cotangent starts as the head's row of the target class, is the
+  same at every point until the first ReLU from the top (carried once, as (B, *),
+  and handed out as a stride-0 view), then a ReLU keeps it where its output is
+  positive and a Linear multiplies it by its weight. It skips autograd's bookkeeping
+  and the head's product on every row.
+
+Shapes: rows (groups' rows + the rest, *); outputs as the layers return them on all
+rows; gradients (groups, B, *), or None for a layer that does not reach the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._validation import check_logits
+from ._hooks import single_call_outputs
+from ._units import one_hot_targets
+from .plan import chain_leaves, identity_in_eval, lowest_anchor
+
+__all__ = ["layer_gradients", "gradients_along"]
+
+Passes = tuple[list[Tensor], list[Tensor | None], int]
+
+
+def layer_gradients(
+    model: nn.Module, rows: Tensor, target: Tensor, modules: list[nn.Module], groups: int, probe: Tensor
+) -> Passes:
+    """(outputs, gradients, classes) of ``modules`` for ``rows`` through ``model``
+    (already in eval mode), by the chain pass where the model's plan allows (read
+    with ``probe``, a sample of the inputs), else autograd."""
+    lowest = lowest_anchor(model, modules, probe)
+    if lowest is not None and chain_leaves(lowest.chain, _written) is not None:
+        start = _output_of(model, lowest.module, rows)
+        return gradients_along(lowest.chain, start, target, modules, groups, start_module=lowest.module)
+    return autograd_pass(model, rows, target, modules, groups)
+
+
+def gradients_along(
+    chain: Sequence[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
+    start_module: nn.Module | None = None,
+) -> Passes:
+    """The same for a chain of modules fed ``start`` (the output of ``start_module``,
+    itself scored when listed in ``modules``)."""
+    leaves = chain_leaves(tuple(chain), _written)
+    if leaves is not None:
+        return chain_pass(leaves, start, target, modules, groups, start_module)
+    head = [] if start_module is None else [start_module]
+    # The start module stands for an identity here: its output is ``start``.
+    sequence = nn.Sequential(nn.Identity(), *chain)
+    scored = [sequence[0] if module in head else module for module in modules]
+    return autograd_pass(sequence, start, target, scored, groups)
+
+
+class _Stop(BaseException):
+    """Ends a forward once the wanted output exists (BaseException: a model's own
+    ``except Exception`` does not swallow it)."""
+
+
+def _output_of(model: nn.Module, layer: nn.Module, rows: Tensor) -> Tensor:
+    """``layer``'s output when ``model`` runs on ``rows``; the rest of the forward is skipped."""
+    found: list[Tensor] = []
+
+    def hook(_module, _args, output):
+        found.append(output)
+        raise _Stop
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(rows)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if not found or not isinstance(found[0], Tensor):
+        raise ValueError(f"layer {type(layer).__name__} did not return a tensor in the model's forward")
+    return found[0]
+
+
+def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[nn.Module], groups: int) -> Passes:
+    batch = target.shape[0]
+    captured: list[list[Tensor]] = [[] for _ in modules]
+
+    def make_hook(slot: list[Tensor]):
+        def hook(module, _args, output):
+            if not isinstance(output, Tensor):
+                raise TypeError(f"{type(module).__name__} returned {type(output).__name__}; a scored layer must "
+                                "return a single tensor")
+            torch.set_grad_enabled(True)  # autograd records from the first scored output on
+            tracked = output if output.requires_grad else output.detach().requires_grad_()
+            slot.append(tracked)
+            # The network goes on with a copy: an in-place op above (ReLU(inplace=True))
+            # cannot change what was recorded.
+            return tracked.clone()
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(slot)) for module, slot in zip(modules, captured)]
+    try:
+        with torch.no_grad():
+            logits = model(rows)
+    finally:
+        for handle in handles:
+            handle.remove()
+    outputs = single_call_outputs(modules, captured)
+    classes = check_logits(logits, target, batch)
+    grads: Sequence[Tensor | None] = [None] * len(outputs)
+    if logits.requires_grad:
+        chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()
+        grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
+    return outputs, [None if g is None else g[: groups * batch].unflatten(0, (groups, batch)) for g in grads], classes
+
+
+def _written(module: nn.Module) -> bool:
+    return type(module) in (nn.Linear, nn.ReLU, nn.Flatten) or identity_in_eval(module)
+
+
+def _apply(leaf: nn.Module, x: Tensor) -> Tensor:
+    kind = type(leaf)
+    if kind is nn.Linear:
+        return F.linear(x, leaf.weight, leaf.bias)
+    if kind is nn.ReLU:
+        return F.relu(x)
+    if kind is nn.Flatten:
+        return x.flatten(leaf.start_dim, leaf.end_dim)
+    return x  # the identity in eval mode
+
+
+def chain_pass(
+    leaves: list[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
+    start_module: nn.Module | None = None,
+) -> Passes:
+    wanted = {id(module) for module in modules}
+    outputs: dict[int, Tensor] = {} if start_module is None else {id(start_module): start}
+    trace: list[tuple[nn.Module, Tensor, Tensor]] = []
+    with torch.no_grad():
+        x = start
+        for leaf in leaves:
+            y = _apply(leaf, x)
+            trace.append((leaf, x, y))
+            if id(leaf) in wanted:
+                outputs[id(leaf)] = y
+            x = y
+        classes = check_logits(x, target, target.shape[0])
+        grads = _written_backward(trace, target, groups, wanted)
+        if start_module is not None and id(start_module) in wanted:
+            grads[id(start_module)] = _per_point(grads.pop("bottom"), start, target, groups)
+    return [outputs[id(m)] for m in modules], [grads.get(id(m)) for m in modules], classes
+
+
+def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]) -> dict:
+    """{id(scored leaf): gradient at its output (groups, B, *)} and, under "bottom",
+    the cotangent at the chain's input (None: the one-hot on the logits)."""
+    batch = target.shape[0]
+    cotangent: Tensor | None = None  # None: the one-hot at the target class, on the logits
+    per_point = False  # False: one (B, *) cotangent shared by every point
+    grads: dict = {}
+    for leaf, inputs, output in reversed(trace):
+        if id(leaf) in wanted:
+            grads[id(leaf)] = _per_point((cotangent, per_point), output, target, groups)
+        if type(leaf) is nn.Linear:
+            weight = leaf.weight.to(output.dtype)
+            cotangent = weight.index_select(0, target) if cotangent is None else cotangent @ weight
+        elif type(leaf) is nn.ReLU:
+            cotangent = one_hot_targets(target, output) if cotangent is None else cotangent
+            positive = output[: groups * batch].unflatten(0, (groups, batch)) > 0
+            cotangent, per_point = cotangent * positive, True
+        elif type(leaf) is nn.Flatten:
+            cotangent = one_hot_targets(target, output) if cotangent is None else cotangent
+            leading = (groups, batch) if per_point else (batch,)
+            cotangent = cotangent.reshape(leading + inputs.shape[1:])
+    grads["bottom"] = (cotangent, per_point)
+    return grads
+
+
+def _per_point(state: tuple[Tensor | None, bool], output: Tensor, target: Tensor, groups: int) -> Tensor:
+    """A cotangent as (groups, B, *): a shared (B, *) one becomes a stride-0 view."""
+    cotangent, per_point = state
+    if cotangent is None:
+        cotangent = one_hot_targets(target, output)
+    return cotangent if per_point else cotangent.expand((groups,) + cotangent.shape)

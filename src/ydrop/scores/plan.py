@@ -1,0 +1,237 @@
+"""One structural plan per (model, scored layers): what the passes and the Guide may reuse.
+
+Two facts about a model decide how its layers can be scored fast, and both are read
+here, once, through public torch APIs (the module tree, ``iter(nn.Sequential)`` and
+forward hooks on one probe forward of a single sample):
+
+* **A chain above the lowest scored layer.** When that layer sits in (nested)
+  ``nn.Sequential`` containers whose outermost one returns the model's output, and
+  every other scored layer is among the modules after it, the logits are a plain
+  composition of those modules applied to the layer's output. The passes then start
+  from that output; when the chain's leaves are Linear / ReLU / Flatten and layers
+  that are the identity in eval mode (dropout of any kind), conductance's backward is
+  written out (``_chain_pass``). Residual additions or functional code between the
+  layer and the logits break the chain: the generic autograd pass covers them.
+* **An affine stem.** When the first module the model calls is a Linear or Conv
+  reading the input (or an ``nn.Flatten`` / ``nn.Identity`` view of it) and the
+  modules above it form a chain holding every scored layer, the stem's outputs on
+  conductance's path are the interpolation of its outputs at the two ends: the
+  Guide takes them from the training forward (which computes the stem's output for
+  the whole batch anyway) and runs the pass over the chain only.
+
+Each is an ``Anchor`` (the module, the chain above it, and whether the modules
+below behave in training as in eval: no dropout, no batch norm, so that the Guide
+may reuse the training forward's activation). Anchors are cached weakly by model
+and by the ids of the model's modules, so a module swapped in later gives a new plan. Hooks are not part of the plan: the
+passes call modules (and so their hooks) or, in the written chain pass, assume that
+hooks on the chain's modules do not change what they compute.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ._hooks import eval_mode
+
+__all__ = ["Anchor", "lowest_anchor", "stem_anchor", "chain_leaves", "identity_in_eval", "trains_differently"]
+
+AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+_NORMS_WITH_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def _ydrop_dropouts() -> tuple[type[nn.Module], ...]:
+    """ydrop's own dropout layers, imported here: ``layers`` imports ``scores``."""
+    from ..layers.base import GuidedDropout
+    from ..layers.factory import DROPOUT_METHODS
+
+    return (GuidedDropout, *(method for method in DROPOUT_METHODS.values() if isinstance(method, type)))
+
+
+def identity_in_eval(module: nn.Module) -> bool:
+    """Whether ``module``'s eval-mode forward returns its input: nn.Identity, torch's
+    dropout layers, ydrop's guided layers and its plain and curriculum dropout."""
+    from ..layers.baselines import CurriculumDropout, Dropout
+    from ..layers.base import GuidedDropout
+
+    return isinstance(module, (nn.Identity, *_TORCH_DROPOUTS, GuidedDropout, Dropout, CurriculumDropout))
+
+
+def trains_differently(module: nn.Module) -> bool:
+    """Whether ``module``'s training forward differs from its eval one: dropout of any
+    kind and batch norm."""
+    return isinstance(module, (*_TORCH_DROPOUTS, *_NORMS_WITH_STATS, *_ydrop_dropouts()))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A module whose activation the passes may start from.
+
+    ``module``: the lowest scored layer (``lowest_anchor``) or the affine stem
+    (``stem_anchor``); ``chain``: the modules mapping its output to the logits, in
+    call order, holding every other scored layer; ``same_in_training``: nothing
+    outside the chain and the anchor behaves differently in training than in eval
+    mode, so the training forward computes the anchor's eval-mode activation.
+    """
+
+    module: nn.Module
+    chain: tuple[nn.Module, ...]
+    same_in_training: bool
+
+
+_PLANS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def lowest_anchor(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> Anchor | None:
+    """The scored layer whose chain above holds every other one, if any.
+    ``probe``: the batch whose first sample runs when the module tree cannot tell."""
+    return _cached(model, layers, probe, "lowest")
+
+
+def stem_anchor(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> Anchor | None:
+    """The affine stem, when the modules above it form a chain holding every scored layer."""
+    return _cached(model, layers, probe, "stem")
+
+
+def _cached(model: nn.Module, layers: list[nn.Module], probe: Tensor, which: str) -> Anchor | None:
+    tree = tuple(id(module) for module in model.modules())
+    key = (which, tuple(id(layer) for layer in layers))
+    cached = _PLANS.setdefault(model, {})
+    if cached.get("tree") != tree:  # a module was swapped: the older plans no longer hold
+        cached.clear()
+        cached["tree"] = tree
+    if key not in cached:
+        find = _find_lowest if which == "lowest" else _find_stem
+        with torch.no_grad(), eval_mode(model):
+            cached[key] = find(model, layers, probe.detach()[:1])
+    return cached[key]
+
+
+def _find_lowest(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> Anchor | None:
+    for layer in layers:
+        chain = chain_above(model, layer, probe)
+        if chain is not None and _holds(chain, layers, layer):
+            return Anchor(layer, chain, _outside_same(model, chain + (layer,)))
+    return None
+
+
+def _find_stem(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> Anchor | None:
+    # Only an affine module in a plain nn.Sequential can have a chain above it: the
+    # module tree spares other models the probe's forward.
+    if not any(type(m) in AFFINE and _in_plain_sequential(model, m) for m in model.modules()):
+        return None
+    stem = _affine_stem(model, probe)
+    chain = None if stem is None else chain_above(model, stem, probe)
+    if chain is None or not _holds(chain, layers):
+        return None
+    return Anchor(stem, chain, _outside_same(model, chain + (stem,)))
+
+
+def _in_plain_sequential(model: nn.Module, module: nn.Module) -> bool:
+    return any(_plain_sequential(parent) and any(child is module for child in parent.children())
+               for parent in model.modules())
+
+
+def _holds(chain: tuple[nn.Module, ...], layers: list[nn.Module], skip: nn.Module | None = None) -> bool:
+    inside = {id(module) for top in chain for module in top.modules()}
+    return all(id(layer) in inside for layer in layers if layer is not skip)
+
+
+def _outside_same(model: nn.Module, kept: tuple[nn.Module, ...]) -> bool:
+    inside = {id(module) for top in kept for module in top.modules()}
+    return not any(trains_differently(m) for m in model.modules() if id(m) not in inside)
+
+
+def _plain_sequential(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> tuple[nn.Module, ...] | None:
+    """The modules that map ``layer``'s output to ``model``'s output, in call order,
+    when ``layer`` sits in plain ``nn.Sequential`` containers whose outermost one
+    returns the model's output (checked by a forward of ``probe`` when that container
+    is not the model itself); None otherwise."""
+    parents: dict[int, nn.Module | None] = {}
+    for parent in model.modules():
+        for child in parent.children():
+            parents[id(child)] = None if id(child) in parents else parent  # shared: no single place
+    tail: list[nn.Module] = []
+    node = layer
+    while node is not model:
+        parent = parents.get(id(node))
+        if parent is None or not _plain_sequential(parent):
+            break
+        members = list(parent)  # call order, repeats included
+        if sum(member is node for member in members) != 1:
+            return None
+        tail += members[members.index(node) + 1:]
+        node = parent
+    if node is layer:
+        return None
+    if node is not model and not _returns_model_output(model, node, layer, probe):
+        return None
+    return tuple(tail)
+
+
+def _returns_model_output(model: nn.Module, node: nn.Module, layer: nn.Module, probe: Tensor) -> bool:
+    seen: dict[str, list] = {"node": [], "layer": []}
+    handles = [
+        node.register_forward_hook(lambda _m, _a, out: seen["node"].append(out)),
+        layer.register_forward_hook(lambda _m, _a, out: seen["layer"].append(out)),
+    ]
+    try:
+        output = model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return len(seen["node"]) == 1 and len(seen["layer"]) == 1 and seen["node"][0] is output
+
+
+def _affine_stem(model: nn.Module, probe: Tensor) -> nn.Module | None:
+    """The first leaf the model calls, when it is an exact Linear / Conv reading
+    ``probe`` itself or through exact ``nn.Flatten`` / ``nn.Identity`` leaves."""
+    if not any(type(m) in AFFINE for m in model.modules()):
+        return None
+    calls: list[tuple[nn.Module, object, object]] = []
+
+    def record(module, args, output):
+        calls.append((module, args[0] if len(args) == 1 else None, output))
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [leaf.register_forward_hook(record) for leaf in leaves]
+    try:
+        model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    expected: object = probe
+    for module, first_input, output in calls:
+        if first_input is not expected:
+            return None
+        if type(module) in AFFINE:
+            return module
+        if type(module) not in (nn.Flatten, nn.Identity):
+            return None
+        expected = output
+    return None
+
+
+def chain_leaves(chain: tuple[nn.Module, ...], supported) -> list[nn.Module] | None:
+    """``chain`` with its plain ``nn.Sequential`` containers opened, when
+    ``supported(leaf)`` holds for every leaf; else None."""
+    leaves: list[nn.Module] = []
+    for module in chain:
+        if _plain_sequential(module):
+            inner = chain_leaves(tuple(module), supported)
+            if inner is None:
+                return None
+            leaves += inner
+        elif supported(module):
+            leaves.append(module)
+        else:
+            return None
+    return leaves

@@ -1,0 +1,100 @@
+"""The registry of importance scores (DESIGN section 1: scores are a registry).
+
+A score is a function ``fn(model, inputs, target, layers) -> {layer: Tensor (B, N)}``
+registered under a name; every guided layer names the score it consumes
+(``score="conductance"``) and the :class:`~ydrop.Guide` looks that name up here, so
+a new score is one function and one :func:`register_score` call. The built-in
+kinds (conductance, excitation, activation, gradxact) are registered the same way
+by ``ydrop.scores``.
+
+The Guide calls ``fn`` with the model in eval mode and no gradient mode forced on
+or off; ``inputs`` (B, *) are the samples to score, ``target`` (B,) their classes,
+``layers`` the guided modules that consume this score (N = each one's units, see
+``scores/_units.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+__all__ = ["ScoreFn", "ScoreKind", "register_score", "score_kind", "registered_scores"]
+
+ScoreFn = Callable[[nn.Module, Tensor, Tensor, list], dict]
+
+
+@dataclass(frozen=True)
+class ScoreKind:
+    """A registered score.
+
+    ``fn``: the scoring pass (module docstring). ``whole_batch``: False when a
+    layer that only ranks its units (Y-Drop) may be scored on B_c = max(1, B //
+    steps) random samples of the batch (Y-Drop Eq. 9) rather than all of them.
+    ``from_input``: for a score read off the layer's own input, ``from_input(x,
+    unit_dim) -> (B, N)``; such a score needs no pass and no Guide (``fn`` then
+    serves the functional API only).
+    ``along`` and ``anchor``: how the Guide scores inside the next training forward,
+    reusing an activation that forward computes anyway, where the model's plan
+    (``scores/plan.py``) has a chain above the ``anchor``: "lowest" (the lowest
+    scored layer, read at its input) or "stem" (the affine first module, read at its
+    output). ``along(chain, value, target, layers, anchor_module) -> [(B, N), ...]``
+    scores ``layers`` from that ``value`` (B, *) through the ``chain`` above the
+    anchor, the modules already in eval mode. None: the Guide always runs ``fn``.
+    """
+
+    name: str
+    fn: ScoreFn
+    whole_batch: bool = True
+    from_input: Callable[[Tensor, int | None], Tensor] | None = None
+    along: Callable | None = None
+    anchor: str = "lowest"
+
+
+_SCORES: dict[str, ScoreKind] = {}
+
+
+def register_score(
+    name: str,
+    fn: ScoreFn,
+    *,
+    whole_batch: bool = True,
+    from_input: Callable[[Tensor, int | None], Tensor] | None = None,
+    along: Callable | None = None,
+    anchor: str = "lowest",
+) -> None:
+    """Register ``fn`` as the score ``name`` (replacing an earlier one of that name).
+
+    Example::
+
+        def magnitude(model, inputs, target, layers):
+            ...  # {layer: (B, N)}
+        ydrop.register_score("magnitude", magnitude)
+        layer = ydrop.YDrop(score="magnitude")
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable as fn(model, inputs, target, layers), got {fn!r}")
+    if from_input is not None and not callable(from_input):
+        raise TypeError(f"from_input must be None or callable as from_input(x, unit_dim), got {from_input!r}")
+    if anchor not in ("lowest", "stem"):
+        raise ValueError(f"anchor must be 'lowest' or 'stem', got {anchor!r}")
+    _SCORES[name] = ScoreKind(name, fn, bool(whole_batch), from_input, along, anchor)
+
+
+def score_kind(name: str, option: str = "score") -> ScoreKind:
+    """The registered score ``name``; an unknown name raises an error naming
+    ``option`` (the argument as the user typed it) and the registered scores."""
+    kind = _SCORES.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise ValueError(
+            f"{option}={name!r} is not a registered score; registered: {', '.join(registered_scores())} "
+            "(add one with ydrop.register_score(name, fn))"
+        )
+    return kind
+
+
+def registered_scores() -> tuple[str, ...]:
+    return tuple(sorted(_SCORES))
