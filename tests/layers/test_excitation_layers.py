@@ -101,7 +101,7 @@ def test_eval_identity_and_repr_and_bad_rate():
     assert "p=0.25" in repr(layer) and "score='excitation'" in repr(layer)
     with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\), got 1.0"):
         ExcitationDropout(p=1.0)
-    with pytest.raises(ValueError, match="score must be one of"):
+    with pytest.raises(ValueError, match=r"score='saliency' is not a registered score; registered: .*activation"):
         ActivationDropout(score="saliency")
 
 

@@ -164,7 +164,9 @@ def test_extra_repr_shows_settings():
         ({"mu_low": 0.6}, r"mu_low must be <= p_low_max = 0.5, got mu_low = 0.6"),
         ({"sigma_low": -0.01}, r"sigma_low must be a finite number >= 0, got -0.01"),
         ({"steps": 0}, r"steps must be an integer >= 1, got 0"),
-        ({"score": "gradient"}, r"score must be one of 'conductance', 'excitation', 'activation'; got 'gradient'"),
+        ({"score": "gradient"}, r"score='gradient' is not a registered score; registered: .*conductance.*excitation"),
+        ({"unit_dim": 0}, r"unit_dim must be None .* or a non-zero integer .*, got 0"),
+        ({"unit_dim": 1.5}, r"unit_dim must be None .* or a non-zero integer .*, got 1.5"),
         ({"elasticity": 2.0}, r"elasticity must be a number in \[0, 1\], got 2.0"),
         ({"warmup_epochs": -1}, r"warmup_epochs must be an integer >= 0, got -1"),
     ],
@@ -223,7 +225,7 @@ def test_ranking_and_counter_survive_state_dict_round_trip():
     layer(torch.ones(8, UNITS))
     layer.keep_scores()
     state = layer.state_dict()
-    assert state["mean_score"].shape == (UNITS,) and state["_extra_state"] == {"reuses_left": 2}
+    assert state["mean_score"].shape == (UNITS,) and state["reuses_left"].item() == 2
     fresh = started(YDrop(score_every=4))
     fresh.load_state_dict(state)
     assert torch.equal(fresh.mean_score, layer.mean_score) and not fresh.needs_guide
@@ -275,3 +277,45 @@ def test_the_kept_ranking_is_computed_once_per_mean_and_follows_every_change(mon
     assert strong_after_a_step(layer) == set(range(16, 32)) and len(rankings) == 3
     layer.strong_fraction = 0.25
     assert strong_after_a_step(layer) == set(range(24, 32)) and rankings[-1] == 0.25
+
+
+# ------------------------------------------------------- state as tensors only
+def test_state_dict_holds_tensors_only_and_loads_with_weights_only(tmp_path):
+    """Issue 21: safetensors and ``weights_only`` loaders accept tensors only."""
+    layer = started(YDrop(score_every=3))
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS))
+    state = layer.state_dict()
+    assert all(isinstance(value, torch.Tensor) for value in state.values())
+    assert state["reuses_left"].dtype == torch.int64 and state["reuses_left"].shape == ()
+    torch.save(state, tmp_path / "ydrop.pt")
+    loaded = torch.load(tmp_path / "ydrop.pt", weights_only=True)
+    fresh = started(YDrop(score_every=3))
+    fresh.load_state_dict(loaded)
+    assert fresh._reuses_left == 2 and not fresh.needs_guide
+    assert torch.equal(fresh.mean_score, layer.mean_score) and torch.equal(fresh.drop_rate, layer.drop_rate)
+
+
+def test_the_counter_buffer_follows_the_live_counter():
+    layer = started(YDrop(score_every=3))
+    assert layer.reuses_left.item() == -1  # no scores yet
+    layer.set_scores(ranked_scores())
+    assert layer.reuses_left.item() == 2
+    layer.keep_scores()
+    assert layer.reuses_left.item() == 1
+    layer.clear_scores()
+    assert layer.reuses_left.item() == -1 and layer.needs_guide
+
+
+def test_a_state_with_the_earlier_non_tensor_extra_state_still_loads():
+    layer = started(YDrop(score_every=4))
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS))
+    state = dict(layer.state_dict())
+    del state["reuses_left"]
+    state["_extra_state"] = {"reuses_left": 3}  # what earlier versions saved
+    fresh = started(YDrop(score_every=4))
+    fresh.load_state_dict(state)  # strict: no unexpected or missing key
+    assert fresh._reuses_left == 3 and fresh.reuses_left.item() == 3
+    assert torch.equal(fresh.mean_score, layer.mean_score)
+    assert "_extra_state" in state  # the caller's dict is left alone

@@ -1,14 +1,12 @@
 """Dropout layers: the guided policies (Y-Drop, Excitation, Activation)."""
 
-from .base import GUIDE_SCORE_KINDS, SCORE_KINDS, GuidedDropout, ScoreRequest
+from .base import GuidedDropout, ScoreRequest
 from .baselines import CurriculumDropout, Dropout, InformationDropout, StandoutDropout, information_kl
 from .excitation import ActivationDropout, ExcitationDropout
 from .factory import DROPOUT_METHODS, create_dropout
 from .ydrop import YDrop
 
 __all__ = [
-    "SCORE_KINDS",
-    "GUIDE_SCORE_KINDS",
     "ScoreRequest",
     "GuidedDropout",
     "YDrop",

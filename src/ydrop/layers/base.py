@@ -1,17 +1,31 @@
 """The contract between a guided dropout layer and the :class:`~ydrop.Guide`.
 
 A *guided* layer is a dropout *policy* that consumes an importance *score*
-(DESIGN section 1). Scores come from one of three places:
+(DESIGN section 1), named by ``score=`` and looked up in the score registry
+(``ydrop.register_score``, ``scores/registry.py``). A score comes from one of two
+places:
 
-* ``"conductance"`` and ``"excitation"`` need a separate scoring pass through the
-  whole network; the Guide runs it once per step for every layer and hands each
-  layer its rows with :meth:`GuidedDropout.set_scores`;
-* ``"activation"`` is read off the layer's own input inside ``forward``: it needs
-  no Guide at all.
+* a network-wide scoring pass (``"conductance"`` of Y-Drop, Georgiou et al.;
+  ``"excitation"`` of Excitation Dropout, Zunino et al.): the Guide runs it once
+  per step for every layer and hands each layer its rows (samples, N) with
+  :meth:`GuidedDropout.set_scores`;
+* the layer's own input, for a kind registered with ``from_input`` (``"activation"``
+  of Activation Dropout): computed inside ``forward``; it needs no Guide at all.
 
-Units are the last dimension of a (B, N) input, or the channels of a (B, C, H, W)
-feature map (whole channels are dropped). In eval mode every guided layer is the
-identity, like ``nn.Dropout``.
+**Units and masks.** A layer's N units lie along one dimension of its input,
+``unit_dim`` (``scores/_units.py``): by default the features of a (B, N) input, the
+D features of a (B, T, D) sequence and the C channels of a (B, C, H, W) or
+(B, C, D, H, W) conv map. Policies give one rate per (sample, unit) or per unit;
+the mask, of shape ``x.shape[:d + 1] + (1,) * (x.dim() - d - 1)`` for unit dim d,
+draws one value per (sample, unit) that is shared by every position *after* the
+unit dim (whole channels of a conv map: mask (B, C, 1, 1)) and one value per
+element over the dims *before* it (a (B, T, D) sequence: mask (B, T, D), each
+element at its unit's rate, as ``nn.Dropout`` does inside a transformer).
+
+In eval mode every guided layer is the identity, like ``nn.Dropout``. The training
+forward reads state set from outside (the Guide's scores, the epoch, counters), so
+it runs eagerly under ``torch.compile`` (``torch.compiler.disable``): the compiled
+graph around it never guards on that state and is not recompiled every step.
 """
 
 from __future__ import annotations
@@ -23,26 +37,35 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_all_finite, check_choice, check_non_negative_int, check_rate
-from ..scores.activation import activation_score
+from .._validation import check_all_finite, check_non_negative_int, check_rate
+from ..scores._units import resolve_unit_dim
+from ..scores.registry import ScoreKind, score_kind
 from .functional import bernoulli_mask
 
-__all__ = ["SCORE_KINDS", "GUIDE_SCORE_KINDS", "ScoreRequest", "GuidedDropout", "unit_view", "plain_dropout"]
-
-SCORE_KINDS = ("conductance", "excitation", "activation")
-# The kinds that need a network-wide scoring pass, i.e. a Guide.
-GUIDE_SCORE_KINDS = ("conductance", "excitation")
+__all__ = [
+    "ScoreRequest",
+    "GuidedDropout",
+    "check_unit_dim",
+    "unit_view",
+    "broadcast_units",
+    "input_unit_dim",
+    "unit_keep_shape",
+    "rows_to_keep_shape",
+    "spread_mask",
+    "plain_dropout",
+]
 
 
 @dataclass(frozen=True)
 class ScoreRequest:
     """What a layer asks the Guide for at one step.
 
-    ``kind``: one of :data:`GUIDE_SCORE_KINDS`. ``per_sample``: True when the
-    policy needs a score row for every sample of this exact batch (Excitation
-    Dropout's per-sample masks); False when a random subset of ``B_c = max(1, B //
-    steps)`` samples suffices (Y-Drop's mean conductance, Eq. 9). ``steps``: the
-    number of conductance interpolation steps n_c.
+    ``kind``: a registered score name (``ydrop.register_score``) without
+    ``from_input``. ``per_sample``: True when the policy needs a score row for
+    every sample of this exact batch (Excitation Dropout's per-sample masks);
+    False when a random subset of ``B_c = max(1, B // steps)`` samples suffices
+    (Y-Drop's mean conductance, Eq. 9). ``steps``: the number of conductance
+    interpolation steps n_c.
     """
 
     kind: str
@@ -50,8 +73,23 @@ class ScoreRequest:
     steps: int = 5
 
 
+def check_unit_dim(unit_dim: object) -> int | None:
+    """``unit_dim`` as given: None (the default per input shape) or a non-zero int."""
+    if unit_dim is None:
+        return None
+    if isinstance(unit_dim, bool) or not isinstance(unit_dim, int) or unit_dim == 0:
+        raise ValueError(
+            f"unit_dim must be None (features of (B, N) and (B, T, D), channels of conv maps) or a "
+            f"non-zero integer naming the input's unit dimension (0 is the batch; -1 the last), got {unit_dim!r}"
+        )
+    return unit_dim
+
+
+# ------------------------------------------------------------------ baselines
 def unit_view(x: Tensor) -> tuple[int, int]:
-    """(batch, units) of a (B, N) input or a (B, C, ...) feature map (units = channels)."""
+    """(batch, units) of a (B, N) input or a (B, C, ...) feature map (units = dim 1).
+
+    The baselines' convention (they take no ``unit_dim``)."""
     if x.dim() < 2:
         raise ValueError(
             f"input must have shape (B, N) or (B, C, H, W), got a tensor of shape {tuple(x.shape)}"
@@ -66,35 +104,75 @@ def broadcast_units(values: Tensor, x: Tensor) -> Tensor:
     return values.reshape(values.shape + (1,) * (x.dim() - 2))
 
 
-def plain_dropout(x: Tensor, p: float) -> Tensor:
-    """Standard dropout on units (whole channels for feature maps), rescaled by 1 / (1 - p)."""
+# ------------------------------------------------------------ guided masks
+def unit_keep_shape(x: Tensor, dim: int) -> torch.Size:
+    """The shape masks are drawn in, ``x.shape[:dim + 1]``: units last, one draw per
+    element before them (a sequence's tokens), none after (a channel's positions)."""
+    return x.shape[: dim + 1]
+
+
+def rows_to_keep_shape(rows: Tensor, x: Tensor, dim: int) -> Tensor:
+    """(B or 1, N) per-unit values expanded (a view) to :func:`unit_keep_shape`."""
+    if dim > 1:  # (B, N) -> (B, 1, .., 1, N): one value for every token of a sample
+        rows = rows.reshape(rows.shape[:1] + (1,) * (dim - 1) + rows.shape[1:])
+    return rows.expand(unit_keep_shape(x, dim))
+
+
+def spread_mask(mask: Tensor, x: Tensor, dim: int) -> Tensor:
+    """A mask of :func:`unit_keep_shape` with trailing 1s, so that it covers every
+    position after the unit dim (a whole channel) with one value."""
+    trailing = x.dim() - dim - 1
+    return mask.reshape(mask.shape + (1,) * trailing) if trailing else mask
+
+
+def input_unit_dim(x: Tensor, unit_dim: int | None = None) -> int:
+    """The (non-negative) unit dimension of the input ``x``; a clear error for an
+    input without a batch and a unit dimension."""
+    if x.dim() < 2:
+        raise ValueError(
+            "input must have a batch and a unit dimension: (B, N), (B, T, D) or (B, C, H, W); "
+            f"got a tensor of shape {tuple(x.shape)}"
+        )
+    return resolve_unit_dim(x.dim(), unit_dim)
+
+
+def plain_dropout(x: Tensor, p: float, unit_dim: int | None = None) -> Tensor:
+    """Standard dropout with the guided layers' mask rule (module docstring),
+    rescaled by 1 / (1 - p): per element for (B, N) and (B, T, D), whole channels
+    for conv maps."""
     if p == 0.0:
         return x
-    batch, units = unit_view(x)
+    dim = input_unit_dim(x, unit_dim)
     with torch.no_grad():
-        keep = torch.full((batch, units), 1.0 - p, dtype=x.dtype, device=x.device)
+        keep = x.new_full((), 1.0 - p).expand(unit_keep_shape(x, dim))
         mask = bernoulli_mask(keep).div_(1.0 - p)
-    return x * broadcast_units(mask, x)
+    return x * spread_mask(mask, x, dim)
 
 
 class GuidedDropout(nn.Module):
-    """Base class: warm-up, score bookkeeping and the no-score fallback.
+    """Base class: warm-up, score bookkeeping, units and the no-score fallback.
 
     Subclasses implement :meth:`score_request` and :meth:`_guided_forward`.
 
     Args:
-        score: which importance score the policy consumes: "conductance",
-            "excitation" or "activation".
+        score: the registered importance score the policy consumes (built in:
+            "conductance", "excitation", "activation", "gradxact"; more with
+            ``ydrop.register_score``).
         warmup_epochs: epochs (the annealing factor K) during which the layer is
             plain dropout at ``warmup_p``; the Guide skips scoring then.
         warmup_p: the plain-dropout rate used during warm-up.
         fallback_p: the plain-dropout rate used, with a warning, when the layer is
             asked to run guided but was never given scores.
+        unit_dim: the input dimension that holds the units (module docstring); None
+            takes the default of the input's shape.
     """
 
-    def __init__(self, score: str, warmup_epochs: int, warmup_p: float, fallback_p: float) -> None:
+    def __init__(self, score: str, warmup_epochs: int, warmup_p: float, fallback_p: float,
+                 unit_dim: int | None = None) -> None:
         super().__init__()
-        self.score = check_choice("score", score, SCORE_KINDS)
+        score_kind(score)  # an unknown name raises here, listing the registered ones
+        self.score = score
+        self.unit_dim = check_unit_dim(unit_dim)
         self.warmup_epochs = check_non_negative_int("warmup_epochs", warmup_epochs)
         self.warmup_p = check_rate("warmup_p", warmup_p)
         self.fallback_p = fallback_p
@@ -115,9 +193,15 @@ class GuidedDropout(nn.Module):
         return self.epoch < self.warmup_epochs
 
     @property
+    def kind(self) -> ScoreKind:
+        """The registry entry of ``score``, looked up on use so that a score
+        registered again under the same name takes effect."""
+        return score_kind(self.score)
+
+    @property
     def needs_guide(self) -> bool:
         """True when the next training forward wants scores from a Guide pass."""
-        return self.score in GUIDE_SCORE_KINDS and not self.in_warmup
+        return self.kind.from_input is None and not self.in_warmup
 
     def score_request(self) -> ScoreRequest:
         raise NotImplementedError
@@ -134,7 +218,7 @@ class GuidedDropout(nn.Module):
     def score_in_forward(self, score_function: Callable[[Tensor], Tensor]) -> None:
         """Let the next training forward compute this step's scores itself.
 
-        ``score_function(x)`` maps the layer's input (B, N, *) to scores (B, N); it
+        ``score_function(x)`` maps the layer's input (B, *) to scores (B, N); it
         runs once, inside the next guided forward, and its result is handled like
         :meth:`set_scores`. The Guide uses this for Excitation Backprop when the
         network above the layer is a chain: the training forward has already
@@ -151,10 +235,11 @@ class GuidedDropout(nn.Module):
         self._score_function = None
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
-        """Scores for this forward: computed from ``x`` for "activation" (or by a
-        pending :meth:`score_in_forward` function), else the Guide's last ones."""
-        if self.score == "activation":
-            return activation_score(x.detach())
+        """Scores for this forward: read off ``x`` for a kind with ``from_input`` (or
+        by a pending :meth:`score_in_forward` function), else the Guide's last ones."""
+        from_input = self.kind.from_input
+        if from_input is not None:
+            return from_input(x.detach(), self.unit_dim)
         if self._score_function is not None:
             score_function, self._score_function = self._score_function, None
             self.set_scores(score_function(x.detach()))
@@ -164,28 +249,45 @@ class GuidedDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return x
-        unit_view(x)
+        return self._train_forward(x)
+
+    @torch.compiler.disable
+    def _train_forward(self, x: Tensor) -> Tensor:
+        # Eager under torch.compile: what follows reads Python state that changes
+        # from outside between steps (epoch, scores, counters); traced, each change
+        # would be a guard failure and a recompilation.
+        dim = input_unit_dim(x, self.unit_dim)
         if self.in_warmup:
-            return plain_dropout(x, self.warmup_p)
+            return plain_dropout(x, self.warmup_p, dim)
         scores = self._current_scores(x)
         if scores is None:
-            if not self._warned_no_scores:
-                warnings.warn(
-                    f"{self.__class__.__name__}(score={self.score!r}) ran in training mode without "
-                    f"scores, so it acts as plain dropout with p={self.fallback_p}. Create "
-                    "`guide = ydrop.Guide(model)` and call `guide.step(inputs, targets)` before "
-                    "each training forward.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._warned_no_scores = True
-            return plain_dropout(x, self.fallback_p)
-        if scores.shape[1] != x.shape[1]:
+            self._warn_no_scores()
+            return plain_dropout(x, self.fallback_p, dim)
+        if scores.shape[1] != x.shape[dim]:
             raise ValueError(
-                f"scores have {scores.shape[1]} units but the input of {self.__class__.__name__} "
-                f"has {x.shape[1]} (shape {tuple(x.shape)}); the scores belong to another layer"
+                f"scores have {scores.shape[1]} units but the input of {self.__class__.__name__} has "
+                f"{x.shape[dim]} along its unit dimension {dim} (input shape {tuple(x.shape)}, "
+                f"unit_dim={self.unit_dim!r}); the scores belong to another layer"
             )
-        return self._guided_forward(x, scores.to(device=x.device, dtype=x.dtype))
+        return self._guided_forward(x, scores.to(device=x.device, dtype=x.dtype), dim)
 
-    def _guided_forward(self, x: Tensor, scores: Tensor) -> Tensor:
+    def _warn_no_scores(self) -> None:
+        if self._warned_no_scores:
+            return
+        warnings.warn(
+            f"{self.__class__.__name__}(score={self.score!r}) ran in training mode without "
+            f"scores, so it acts as plain dropout with p={self.fallback_p}. Create "
+            "`guide = ydrop.Guide(model)` and call `guide.step(inputs, targets)` before "
+            "each training forward.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self._warned_no_scores = True
+
+    def _guided_forward(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
+        """The policy's output for input ``x`` with units along ``dim`` and scores
+        (samples, N) on ``x``'s device and dtype."""
         raise NotImplementedError
+
+    def _unit_dim_repr(self) -> str:
+        return "" if self.unit_dim is None else f", unit_dim={self.unit_dim}"

@@ -15,9 +15,11 @@ method runs in the same models and training loop.
   multiplicative log-normal noise and a KL penalty the training loop adds to the
   loss (:func:`information_kl`).
 
-Shapes (all layers): input (B, N), or (B, C, H, W) with units = channels (one
-mask or noise value per sample and channel, shared by all positions); output the
-same shape. Masks and noise are drawn under ``no_grad``. In eval mode every layer
+Shapes: input (B, N), or (B, C, H, W) with units = channels (one mask or noise
+value per sample and channel, shared by all positions); output the same shape.
+:class:`Dropout` follows the guided layers' rule for every shape (``layers/base.py``:
+per element for (B, N) and a (B, T, D) sequence, whole channels for conv maps); the
+other baselines take dim 1 as the units of any input. Masks and noise are drawn under ``no_grad``. In eval mode every layer
 is the identity, except :class:`StandoutDropout`, whose eval output is the
 expectation x * keep(x) (the original method's test-time rule), and
 :class:`InformationDropout` with ``eval_output="mean"``.
@@ -81,7 +83,8 @@ class Dropout(nn.Module):
     """Standard dropout on units: keep with probability 1 - p, rescale by 1 / (1 - p).
 
     Unlike ``nn.Dropout``, a (B, C, H, W) input drops whole channels (units =
-    channels, like the guided layers), so every method drops the same kind of unit.
+    channels, like the guided layers), so every method drops the same kind of unit;
+    (B, N) inputs and (B, T, D) sequences are dropped per element, like ``nn.Dropout``.
 
     Args:
         p: drop rate in [0, 1) (0.5, the rate the Y-Drop paper found best).
@@ -272,6 +275,7 @@ class InformationDropout(nn.Module):
         if num_units is not None:
             self._build(check_positive_int("num_units", num_units))
         self.kl: Tensor | None = None
+        self.register_load_state_dict_pre_hook(_build_before_load)
 
     def _build(self, units: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         layer = nn.Linear(units, units, device=device, dtype=dtype)
@@ -315,18 +319,20 @@ class InformationDropout(nn.Module):
         eps = torch.exp(alpha * noise)
         return x * broadcast_units(eps, x)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A layer built lazily must still accept a trained one's alpha_layer.
-        weight = state_dict.get(prefix + "alpha_layer.weight")
-        if weight is not None and self.alpha_layer is None and weight.dim() == 2:
-            self._build(weight.shape[1], dtype=weight.dtype)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
             f"alpha_max={self.alpha_max}, units={self.num_units or 'lazy'}, "
             f"kl_reduction={self.kl_reduction!r}, eval_output={self.eval_output!r}"
         )
+
+
+def _build_before_load(module: InformationDropout, state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: a layer built lazily must still accept a
+    trained one's ``alpha_layer``."""
+    weight = state_dict.get(prefix + "alpha_layer.weight")
+    if isinstance(weight, Tensor) and module.alpha_layer is None and weight.dim() == 2:
+        module._build(weight.shape[1], dtype=weight.dtype)
 
 
 def information_kl(model: nn.Module) -> Tensor:

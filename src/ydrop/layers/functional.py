@@ -1,5 +1,7 @@
 """Pure functions behind the guided dropout layers (the timm habit: a function
-plus a thin module). Shapes: B samples, N units (or channels).
+plus a thin module). Shapes: B samples, N units (or channels). The mask functions
+work on rows along the last dimension, (..., N): (B, N) for one mask per sample, or
+(B, T, N) for one per sample and token of a sequence (see ``layers/base.py``).
 
 Y-Drop (Georgiou et al.):
     Eq. 4  mean conductance per unit          -> :func:`strong_units`
@@ -84,7 +86,7 @@ def ema_update(ema: Tensor, rates: Tensor, elasticity: float) -> Tensor:
 
 
 def retain_probability(p_eb: Tensor, base_retain: float) -> Tensor:
-    """Eq. 3 of Excitation Dropout, (B, N) -> (B, N).
+    """Eq. 3 of Excitation Dropout, (..., N) -> (..., N).
 
     keep = 1 - ((1-P)(N-1) p_EB) / (((1-P)N - 1) p_EB + P), with P the base retain
     probability. keep = P at p_EB = 1/N, 1 at p_EB = 0 and 0 at p_EB = 1. The
@@ -100,18 +102,20 @@ def retain_probability(p_eb: Tensor, base_retain: float) -> Tensor:
 
 
 def per_sample_rescaled_mask(keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Bernoulli(keep) mask (B, N), kept units scaled by N / (kept in that sample).
+    """Bernoulli(keep) mask (..., N), kept units scaled by N / (kept in that row).
 
-    This is the authors' rescale. A sample that lost every unit keeps an all-zero
-    row (the scale is computed against max(kept, 1)), never inf or NaN.
+    This is the authors' rescale, per sample for (B, N); for a sequence's (B, T, N)
+    each token's row is rescaled on its own, so every row keeps its total, as a
+    sample does. A row that lost every unit stays all zero (the scale is computed
+    against max(kept, 1)), never inf or NaN.
     """
     mask = bernoulli_mask(keep, generator)
-    kept = mask.sum(dim=1, keepdim=True)
-    return mask.mul_(keep.shape[1] / kept.clamp_min(1.0))
+    kept = mask.sum(dim=-1, keepdim=True)
+    return mask.mul_(keep.shape[-1] / kept.clamp_min(1.0))
 
 
 def inverse_keep_mask(keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Bernoulli(keep) mask (B, N), each kept unit scaled by 1 / keep: E[mask] = 1
+    """Bernoulli(keep) mask (..., N), each kept unit scaled by 1 / keep: E[mask] = 1
     per unit, as in standard (inverted) dropout. A unit with keep = 0 is dropped
     and scaled by 0, never inf or NaN.
 

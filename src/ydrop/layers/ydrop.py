@@ -7,8 +7,13 @@ Per training step, with mean scores (Eq. 4) of this layer's N units:
 the ceil(w_S N) highest are the strong bucket (Eq. 5), each bucket gets a drop rate
 drawn from a capped right half-normal (Eq. 8), every unit's drop rate is tracked by
 an EMA (Eq. 6) and units are kept with Bernoulli(1 - g_B(k)), output
-x * mask / (1 - p_k). Shapes: input (B, N) or (B, C, H, W) (units = channels),
-output the same shape. Identity in eval mode.
+x * mask / (1 - p_k). Identity in eval mode.
+
+Shapes (output = input shape; units along ``unit_dim``, see ``layers/base.py``):
+(B, N) input: N units, mask (B, N); (B, C, H, W) conv map: C channel units, mask
+(B, C, 1, 1) (whole channels); (B, T, D) sequence: D feature units, mask (B, T, D)
+(each element at its unit's rate). Buffers ``drop_rate`` and ``mean_score`` are
+(N,), so a sequence model may change its sequence length T from batch to batch.
 
 ``score_every = k`` (an addition, not in the paper; k = 1 is the paper) keeps the
 mean scores, hence the ranking into buckets, for k guided steps: the Guide runs the
@@ -24,7 +29,7 @@ from torch import Tensor
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
 from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
-from .base import GuidedDropout, ScoreRequest, broadcast_units
+from .base import GuidedDropout, ScoreRequest, spread_mask, unit_keep_shape
 
 __all__ = ["YDrop"]
 
@@ -43,16 +48,18 @@ class YDrop(GuidedDropout):
         elasticity: alpha of the EMA (1e-3; the paper tunes it in {1e-5 .. 1e-1}).
         warmup_epochs: annealing factor K: plain dropout for the first K epochs (2).
         warmup_p: the plain-dropout rate of the warm-up (0.5, the tuned vanilla rate).
-        score: the importance score consumed: "conductance" (the paper),
-            "excitation" or "activation".
+        score: the registered importance score consumed: "conductance" (the
+            paper), "excitation", "activation", "gradxact" or a user's.
         num_units: allocate the EMA buffer now (otherwise on the first guided step).
         score_every: k, reuse the last mean scores (the ranking) for k guided steps,
             so the Guide scores one step in k (1, the paper: every step).
+        unit_dim: the input dimension holding the units (None: the features of
+            (B, N) and (B, T, D), the channels of conv maps).
 
-    Buffers: ``drop_rate`` (N,), the EMA p_k, and ``mean_score`` (N,), the mean
-    scores of the last scored step (empty before it), both saved in ``state_dict``
-    together with the number of Guide steps it may still be reused for
-    (``get_extra_state``).
+    Buffers (all tensors, so ``state_dict`` suits safetensors and ``weights_only``
+    loaders): ``drop_rate`` (N,), the EMA p_k; ``mean_score`` (N,), the mean scores
+    of the last scored step (empty before it); ``reuses_left`` (), an int64 count
+    of the Guide steps ``mean_score`` may still be reused for (-1: no scores yet).
     Without scores after warm-up the layer falls back to plain dropout at
     ``warmup_p`` and warns once.
     """
@@ -76,8 +83,10 @@ class YDrop(GuidedDropout):
         score: str = "conductance",
         num_units: int | None = None,
         score_every: int = 1,
+        unit_dim: int | None = None,
     ) -> None:
-        super().__init__(score=score, warmup_epochs=warmup_epochs, warmup_p=warmup_p, fallback_p=warmup_p)
+        super().__init__(score=score, warmup_epochs=warmup_epochs, warmup_p=warmup_p, fallback_p=warmup_p,
+                         unit_dim=unit_dim)
         self.steps = check_positive_int("steps", steps)
         self.strong_fraction = check_open_unit("strong_fraction", strong_fraction)
         self.p_low_max = check_rate("p_low_max", p_low_max)
@@ -100,10 +109,16 @@ class YDrop(GuidedDropout):
         self.score_every = check_positive_int("score_every", score_every)
         self.register_buffer("mean_score", torch.zeros(0))
         # Guide steps for which ``mean_score`` may still be reused (None: no scores
-        # yet). A Python int, so deciding whether to score never reads a device tensor.
+        # yet). The live counter is a Python int, so deciding whether to score never
+        # reads a device tensor; the buffer mirrors it (``fill_`` on every change, no
+        # host sync) only so that it is saved, and is read back once after loading.
         self._reuses_left: int | None = None
+        self.register_buffer("reuses_left", torch.tensor(-1, dtype=torch.int64))
         self._bucket_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
-        self._strong_cache: tuple[Tensor, int, float, Tensor] | None = None
+        # (mean_score, strong_fraction, strong units): ranked once per new mean.
+        self._strong_cache: tuple[Tensor, float, Tensor] | None = None
+        self.register_load_state_dict_pre_hook(_before_load)
+        self.register_load_state_dict_post_hook(_after_load)
 
     # ------------------------------------------------------------ score_every
     @property
@@ -114,7 +129,11 @@ class YDrop(GuidedDropout):
     def keep_scores(self) -> None:
         """A Guide step without new scores: one reuse of the kept mean spent."""
         if self._reuses_left:
-            self._reuses_left -= 1
+            self._set_reuses_left(self._reuses_left - 1)
+
+    def _set_reuses_left(self, value: int | None) -> None:
+        self._reuses_left = value
+        self.reuses_left.fill_(-1 if value is None else value)
 
     def set_scores(self, scores: Tensor) -> None:
         """Receive scores (samples, N); only their mean over samples (Eq. 4) is kept."""
@@ -122,21 +141,23 @@ class YDrop(GuidedDropout):
         # Under DDP every rank must rank the same units: mean over ranks.
         self.mean_score = all_reduce_mean(self._scores.float().mean(dim=0))
         self._scores = None
+        self._rank()
         # Scores given during warm-up are kept but count as stale: the first guided
         # step still asks the Guide for fresh ones.
-        self._reuses_left = 0 if self.in_warmup else self.score_every - 1
+        self._set_reuses_left(0 if self.in_warmup else self.score_every - 1)
 
     def clear_scores(self) -> None:
         super().clear_scores()
         self.mean_score = self.mean_score.new_zeros(0)
-        self._reuses_left = None
+        self._strong_cache = None
+        self._set_reuses_left(None)
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
         """The kept mean scores as one row (1, N). Refreshed by the Guide's
         :meth:`set_scores` (or a pending in-forward score function); scores read off
-        ``x`` ("activation") cost no pass and are refreshed every forward."""
+        ``x`` (a kind with ``from_input``) cost no pass and are refreshed every forward."""
         scores = super()._current_scores(x)
-        if self.score == "activation":
+        if self.kind.from_input is not None:
             self.set_scores(scores)
         return None if self._reuses_left is None else self.mean_score.unsqueeze(0)
 
@@ -156,13 +177,16 @@ class YDrop(GuidedDropout):
             self._bucket_cache = (values, torch.tensor(values, device=device).unbind(0))
         return self._bucket_cache[1]
 
-    def _ensure_state(self, units: int, device: torch.device) -> None:
+    def _ensure_state(self, x: Tensor, dim: int) -> None:
+        units = x.shape[dim]
         if self.drop_rate.numel() == 0:
-            self.drop_rate = torch.full((units,), self.p0, device=device)
+            self.drop_rate = torch.full((units,), self.p0, device=x.device)
         elif self.drop_rate.numel() != units:
             raise ValueError(
-                f"YDrop was built for {self.drop_rate.numel()} units but got an input with {units}; "
-                "use one YDrop module per layer"
+                f"YDrop was built for {self.drop_rate.numel()} units but its input has {units} along its "
+                f"unit dimension {dim} (input shape {tuple(x.shape)}, unit_dim={self.unit_dim!r}); pass "
+                "unit_dim= to name the dimension that holds the units (the default is the features of "
+                "(B, N) and (B, T, D), the channels of conv maps), and use one YDrop module per place"
             )
 
     def _bucket_rates(self, strong: Tensor) -> Tensor:
@@ -172,52 +196,34 @@ class YDrop(GuidedDropout):
         p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(strong.device)))
         return F_.bucket_drop_rates(strong, p_low, p_high)
 
-    def _kept_strong_units(self) -> Tensor:
-        """The strong bucket (N,) of the kept mean scores, ranked once per new mean:
-        a layer with ``score_every = k`` reuses it for k steps (the ranking was 2 % of
-        an FC_1 step). Recomputed when the mean is replaced or changed in place
-        (``load_state_dict``) or ``strong_fraction`` changes."""
-        mean, cached = self.mean_score, self._strong_cache
-        if cached is None or cached[0] is not mean or cached[1:3] != (mean._version, self.strong_fraction):
-            cached = (mean, mean._version, self.strong_fraction, F_.strong_units(mean, self.strong_fraction))
-            self._strong_cache = cached
-        return cached[3]
+    def _rank(self) -> None:
+        """Rank the kept mean into buckets (Eq. 5) once per new mean: a layer with
+        ``score_every = k`` reuses the ranking for k steps (it was 2 % of an FC_1
+        step). Called when the mean is set (:meth:`set_scores`) and after
+        ``load_state_dict``."""
+        mean = self.mean_score
+        strong = F_.strong_units(mean, self.strong_fraction) if mean.numel() else None
+        self._strong_cache = None if strong is None else (mean, self.strong_fraction, strong)
 
-    def _guided_forward(self, x: Tensor, scores: Tensor) -> Tensor:
+    def _kept_strong_units(self) -> Tensor:
+        """The strong bucket (N,) of the kept mean scores (see :meth:`_rank`); ranked
+        again if ``strong_fraction`` or the ``mean_score`` buffer itself was replaced."""
+        cached = self._strong_cache
+        if cached is None or cached[0] is not self.mean_score or cached[1] != self.strong_fraction:
+            self._rank()
+        return self._strong_cache[2]
+
+    def _guided_forward(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
         # ``scores`` is the kept mean as one row (``_current_scores``): its ranking
         # is read from the float32 mean itself, cached.
-        batch, units = x.shape[0], x.shape[1]
-        self._ensure_state(units, x.device)
+        self._ensure_state(x, dim)
         with torch.no_grad():
             rates = self._bucket_rates(self._kept_strong_units().to(x.device))
             F_.ema_update(self.drop_rate, rates, self.elasticity)
-            keep = (1.0 - rates).expand(batch, units)
+            # (N,) rates broadcast along the last (unit) dim of the keep shape.
+            keep = (1.0 - rates).expand(unit_keep_shape(x, dim))
             mask = F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate)
-        return x * broadcast_units(mask.to(x.dtype), x)
-
-    def get_extra_state(self) -> dict:
-        return {"reuses_left": self._reuses_left}
-
-    def set_extra_state(self, state: dict) -> None:
-        self._reuses_left = state.get("reuses_left")
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs):
-        # The EMA is sized lazily on the first guided step; a fresh module must still
-        # accept a trained one's. The kept mean is empty until the first scoring, so
-        # it takes whatever size was saved.
-        saved = state_dict.get(prefix + "drop_rate")
-        if saved is not None and self.drop_rate.numel() == 0:
-            self.drop_rate = torch.empty_like(saved, device=self.drop_rate.device)
-        saved = state_dict.get(prefix + "mean_score")
-        if saved is not None and saved.shape != self.mean_score.shape:
-            self.mean_score = torch.empty_like(saved, device=self.mean_score.device)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs)
-        # A state saved before score_every existed has neither: the layer then
-        # scores at its next guided step.
-        for key in (prefix + "mean_score", prefix + "_extra_state"):
-            if key not in state_dict and key in missing_keys:
-                missing_keys.remove(key)
-                self.clear_scores()
+        return x * spread_mask(mask.to(x.dtype), x, dim)
 
     def extra_repr(self) -> str:
         return (
@@ -225,5 +231,41 @@ class YDrop(GuidedDropout):
             f"mu=({self.mu_low}, {self.mu_high}), sigma=({self.sigma_low}, {self.sigma_high}), "
             f"p_max=({self.p_low_max}, {self.p_high_max}), p0={self.p0}, elasticity={self.elasticity}, "
             f"warmup_epochs={self.warmup_epochs}, warmup_p={self.warmup_p}, score_every={self.score_every}, "
-            f"units={self.drop_rate.numel() or 'lazy'}"
+            f"units={self.drop_rate.numel() or 'lazy'}{self._unit_dim_repr()}"
         )
+
+
+def _before_load(module: YDrop, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook: shape the lazy buffers like the saved ones and
+    accept the states of earlier versions.
+
+    ``state_dict`` is ``load_state_dict``'s own copy, so adding or removing keys here
+    leaves the caller's dict alone."""
+    # The EMA is sized lazily on the first guided step; a fresh module must still
+    # accept a trained one's. The kept mean is empty until the first scoring, so
+    # it takes whatever size was saved.
+    saved = state_dict.get(prefix + "drop_rate")
+    if isinstance(saved, Tensor) and module.drop_rate.numel() == 0:
+        module.drop_rate = torch.empty_like(saved, device=module.drop_rate.device)
+    saved = state_dict.get(prefix + "mean_score")
+    if isinstance(saved, Tensor) and saved.shape != module.mean_score.shape:
+        module.mean_score = torch.empty_like(saved, device=module.mean_score.device)
+    # Earlier versions kept the counter as a non-tensor extra state
+    # ({"reuses_left": n or None}); a state saved before score_every existed has no
+    # kept mean at all: then the layer scores at its next guided step.
+    legacy = state_dict.pop(prefix + "_extra_state", None)
+    if prefix + "reuses_left" not in state_dict:
+        reuses = legacy.get("reuses_left") if isinstance(legacy, dict) else None
+        has_mean = prefix + "mean_score" in state_dict and reuses is not None
+        state_dict[prefix + "reuses_left"] = torch.tensor(reuses if has_mean else -1, dtype=torch.int64)
+    if prefix + "mean_score" not in state_dict:
+        state_dict[prefix + "mean_score"] = module.mean_score.new_zeros(0)
+        module.mean_score = module.mean_score.new_zeros(0)
+
+
+def _after_load(module: YDrop, incompatible_keys: object) -> None:
+    """``load_state_dict`` post-hook: the live counter and the ranking from the
+    loaded buffers (one host read of ``reuses_left`` per load, never per step)."""
+    reuses = int(module.reuses_left)
+    module._reuses_left = None if reuses < 0 else reuses
+    module._rank()
