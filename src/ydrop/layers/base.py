@@ -263,13 +263,19 @@ class GuidedDropout(nn.Module):
         if scores is None:
             self._warn_no_scores()
             return plain_dropout(x, self.fallback_p, dim)
-        if scores.shape[1] != x.shape[dim]:
-            raise ValueError(
-                f"scores have {scores.shape[1]} units but the input of {self.__class__.__name__} has "
-                f"{x.shape[dim]} along its unit dimension {dim} (input shape {tuple(x.shape)}, "
-                f"unit_dim={self.unit_dim!r}); the scores belong to another layer"
-            )
+        self._check_scores_fit(scores, x, dim)
         return self._guided_forward(x, scores.to(device=x.device, dtype=x.dtype), dim)
+
+    def _check_scores_fit(self, scores: Tensor, x: Tensor, dim: int) -> None:
+        if scores.dim() == 2 and scores.shape[1] == x.shape[dim]:
+            return
+        got = f"{scores.shape[1]} units" if scores.dim() == 2 else f"shape {tuple(scores.shape)}, not (samples, units)"
+        raise ValueError(
+            f"scores have {got} but the input of {self.__class__.__name__} has {x.shape[dim]} along its "
+            f"unit dimension {dim} (input shape {tuple(x.shape)}, unit_dim={self.unit_dim!r}): the scores "
+            "belong to another layer or another unit dimension; pass unit_dim= to name the dimension that "
+            "holds the units, and use one layer per place"
+        )
 
     def _warn_no_scores(self) -> None:
         if self._warned_no_scores:

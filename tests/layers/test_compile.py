@@ -1,0 +1,73 @@
+"""Guided layers under ``torch.compile`` (inductor on the CPU; issue 19, section 2).
+
+A guided layer's training forward reads Python state set from outside (the epoch,
+scores handed in, counters); it runs eagerly (``torch.compiler.disable``), so the
+compiled model trains and is not recompiled when that state changes. Kept small:
+compiling costs seconds. The Guide-based compile tests live with the Guide.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ydrop import ActivationDropout, GuidedDropout, YDrop
+
+
+def train_compiled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, before_step=None) -> list[float]:
+    """A few SGD steps of ``torch.compile(model)``; after the first (which compiles),
+    any recompilation raises."""
+    compiled = torch.compile(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for step in range(steps):
+        if before_step is not None:
+            before_step(step)
+        # error_on_recompile: a guard on the layers' Python state would show here.
+        with torch._dynamo.config.patch(error_on_recompile=step > 0):
+            loss = F.cross_entropy(compiled(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def set_epoch(model: nn.Module, epoch: int) -> None:
+    for module in model.modules():
+        if isinstance(module, GuidedDropout):
+            module.set_epoch(epoch)
+
+
+def test_activation_dropout_trains_in_a_compiled_mlp_across_the_end_of_warmup():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), ActivationDropout(p=0.3, warmup_epochs=1), nn.Linear(16, 3))
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    # Epoch 0 is warm-up (plain dropout), epoch 1 guided: the switch must not recompile.
+    losses = train_compiled(model, x, y, steps=4, before_step=lambda step: set_epoch(model, step // 2))
+    assert all(math.isfinite(loss) for loss in losses)
+
+
+def test_activation_dropout_trains_in_a_compiled_cnn():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), ActivationDropout(p=0.3),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3),
+    )
+    x, y = torch.randn(16, 1, 6, 6), torch.randint(0, 3, (16,))
+    losses = train_compiled(model, x, y, steps=3)
+    assert all(math.isfinite(loss) for loss in losses)
+
+
+def test_ydrop_given_new_scores_every_step_is_not_recompiled():
+    """What a Guide does between steps (new scores, a counter), by hand."""
+    torch.manual_seed(2)
+    layer = YDrop(warmup_epochs=0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), layer, nn.Linear(16, 3))
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    losses = train_compiled(model, x, y, steps=3, before_step=lambda step: layer.set_scores(torch.randn(4, 16)))
+    assert all(math.isfinite(loss) for loss in losses)
+    assert layer.drop_rate.shape == (16,) and not torch.equal(layer.drop_rate, torch.full((16,), 0.35))
