@@ -154,11 +154,24 @@ def process_group(device: str = "auto") -> Iterator[bool]:
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The network inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; else ``model``."""
+    """The network inside ``DistributedDataParallel`` / ``DataParallel`` and
+    ``torch.compile`` wrappers (in any nesting); else ``model``."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while isinstance(model, wrappers):
-        model = model.module
-    return model
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif _is_compile_wrapper(model):
+            model = next(model.children())
+        else:
+            return model
+
+
+def _is_compile_wrapper(model: nn.Module) -> bool:
+    """Whether ``model`` is what ``torch.compile(module)`` returns: a wrapper whose
+    one child is the original module (told by its class, torch has no public name
+    for it; ``module.compile()`` compiles in place and needs no unwrapping)."""
+    kind = type(model)
+    return kind.__name__ == "OptimizedModule" and kind.__module__.startswith("torch._dynamo")
 
 
 def shard_rows(*tensors: Tensor) -> tuple[Tensor, ...]:
