@@ -8,6 +8,7 @@ Dropout (Zunino et al.), as drop-in replacements for ``nn.Dropout``, with a
 # scores before layers: the excitation rules name the layer classes, and the
 # layers read the activation score; this order loads each module once, fully.
 from .scores import activation, conductance, excitation_backprop, register_excitation_rule  # isort: skip
+from .scores.registry import register_score
 from .guide import Guide
 from . import models
 from .layers import (
@@ -22,6 +23,7 @@ from .layers import (
     create_dropout,
     information_kl,
 )
+from .convert import convert  # the function; it shadows the submodule's name on purpose
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,8 @@ __all__ = [
     "InformationDropout",
     "information_kl",
     "create_dropout",
+    "convert",
+    "register_score",
     "models",
     "conductance",
     "excitation_backprop",
