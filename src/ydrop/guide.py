@@ -1,36 +1,26 @@
 """The Guide: one scoring pass per training step for every guided layer.
 
-DESIGN section 1. ``Guide(model)`` finds the guided dropout layers anywhere in a
-model; ``guide.step(inputs, target)`` computes each score kind that some layer needs
-*once, for all those layers together*, then hands every layer its rows;
-``guide.set_epoch(epoch)`` drives the warm-up. Kinds are looked up in the score
-registry (``ydrop.register_score``); a kind read off the layer's own input
-("activation") needs no pass.
+DESIGN section 1. ``Guide(model)`` finds the guided layers anywhere in a model;
+``guide.step(inputs, target)`` computes each score kind some layer needs *once, for
+all of them*, looked up in the score registry, and hands every layer its rows;
+``guide.set_epoch(epoch)`` drives the warm-up. A kind read off the layer's own input
+("activation") needs no pass. Samples (Y-Drop Eq. 9): a layer that only ranks its
+units gets B_c = max(1, B // n_c) random samples for a kind registered with
+``whole_batch=False``; a layer with per-sample masks gets every sample, and when both
+share a kind the ranking layers take their random rows of the whole batch's scores.
 
-Which samples are scored (Y-Drop Eq. 9, Excitation Dropout sec. 3.2): a layer that
-only ranks its units (Y-Drop) gets B_c = max(1, B // n_c) random samples of the
-batch for a kind registered with ``whole_batch=False`` (conductance, gradxact: the
-n_c B_c interpolation rows fit in the memory of one batch); a layer with per-sample
-masks (Excitation policy) gets a row for every sample of this exact batch. When both
-share a kind, it is computed on the whole batch and the ranking layers take their
-random rows of it.
-
-Scoring inside the training forward. Where a kind says how (``along``, ``anchor``)
-and the model's plan (``scores/plan.py``) has a chain of modules above the anchor,
-nothing below which trains differently (dropout, batch norm), the Guide runs no
-pass at ``step``: a hook on the anchor hands the activation that the next training
-forward computes anyway to the kind's ``along`` function, which scores every layer
-through the chain above (in eval mode) before the first of them runs. Excitation
-Backprop and gradient x activation anchor at the lowest guided layer (read at its
-input); conductance at the affine stem (read at its output: on the path of Eq. 2 an
-affine map's outputs are the interpolation of its outputs at the two ends, and at
-the zero baseline that end is the stem's bias). The scores equal the separate
-pass's up to float rounding. The hooks are registered once per anchor and stay
-(``close()`` removes them), so that a compiled model is not recompiled every step;
-they run eagerly (``torch.compiler.disable``).
-
-Y-Drop layers with ``score_every = k`` ask for scores on one Guide step in k; on a
-step where no layer asks, the pass is skipped.
+Scoring inside the training forward: where a kind says how (``along``, ``anchor``)
+and the model's plan has a chain above the anchor with nothing below that trains
+differently (``scores/plan.py``), ``step`` runs no pass. A hook on the anchor hands
+the activation that the next training forward computes anyway to ``along``, which
+scores every layer through the chain (in eval mode) before the first of them runs.
+Excitation Backprop and gradient x activation anchor at the lowest guided layer's
+input; conductance at the affine stem's output (an affine map's outputs on Eq. 2's
+path interpolate its outputs at the two ends; at the zero baseline one end is its
+bias). The scores equal the separate pass's up to rounding. A forward hook of the
+user's that changes the stem's output is not seen. The Guide's hooks stay registered
+(``close()`` removes them) so that a compiled model is not recompiled every step,
+and run eagerly (``torch.compiler.disable``).
 """
 
 from __future__ import annotations

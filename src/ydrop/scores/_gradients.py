@@ -1,25 +1,19 @@
 """The target logit's gradient at the outputs of scored layers: the two passes.
 
-Conductance (Eq. 2 of Y-Drop) and gradient x activation both need, for rows of
-inputs laid out in ``groups`` leading groups of B rows (conductance: the path's
-points, point-major; gradient x activation: the samples themselves, one group), the
-output of every scored layer on all rows and the gradient of the target logit at
-that output on the rows of the first ``groups`` groups. Two passes give them:
+Conductance and gradient x activation need, for rows laid out as ``groups`` leading
+groups of B rows (the path's points, point-major; or the samples, one group) and
+the rest, every scored layer's output on all rows and the target logit's gradient
+there on the first ``groups`` groups:
 
-* ``autograd_pass``, for any model: one forward, recording from the first scored
-  layer's output on (nothing below it is kept for autograd), and one
-  ``torch.autograd.grad`` of the summed target logits.
-* ``chain_pass``, when the modules above the lowest scored layer form a chain of
-  Linear, ReLU, Flatten and layers that are the identity in eval mode
-  (``scores/plan.py``): the forward runs op by op without a graph and the backward is
-  written out. The cotangent starts as the head's row of the target class, is the
-  same at every point until the first ReLU from the top (carried once, as (B, *),
-  and handed out as a stride-0 view), then a ReLU keeps it where its output is
-  positive and a Linear multiplies it by its weight. It skips autograd's bookkeeping
-  and the head's product on every row.
+* ``autograd_pass``, any model: one forward, recorded from the first scored output
+  on, and one ``torch.autograd.grad`` of the summed target logits;
+* ``chain_pass``, when the modules above the lowest scored layer are a chain of
+  Linear, ReLU, Flatten and eval-mode identities (``plan.py``): the forward op by op
+  without a graph, the backward written out. The cotangent starts as the head's row
+  of the target class, is shared by every point down to the first ReLU (a stride-0
+  view), is cut where a ReLU's output is not positive and multiplied by each weight.
 
-Shapes: rows (groups' rows + the rest, *); outputs as the layers return them on all
-rows; gradients (groups, B, *), or None for a layer that does not reach the logits.
+Shapes: gradients (groups, B, *), None for a layer that does not reach the logits.
 """
 
 from __future__ import annotations

@@ -66,33 +66,26 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def capture_outputs(modules: Sequence[nn.Module], detach_from_inplace: bool = False) -> Iterator[list[list[Tensor]]]:
-    """Record each module's output on every call, in call order.
-
-    Yields one list per module; a module called more than once (weight sharing)
-    gets one entry per call. Only tensor outputs are supported. With
-    ``detach_from_inplace`` the network continues on a copy of the output, so a
-    later in-place op (``ReLU(inplace=True)``) cannot overwrite what was recorded;
-    gradients still flow from the copy to the recorded tensor.
-    """
+def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]]:
+    """Record each module's output on every call, in call order: one list per
+    module, one entry per call (weight sharing). Only tensor outputs are supported."""
     captured: list[list[Tensor]] = [[] for _ in modules]
-    handles = []
 
-    def make_hook(slot: list[Tensor], module: nn.Module):
-        def hook(_module, _inputs, output):
+    def make_hook(slot: list[Tensor]):
+        def hook(module, _inputs, output):
             if not isinstance(output, Tensor):
                 raise TypeError(
                     f"{module.__class__.__name__} returned {type(output).__name__}; "
                     "scores need a layer whose output is a single tensor"
                 )
             slot.append(output)
-            return output.clone() if detach_from_inplace else None
 
         return hook
 
+    handles = []
     try:
         for module, slot in zip(modules, captured):
-            handles.append(module.register_forward_hook(make_hook(slot, module)))
+            handles.append(module.register_forward_hook(make_hook(slot)))
         yield captured
     finally:
         for handle in handles:

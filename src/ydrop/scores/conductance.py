@@ -1,20 +1,16 @@
 """Neuron conductance of many layers in one pass.
 
-Dhamdhere, Sundararajan, Yan, *How important is a neuron?* (ICLR 2019), in the
-discretised form of the Y-Drop paper (Eq. 2, ``shared/papers/y-drop.txt``) and of
-Captum's ``LayerConductance(method="riemann_trapezoid", n_steps=steps)``:
+Dhamdhere et al., *How important is a neuron?* (ICLR 2019), discretised as in Y-Drop
+(Eq. 2) and Captum's ``LayerConductance(method="riemann_trapezoid", n_steps=steps)``:
 
     Y_k = sum_{i=0}^{steps-1} dF(x_i)/dy_k * (y_k(x_{i+1}) - y_k(x_i)),
     x_i = x' + (i / steps) (x - x'),
 
-F the target logit, y_k the output of unit k of the layer. The (steps + 1) points of
-every sample go through the network as ONE batch and ONE backward gives the gradient
-at every requested layer (``_gradients``), so scoring L layers costs less than what
-Captum pays for one. Like Captum's, the result assumes that the model, in eval mode,
-treats the samples of a batch independently.
-
-Shapes: inputs (B, *); result {layer: (B, N)}, N the layer's units along its
-``unit_dim`` (``scores/_units.py``), the other non-batch dimensions summed.
+F the target logit, y_k unit k's output. The (steps + 1) points of every sample run
+as ONE batch, ONE backward gives the gradient at every layer (``_gradients``): L
+layers cost less than one of Captum's calls. Assumes that the model in eval mode
+treats samples independently. Shapes: inputs (B, *); result {layer: (B, N)}, N the
+units along the layer's ``unit_dim``, the other non-batch dimensions summed.
 """
 
 from __future__ import annotations

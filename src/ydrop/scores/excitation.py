@@ -1,36 +1,23 @@
 """Excitation Backprop of many layers in one pass.
 
-Zhang, Bargal, Lin, Brandt, Shen, Sclaroff, *Top-down neural attention by
-excitation backprop* (IJCV 2018), as used by Zunino et al., *Excitation Dropout*
-(``shared/papers/excitation-dropout.txt``, sec. 3.1, Eq. 1-2) and DESIGN section 3.
-
-Starting from a one-hot at the ground-truth class on the logits, a probability P is
-sent down the network. Through a linear or conv map with weights W and input a,
+Zhang et al., *Top-down neural attention by excitation backprop* (IJCV 2018), as used
+by Zunino et al., *Excitation Dropout* (sec. 3.1, Eq. 1-2) and DESIGN section 3. From
+a one-hot at the target class on the logits, P goes down the network; through a
+linear or conv map with weights W and input a,
 
     P(a_i) = sum_j  a+_i W+_ji / (sum_i' a+_i' W+_ji')  P(a_j),     (Eq. 1-2)
 
-W+ = max(W, 0), bias excluded, 0/0 = 0. EB assumes non-negative activations (the
-inputs of those maps are post-ReLU in the networks it was made for), so the input
-is clamped, a+ = max(a, 0): a negative input would make P negative. ReLU, dropout
-(identity in eval), flatten, identity, batch norm and every ydrop guided layer pass
-P through unchanged; max pooling gives P to the winner of each window; average
-pooling is a linear map with positive weights and uses the rule above.
+W+ = max(W, 0), no bias, 0/0 = 0, a+ = max(a, 0) (EB assumes post-ReLU inputs).
+ReLU, batch norm, dropout and ydrop's layers pass P unchanged; max pooling gives it
+to each window's winner; average pooling is linear with positive weights.
 
-How: ONE forward and ONE backward for all requested layers together. The model runs
-in eval mode with forward hooks that replace the output of each module with a rule
-by a custom autograd Function: same values forward, the EB rule backward. Then
-``torch.autograd.grad(logits, layer outputs, one_hot)`` *is* P at every requested
-layer. Parameters are never differentiated (their ``.grad`` is left alone).
-
-Shapes: inputs (B, *), target (B,) or an int, logits (B, classes); result
-``{layer: (B, N)}`` with N the units of the layer's **output** along its
-``unit_dim`` (``scores/_units.py``: the channels of a conv map, the features of a
-sequence, the other dimensions summed), each row a distribution (non-negative,
-sums to 1; uniform 1/N when nothing reached the layer).
-
-Functional operations in a custom ``forward`` (``x.flatten(1)``, ``torch.cat``,
-``x + y``) are differentiated by autograd as usual: exact for reshapes and
-concatenation, not the EB rule for arithmetic such as residual additions.
+ONE forward and ONE backward for all layers: in eval mode, forward hooks replace each
+ruled module's output by a custom autograd Function (same values, the EB rule
+backward), so ``autograd.grad(logits, layer outputs, one_hot)`` *is* P. Functional
+code in a ``forward`` is differentiated as usual (exact for reshapes, not the EB rule
+for residual additions). Shapes: inputs (B, *); result ``{layer: (B, N)}``, N the
+units of the layer's output along its ``unit_dim``, each row a distribution
+(uniform 1/N when nothing reached the layer).
 """
 
 from __future__ import annotations
@@ -91,24 +78,11 @@ def _pool(module: nn.Module, a: Tensor) -> Tensor:
 
 
 _RULES: dict[type, Rule] = {
-    nn.Linear: _linear,
-    nn.Conv1d: _conv,
-    nn.Conv2d: _conv,
-    nn.Conv3d: _conv,
-    nn.AvgPool2d: _pool,
-    nn.AdaptiveAvgPool2d: _pool,
-    nn.MaxPool2d: "gradient",
-    nn.BatchNorm1d: "pass",
-    nn.BatchNorm2d: "pass",
-    nn.ReLU: "pass",
-    nn.Dropout: "gradient",
-    nn.Dropout1d: "gradient",
-    nn.Dropout2d: "gradient",
-    nn.Dropout3d: "gradient",
-    nn.AlphaDropout: "gradient",
-    nn.FeatureAlphaDropout: "gradient",
-    nn.Flatten: "gradient",
-    nn.Identity: "gradient",
+    nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
+    nn.AvgPool2d: _pool, nn.AdaptiveAvgPool2d: _pool,
+    nn.BatchNorm1d: "pass", nn.BatchNorm2d: "pass", nn.ReLU: "pass",
+    **{kind: "gradient" for kind in (nn.MaxPool2d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                                     nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Flatten, nn.Identity)},
 }
 
 

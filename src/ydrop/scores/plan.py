@@ -1,30 +1,20 @@
 """One structural plan per (model, scored layers): what the passes and the Guide may reuse.
 
-Two facts about a model decide how its layers can be scored fast, and both are read
-here, once, through public torch APIs (the module tree, ``iter(nn.Sequential)`` and
-forward hooks on one probe forward of a single sample):
+Read once, through public APIs (the module tree, ``iter(nn.Sequential)``, forward
+hooks on one probe forward of a single sample), and cached weakly by model and by the
+ids of its modules (a module swapped in later gives a new plan):
 
-* **A chain above the lowest scored layer.** When that layer sits in (nested)
-  ``nn.Sequential`` containers whose outermost one returns the model's output, and
-  every other scored layer is among the modules after it, the logits are a plain
-  composition of those modules applied to the layer's output. The passes then start
-  from that output; when the chain's leaves are Linear / ReLU / Flatten and layers
-  that are the identity in eval mode (dropout of any kind), conductance's backward is
-  written out (``_chain_pass``). Residual additions or functional code between the
-  layer and the logits break the chain: the generic autograd pass covers them.
-* **An affine stem.** When the first module the model calls is a Linear or Conv
-  reading the input (or an ``nn.Flatten`` / ``nn.Identity`` view of it) and the
-  modules above it form a chain holding every scored layer, the stem's outputs on
-  conductance's path are the interpolation of its outputs at the two ends: the
-  Guide takes them from the training forward (which computes the stem's output for
-  the whole batch anyway) and runs the pass over the chain only.
+* ``lowest_anchor``: the scored layer sitting in plain ``nn.Sequential`` containers
+  whose outermost one returns the model's output, every other scored layer among the
+  modules after it. The passes start from its output; residual additions or
+  functional code above it leave the generic autograd pass.
+* ``stem_anchor``: the first module the model calls, when it is an exact Linear or
+  Conv reading the input (or an ``nn.Flatten`` / ``nn.Identity`` view of it) and the
+  modules above it form such a chain holding every scored layer.
 
-Each is an ``Anchor`` (the module, the chain above it, and whether the modules
-below behave in training as in eval: no dropout, no batch norm, so that the Guide
-may reuse the training forward's activation). Anchors are cached weakly by model
-and by the ids of the model's modules, so a module swapped in later gives a new plan. Hooks are not part of the plan: the
-passes call modules (and so their hooks) or, in the written chain pass, assume that
-hooks on the chain's modules do not change what they compute.
+Each ``Anchor`` also says whether nothing outside it and its chain trains
+differently (dropout, batch norm), so the training forward computes its eval-mode
+activation. Hooks are not part of the plan.
 """
 
 from __future__ import annotations
@@ -177,39 +167,35 @@ def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> tuple[nn.M
     return tuple(tail)
 
 
-def _returns_model_output(model: nn.Module, node: nn.Module, layer: nn.Module, probe: Tensor) -> bool:
-    seen: dict[str, list] = {"node": [], "layer": []}
-    handles = [
-        node.register_forward_hook(lambda _m, _a, out: seen["node"].append(out)),
-        layer.register_forward_hook(lambda _m, _a, out: seen["layer"].append(out)),
-    ]
+def _probe(model: nn.Module, modules: list[nn.Module], probe: Tensor) -> tuple[list[tuple], object]:
+    """Run ``probe`` through ``model``: every call of ``modules`` as (module, first
+    input, output), in call order, and the model's output."""
+    calls: list[tuple] = []
+
+    def record(module, args, output):
+        calls.append((module, args[0] if len(args) == 1 else None, output))
+
+    handles = [module.register_forward_hook(record) for module in modules]
     try:
         output = model(probe)
     finally:
         for handle in handles:
             handle.remove()
-    return len(seen["node"]) == 1 and len(seen["layer"]) == 1 and seen["node"][0] is output
+    return calls, output
+
+
+def _returns_model_output(model: nn.Module, node: nn.Module, layer: nn.Module, probe: Tensor) -> bool:
+    calls, output = _probe(model, [node, layer], probe)
+    node_outputs = [out for module, _, out in calls if module is node]
+    return len(calls) == 2 and len(node_outputs) == 1 and node_outputs[0] is output
 
 
 def _affine_stem(model: nn.Module, probe: Tensor) -> nn.Module | None:
     """The first leaf the model calls, when it is an exact Linear / Conv reading
     ``probe`` itself or through exact ``nn.Flatten`` / ``nn.Identity`` leaves."""
-    if not any(type(m) in AFFINE for m in model.modules()):
-        return None
-    calls: list[tuple[nn.Module, object, object]] = []
-
-    def record(module, args, output):
-        calls.append((module, args[0] if len(args) == 1 else None, output))
-
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
-    handles = [leaf.register_forward_hook(record) for leaf in leaves]
-    try:
-        model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
     expected: object = probe
-    for module, first_input, output in calls:
+    for module, first_input, output in _probe(model, leaves, probe)[0]:
         if first_input is not expected:
             return None
         if type(module) in AFFINE:
