@@ -265,3 +265,14 @@ def test_bad_arguments_name_the_argument(build, argument):
 def test_one_dimensional_input_is_refused(layer):
     with pytest.raises(ValueError, match=r"\(B, N\).* or \(B, C, H, W\)"):
         layer(torch.ones(5))
+
+
+def test_dropout_follows_the_guided_mask_rule_on_sequences():
+    """(B, T, D): one draw per element, like nn.Dropout (20000 x 8 draws per feature:
+    SE <= 1.8e-3, tolerance 0.01)."""
+    torch.manual_seed(11)
+    out = Dropout(0.3).train()(torch.ones(20000, 8, 4))
+    dropped = (out == 0).float()
+    assert (dropped.mean(dim=(0, 1)) - 0.3).abs().max().item() < 0.01
+    agree = (dropped[:, 0] == dropped[:, 1]).float().mean().item()  # independent tokens
+    assert abs(agree - (0.3**2 + 0.7**2)) < 0.01

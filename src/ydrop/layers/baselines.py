@@ -19,10 +19,11 @@ Shapes: input (B, N), or (B, C, H, W) with units = channels (one mask or noise
 value per sample and channel, shared by all positions); output the same shape.
 :class:`Dropout` follows the guided layers' rule for every shape (``layers/base.py``:
 per element for (B, N) and a (B, T, D) sequence, whole channels for conv maps); the
-other baselines take dim 1 as the units of any input. Masks and noise are drawn under ``no_grad``. In eval mode every layer
-is the identity, except :class:`StandoutDropout`, whose eval output is the
-expectation x * keep(x) (the original method's test-time rule), and
-:class:`InformationDropout` with ``eval_output="mean"``.
+other baselines take dim 1 as the units of any input. Masks and noise are drawn
+under ``no_grad``. In eval mode every layer is the identity, except
+:class:`StandoutDropout`, whose eval output is the expectation x * keep(x) (the
+original method's test-time rule), and :class:`InformationDropout` with
+``eval_output="mean"``.
 """
 
 from __future__ import annotations
