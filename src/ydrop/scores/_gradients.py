@@ -170,6 +170,8 @@ def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]
     for leaf, inputs, output in reversed(trace):
         if id(leaf) in wanted:
             grads[id(leaf)] = _per_point((cotangent, per_point), output, target, groups)
+            if len(grads) == len(wanted):
+                return grads  # nothing below is read
         if type(leaf) is nn.Linear:
             weight = leaf.weight.to(output.dtype)
             cotangent = weight.index_select(0, target) if cotangent is None else cotangent @ weight
