@@ -1,8 +1,8 @@
 """Conductance of every guided layer at once (ydrop) vs Captum called once per layer.
 
-Target (issue 5): on FC_1, FC_2 and S_2 (12 samples, 5 steps, the dropout slots
-after each hidden ReLU), a speed-up of at least the number of guided layers, with
-the same numbers (relative difference <= 1e-5).
+Reported on FC_1, FC_2 and S_2 (12 samples, 5 steps, the dropout slots after each
+hidden ReLU), with the same numbers (relative difference <= 1e-5). Target (issue 19):
+a speed-up of at least 2.3x on FC_2, with public torch APIs only.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def report(results: list[tuple[Ratio, float, int]]) -> list[str]:
     """Table rows and one line of detail per model."""
     lines = []
     for ratio, worst, layers in results:
-        lines.append(ratio.row(f"speed-up >= {layers}, i.e. ratio <= {1 / layers:.3f}"))
+        target = "speed-up >= 2.3, i.e. ratio <= 0.435" if "FC_2" in ratio.name else "(reported)"
+        lines.append(ratio.row(target))
     for ratio, worst, layers in results:
         lines.append(f"  {ratio.name}: speed-up {1 / ratio.median:.2f}x median "
                      f"({1 / max(ratio.ratios):.2f} to {1 / min(ratio.ratios):.2f}), "

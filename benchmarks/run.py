@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 5 and print the table of docs/performance.md.
+"""Run every benchmark and print the table of docs/performance.md.
 
     make bench        # or: .venv/bin/python -m benchmarks.run [--no-plot]
 
@@ -16,6 +16,7 @@ import torch
 
 from benchmarks import (
     bench_activation,
+    bench_compile,
     bench_conductance,
     bench_excitation,
     bench_memory,
@@ -38,6 +39,8 @@ def main() -> None:
     rows += report[: len(conductance)]
     details += report[len(conductance):]
     rows.append(bench_step.run().row(bench_step.TARGET))
+    rows.append(bench_step.run(score="gradxact").row(bench_step.GRADXACT_TARGET))
+    rows.append(bench_compile.run().row(bench_compile.TARGET))
     rows.append(bench_score_every.run().row(bench_score_every.TARGET))
     rows.append(bench_excitation.run().row(bench_excitation.TARGET))
     rows.append(bench_excitation.run(rounds=3, reuse_forward=False).row("(no target: the separate pass)"))

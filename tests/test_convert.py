@@ -88,7 +88,9 @@ def train_with_guide(model: nn.Module, batches: list[tuple[torch.Tensor, torch.T
 # ------------------------------------------------------------------ transformer
 TRANSFORMER_METHODS = [
     ("ydrop", YDrop, {"warmup_epochs": 0}),
-    ("excitation", ExcitationDropout, {}),
+    # Excitation Backprop has no rule for LayerNorm or attention (nor has the paper):
+    # the Excitation policy on a transformer takes another score.
+    ("excitation", ExcitationDropout, {"score": "gradxact"}),
     ("activation", ActivationDropout, {}),
 ]
 
@@ -112,6 +114,16 @@ def test_a_transformer_encoder_converted_trains_with_a_guide_on_any_sequence_len
         for name, layer in layers.items():
             expected = FEEDFORWARD if name.endswith(".dropout") else D_MODEL
             assert layer.drop_rate.shape == (expected,), name
+
+
+def test_excitation_backprop_through_a_transformer_is_refused_by_name():
+    torch.manual_seed(0)
+    model = ydrop.convert(SequenceClassifier(), "excitation")
+    guide = ydrop.Guide(model)
+    x, y = torch.randn(4, 5, D_MODEL), torch.randint(0, CLASSES, (4,))
+    with pytest.raises(ValueError, match=r"no rule for module 'encoder.layers.0.norm1' \(LayerNorm\).*"
+                                         r"register_excitation_rule"):
+        guide.step(x, y)
 
 
 def test_a_converted_transformer_takes_the_dropout_rate_as_base_rate():

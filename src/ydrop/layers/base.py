@@ -31,7 +31,6 @@ graph around it never guards on that state and is not recompiled every step.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -178,9 +177,6 @@ class GuidedDropout(nn.Module):
         self.fallback_p = fallback_p
         self.epoch = 0
         self._scores: Tensor | None = None
-        # The Guide's fast path: a function that scores this step from the layer's own
-        # input during the next training forward (see :meth:`score_in_forward`).
-        self._score_function: Callable[[Tensor], Tensor] | None = None
         self._warned_no_scores = False
 
     # ----------------------------------------------------------------- schedule
@@ -215,34 +211,20 @@ class GuidedDropout(nn.Module):
         check_all_finite("scores", scores)
         self._scores = scores.detach()
 
-    def score_in_forward(self, score_function: Callable[[Tensor], Tensor]) -> None:
-        """Let the next training forward compute this step's scores itself.
-
-        ``score_function(x)`` maps the layer's input (B, *) to scores (B, N); it
-        runs once, inside the next guided forward, and its result is handled like
-        :meth:`set_scores`. The Guide uses this for Excitation Backprop when the
-        network above the layer is a chain: the training forward has already
-        computed everything below the layer, so only the part above is run again.
-        """
-        self._score_function = score_function
-
     def keep_scores(self) -> None:
         """Called by the Guide on a step where this layer asked for no new scores
         (warm-up, or a layer that reuses its scores for several steps)."""
 
     def clear_scores(self) -> None:
         self._scores = None
-        self._score_function = None
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
-        """Scores for this forward: read off ``x`` for a kind with ``from_input`` (or
-        by a pending :meth:`score_in_forward` function), else the Guide's last ones."""
+        """Scores for this forward: read off ``x`` for a kind with ``from_input``, else
+        the Guide's last ones (set before this forward, by ``guide.step`` or by its
+        hook in this very forward)."""
         from_input = self.kind.from_input
         if from_input is not None:
             return from_input(x.detach(), self.unit_dim)
-        if self._score_function is not None:
-            score_function, self._score_function = self._score_function, None
-            self.set_scores(score_function(x.detach()))
         return self._scores
 
     # ------------------------------------------------------------------ forward
