@@ -7,8 +7,9 @@ Dropout (Zunino et al.), as drop-in replacements for ``nn.Dropout``, with a
 
 # scores before layers: the excitation rules name the layer classes, and the
 # layers read the activation score; this order loads each module once, fully.
-from .scores import activation, conductance, excitation_backprop, register_excitation_rule  # isort: skip
-from .scores.registry import register_score
+from .scores import (  # isort: skip
+    activation, conductance, excitation_backprop, gradxact, register_excitation_rule, register_score,
+)
 from .guide import Guide
 from . import models
 from .layers import (
@@ -43,6 +44,7 @@ __all__ = [
     "register_score",
     "models",
     "conductance",
+    "gradxact",
     "excitation_backprop",
     "register_excitation_rule",
     "activation",
