@@ -45,32 +45,21 @@ __all__ = ["Guide"]
 
 
 class Guide:
-    """Scores the guided layers of ``model`` before each training step.
+    """Scores the guided layers of ``model`` before each training step (README, Usage).
 
     Args:
-        model: any ``nn.Module`` holding at least one :class:`~ydrop.layers.GuidedDropout`
-            (also inside ``DistributedDataParallel`` or ``torch.compile``). It must
-            map a batch (B, *) to logits (B, classes).
+        model: any ``nn.Module`` mapping a batch (B, *) to logits (B, classes) and
+            holding guided layers, also inside ``DistributedDataParallel`` or
+            ``torch.compile`` (the Guide scores the module inside: no gradient
+            synchronisation, no tracing).
         reuse_forward: score inside the training forward where the model allows it
             (module docstring); False always runs the separate pass.
-
-    Example::
-
-        guide = ydrop.Guide(model)
-        for epoch in range(epochs):
-            guide.set_epoch(epoch)
-            for x, y in loader:
-                guide.step(x, y)
-                loss = F.cross_entropy(model(x), y)
     """
 
     def __init__(self, model: nn.Module, reuse_forward: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        # Score the network inside a DDP or compile wrapper: the scoring pass must not
-        # trigger DDP's gradient synchronisation nor be traced by the compiler.
-        model = unwrap_model(model)
-        self.model = model
+        self.model = model = unwrap_model(model)
         self.layers: dict[str, GuidedDropout] = {
             name: module for name, module in model.named_modules() if isinstance(module, GuidedDropout)
         }
@@ -114,20 +103,13 @@ class Guide:
         self._taps.clear()
 
     def step(self, inputs: Tensor, target: Tensor) -> dict[str, Tensor]:
-        """Score this batch and hand every guided layer its scores.
+        """Score ``inputs`` (B, *), the batch the next training forward sees, for
+        ``target`` (B,) (class range checked on the rows a pass reads), and hand
+        every guided layer its scores.
 
-        Args:
-            inputs: the batch (B, *) that the next training forward will see.
-            target: ground-truth classes, LongTensor (B,). Their range is checked
-                on the rows a pass reads (all of them but for Y-Drop's B_c samples),
-                and on the whole batch by the training loss.
-
-        Returns:
-            ``{layer name: scores (samples, N)}`` for the layers scored by a pass at
-            this step (empty while every layer is in warm-up, reuses its scores or
-            reads its own activations). Layers scored during the training forward
-            are not listed; every layer that gets new scores for this step, either
-            way, is in :attr:`scored_layers`.
+        Returns ``{layer name: scores (samples, N)}`` of the layers scored by a pass
+        at this step; those scored inside the training forward are not listed, but
+        every layer that gets new scores for this step is in :attr:`scored_layers`.
         """
         self._warn_if_epoch_never_set()
         for tap in self._taps.values():  # armed at the last step but never fired: stale

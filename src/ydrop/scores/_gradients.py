@@ -51,16 +51,14 @@ def gradients_along(
     chain: Sequence[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
     start_module: nn.Module | None = None,
 ) -> Passes:
-    """The same for a chain of modules fed ``start`` (the output of ``start_module``,
-    itself scored when listed in ``modules``)."""
+    """The same for the modules of ``chain`` fed ``start``, the output of
+    ``start_module`` (itself scored when listed in ``modules``)."""
+    stand_in = nn.Identity()  # the start module, whose output is ``start``
+    scored = [stand_in if module is start_module else module for module in modules]
     leaves = chain_leaves(tuple(chain), _written)
     if leaves is not None:
-        return chain_pass(leaves, start, target, modules, groups, start_module)
-    head = [] if start_module is None else [start_module]
-    # The start module stands for an identity here: its output is ``start``.
-    sequence = nn.Sequential(nn.Identity(), *chain)
-    scored = [sequence[0] if module in head else module for module in modules]
-    return autograd_pass(sequence, start, target, scored, groups)
+        return chain_pass([stand_in, *leaves], start, target, scored, groups)
+    return autograd_pass(nn.Sequential(stand_in, *chain), start, target, scored, groups)
 
 
 class _Stop(BaseException):
@@ -138,12 +136,10 @@ def _apply(leaf: nn.Module, x: Tensor) -> Tensor:
     return x  # the identity in eval mode
 
 
-def chain_pass(
-    leaves: list[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
-    start_module: nn.Module | None = None,
-) -> Passes:
+def chain_pass(leaves: list[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module],
+               groups: int) -> Passes:
     wanted = {id(module) for module in modules}
-    outputs: dict[int, Tensor] = {} if start_module is None else {id(start_module): start}
+    outputs: dict[int, Tensor] = {}
     trace: list[tuple[nn.Module, Tensor, Tensor]] = []
     with torch.no_grad():
         x = start
@@ -155,21 +151,19 @@ def chain_pass(
             x = y
         classes = check_logits(x, target, target.shape[0])
         grads = _written_backward(trace, target, groups, wanted)
-        if start_module is not None and id(start_module) in wanted:
-            grads[id(start_module)] = _per_point(grads.pop("bottom"), start, target, groups)
     return [outputs[id(m)] for m in modules], [grads.get(id(m)) for m in modules], classes
 
 
-def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]) -> dict:
-    """{id(scored leaf): gradient at its output (groups, B, *)} and, under "bottom",
-    the cotangent at the chain's input (None: the one-hot on the logits)."""
+def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]) -> dict[int, Tensor]:
+    """{id(scored leaf): the target logit's gradient at its output, (groups, B, *)}."""
     batch = target.shape[0]
     cotangent: Tensor | None = None  # None: the one-hot at the target class, on the logits
     per_point = False  # False: one (B, *) cotangent shared by every point
-    grads: dict = {}
+    grads: dict[int, Tensor] = {}
     for leaf, inputs, output in reversed(trace):
         if id(leaf) in wanted:
-            grads[id(leaf)] = _per_point((cotangent, per_point), output, target, groups)
+            at_output = one_hot_targets(target, output) if cotangent is None else cotangent
+            grads[id(leaf)] = at_output if per_point else at_output.expand((groups,) + at_output.shape)
             if len(grads) == len(wanted):
                 return grads  # nothing below is read
         if type(leaf) is nn.Linear:
@@ -181,15 +175,5 @@ def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]
             cotangent, per_point = cotangent * positive, True
         elif type(leaf) is nn.Flatten:
             cotangent = one_hot_targets(target, output) if cotangent is None else cotangent
-            leading = (groups, batch) if per_point else (batch,)
-            cotangent = cotangent.reshape(leading + inputs.shape[1:])
-    grads["bottom"] = (cotangent, per_point)
+            cotangent = cotangent.reshape(((groups, batch) if per_point else (batch,)) + inputs.shape[1:])
     return grads
-
-
-def _per_point(state: tuple[Tensor | None, bool], output: Tensor, target: Tensor, groups: int) -> Tensor:
-    """A cotangent as (groups, B, *): a shared (B, *) one becomes a stride-0 view."""
-    cotangent, per_point = state
-    if cotangent is None:
-        cotangent = one_hot_targets(target, output)
-    return cotangent if per_point else cotangent.expand((groups,) + cotangent.shape)

@@ -13,9 +13,21 @@ from typing import Union
 
 from torch import Tensor, nn
 
+from .._validation import check_targets
+
 LayerSpec = Union[nn.Module, str]
 
-__all__ = ["LayerSpec", "resolve_layers", "eval_mode", "capture_outputs", "single_call_outputs"]
+__all__ = ["LayerSpec", "prepare_call", "resolve_layers", "eval_mode", "capture_outputs", "single_call_outputs"]
+
+
+def prepare_call(model: nn.Module, inputs: Tensor, target, layers) -> tuple[Tensor, list[nn.Module]]:
+    """The checks of a public score function: ``inputs`` a (B, *) tensor; returns the
+    (B,) class indices on the inputs' device and the resolved modules."""
+    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
+        shape = f" of shape {tuple(inputs.shape)}" if isinstance(inputs, Tensor) else ""
+        raise ValueError(f"inputs must be a tensor of shape (B, ...), got {type(inputs).__name__}{shape}")
+    target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
+    return target, [module for _, module in resolve_layers(model, layers)]
 
 
 def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive_int, check_targets
+from .._validation import check_positive_int
 from ._gradients import gradients_along, layer_gradients
-from ._hooks import LayerSpec, eval_mode, resolve_layers
+from ._hooks import LayerSpec, eval_mode, prepare_call
 from ._units import per_unit
 
 __all__ = ["conductance", "path_points", "riemann_trapezoid", "conductance_along", "conductance_above_stem"]
@@ -58,11 +58,8 @@ def conductance(
     Returns:
         ``{layer: Tensor (B, N)}``, signed conductances, keyed by the module.
     """
-    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
-        raise ValueError(f"inputs must be a tensor of shape (B, ...), got {type(inputs).__name__}")
+    target, modules = prepare_call(model, inputs, target, layers)
     steps = check_positive_int("steps", steps)
-    target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
-    modules = [module for _, module in resolve_layers(model, layers)]
     baseline = _expand_baseline(baseline, inputs)
     per_pass = inputs.shape[0] or 1
     if internal_batch_size is not None:

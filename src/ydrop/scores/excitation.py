@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_logits, check_targets
-from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from .._validation import check_logits
+from ._hooks import LayerSpec, capture_outputs, eval_mode, prepare_call, single_call_outputs
 from ._units import normalise_rows, one_hot_targets, per_unit
 
 __all__ = ["excitation_backprop", "register_excitation_rule", "excitation_along"]
@@ -145,13 +145,7 @@ def excitation_backprop(
         1, the uniform 1/N for a sample where no probability reached the layer.
         For dropout layers (identity in eval) the output units are the input units.
     """
-    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
-        raise ValueError(
-            f"inputs must be a tensor of shape (B, ...), got {type(inputs).__name__}"
-            + (f" of shape {tuple(inputs.shape)}" if isinstance(inputs, Tensor) else "")
-        )
-    target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
-    modules = [module for _, module in resolve_layers(model, layers)]
+    target, modules = prepare_call(model, inputs, target, layers)
     with eval_mode(model):
         return dict(zip(modules, _excitation_backprop(model, inputs, target, modules)[0]))
 
@@ -195,14 +189,12 @@ def excitation_along(chain: Sequence[nn.Module], start: Tensor, target: Tensor, 
 
 
 class _State:
-    """Per-call bookkeeping shared by the hooks."""
+    """Per-call bookkeeping of the hooks: whether the first requested layer has run
+    (only what runs after it can carry P), and the inputs of in-place "pass" modules
+    (``ReLU(inplace=True)``) kept before they are overwritten."""
 
     def __init__(self) -> None:
-        # Set when the first requested layer has produced its output: only modules
-        # run after that can lie between a requested layer and the logits.
         self.started = False
-        # Inputs of in-place "pass" modules (ReLU(inplace=True)), kept before the
-        # module overwrites them, so P can skip the module's own derivative.
         self.saved_inputs: dict[int, Tensor] = {}
 
 
@@ -264,15 +256,6 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]], list[tup
     return ruled, unruled
 
 
-def _first_input(name: str, module: nn.Module, args: tuple) -> Tensor:
-    if not args or not isinstance(args[0], Tensor):
-        raise ValueError(
-            f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) was called "
-            "without a tensor as first positional argument; its rule needs it"
-        )
-    return args[0]
-
-
 def _keep_input_hook(state: _State):
     def hook(module: nn.Module, args: tuple):
         if not state.started or not args or not isinstance(args[0], Tensor):
@@ -290,7 +273,10 @@ def _rule_hook(name: str, rule: Rule, state: _State):
             return None  # below every requested layer: P never goes through it
         a = state.saved_inputs.pop(id(module), None)
         if a is None:
-            a = _first_input(name, module, args)
+            if not args or not isinstance(args[0], Tensor):
+                raise ValueError(f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) "
+                                 "was called without a tensor as first argument; its rule needs it")
+            a = args[0]
         if not a.requires_grad:
             return None  # not fed by a requested layer: no P to carry
         if not isinstance(output, Tensor):

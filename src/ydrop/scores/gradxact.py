@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .._validation import check_targets
 from ._gradients import gradients_along, layer_gradients
-from ._hooks import LayerSpec, eval_mode, resolve_layers
+from ._hooks import LayerSpec, eval_mode, prepare_call
 from ._units import per_unit
 
 __all__ = ["gradxact", "gradxact_along"]
@@ -29,10 +28,7 @@ def gradxact(
 ) -> dict[nn.Module, Tensor]:
     """y_k dF/dy_k of every unit of every layer in ``layers``, F the target logit,
     the model in eval mode: ``{layer: (B, N)}``."""
-    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
-        raise ValueError(f"inputs must be a tensor of shape (B, ...), got {type(inputs).__name__}")
-    target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
-    modules = [module for _, module in resolve_layers(model, layers)]
+    target, modules = prepare_call(model, inputs, target, layers)
     with eval_mode(model):
         outputs, grads, _ = layer_gradients(model, inputs, target, modules, 1, inputs[:1])
     return dict(zip(modules, _products(modules, outputs, grads)))

@@ -1,16 +1,11 @@
-"""The registry of importance scores (DESIGN section 1: scores are a registry).
+"""The registry of importance scores (DESIGN section 1).
 
-A score is a function ``fn(model, inputs, target, layers) -> {layer: Tensor (B, N)}``
-registered under a name; every guided layer names the score it consumes
-(``score="conductance"``) and the :class:`~ydrop.Guide` looks that name up here, so
-a new score is one function and one :func:`register_score` call. The built-in
-kinds (conductance, excitation, activation, gradxact) are registered the same way
-by ``ydrop.scores``.
-
-The Guide calls ``fn`` with the model in eval mode and no gradient mode forced on
-or off; ``inputs`` (B, *) are the samples to score, ``target`` (B,) their classes,
-``layers`` the guided modules that consume this score (N = each one's units, see
-``scores/_units.py``).
+A score is ``fn(model, inputs, target, layers) -> {layer: Tensor (B, N)}`` under a
+name; a guided layer names the score it consumes (``score="conductance"``) and the
+Guide looks the name up here, so a new score is one function and one
+:func:`register_score` call; the built-in kinds are registered the same way. The
+Guide calls ``fn`` with the model in eval mode: ``inputs`` (B, *) the samples to
+score, ``target`` (B,) their classes, ``layers`` the guided modules that consume it.
 """
 
 from __future__ import annotations
@@ -29,19 +24,13 @@ ScoreFn = Callable[[nn.Module, Tensor, Tensor, list], dict]
 class ScoreKind:
     """A registered score.
 
-    ``fn``: the scoring pass (module docstring). ``whole_batch``: False when a
-    layer that only ranks its units (Y-Drop) may be scored on B_c = max(1, B //
-    steps) random samples of the batch (Y-Drop Eq. 9) rather than all of them.
-    ``from_input``: for a score read off the layer's own input, ``from_input(x,
-    unit_dim) -> (B, N)``; such a score needs no pass and no Guide (``fn`` then
-    serves the functional API only).
-    ``along`` and ``anchor``: how the Guide scores inside the next training forward,
-    reusing an activation that forward computes anyway, where the model's plan
-    (``scores/plan.py``) has a chain above the ``anchor``: "lowest" (the lowest
-    scored layer, read at its input) or "stem" (the affine first module, read at its
-    output). ``along(chain, value, target, layers, anchor_module) -> [(B, N), ...]``
-    scores ``layers`` from that ``value`` (B, *) through the ``chain`` above the
-    anchor, the modules already in eval mode. None: the Guide always runs ``fn``.
+    ``whole_batch``: False when a layer that only ranks its units (Y-Drop) may take
+    B_c = max(1, B // steps) random samples (Y-Drop Eq. 9). ``from_input(x, unit_dim)
+    -> (B, N)``: a score read off the layer's own input, needing no Guide. ``along``,
+    ``anchor``: scoring inside the training forward where the model's plan has a
+    chain above the anchor ("lowest": the lowest scored layer, read at its input;
+    "stem": the affine first module, read at its output): ``along(chain, value,
+    target, layers, anchor_module) -> [(B, N), ...]``, modules in eval mode.
     """
 
     name: str
