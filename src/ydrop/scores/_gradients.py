@@ -162,7 +162,7 @@ def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]
     grads: dict[int, Tensor] = {}
     for leaf, inputs, output in reversed(trace):
         if id(leaf) in wanted:
-            at_output = one_hot_targets(target, output) if cotangent is None else cotangent
+            at_output = _or_one_hot(cotangent, target, output)
             grads[id(leaf)] = at_output if per_point else at_output.expand((groups,) + at_output.shape)
             if len(grads) == len(wanted):
                 return grads  # nothing below is read
@@ -170,10 +170,14 @@ def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]
             weight = leaf.weight.to(output.dtype)
             cotangent = weight.index_select(0, target) if cotangent is None else cotangent @ weight
         elif type(leaf) is nn.ReLU:
-            cotangent = one_hot_targets(target, output) if cotangent is None else cotangent
+            cotangent = _or_one_hot(cotangent, target, output)
             positive = output[: groups * batch].unflatten(0, (groups, batch)) > 0
             cotangent, per_point = cotangent * positive, True
         elif type(leaf) is nn.Flatten:
-            cotangent = one_hot_targets(target, output) if cotangent is None else cotangent
-            cotangent = cotangent.reshape(((groups, batch) if per_point else (batch,)) + inputs.shape[1:])
+            leading = (groups, batch) if per_point else (batch,)
+            cotangent = _or_one_hot(cotangent, target, output).reshape(leading + inputs.shape[1:])
     return grads
+
+
+def _or_one_hot(cotangent: Tensor | None, target: Tensor, logits: Tensor) -> Tensor:
+    return one_hot_targets(target, logits) if cotangent is None else cotangent
