@@ -25,7 +25,7 @@ from ._gradients import gradients_along, layer_gradients
 from ._hooks import LayerSpec, eval_mode, prepare_call
 from ._units import per_unit
 
-__all__ = ["conductance", "path_points", "riemann_trapezoid", "conductance_along", "conductance_above_stem"]
+__all__ = ["conductance", "path_points", "riemann_trapezoid", "conductance_above_stem"]
 
 
 def conductance(
@@ -84,10 +84,8 @@ def _expand_baseline(baseline: Tensor | float | None, inputs: Tensor) -> Tensor:
     try:
         return baseline.to(inputs).expand_as(inputs)
     except RuntimeError:
-        raise ValueError(
-            f"baseline of shape {tuple(baseline.shape)} does not broadcast to the inputs' "
-            f"shape {tuple(inputs.shape)}"
-        ) from None
+        raise ValueError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to the inputs' "
+                         f"shape {tuple(inputs.shape)}") from None
 
 
 def path_points(start: Tensor, end: Tensor, steps: int) -> Tensor:
@@ -120,34 +118,27 @@ def model_conductance(
     order, and the model's number of classes."""
     path = path_points(baseline, inputs, steps)
     outputs, grads, classes = layer_gradients(model, path, target, modules, steps, inputs[:1])
-    return [_score(output, grad, steps, module) for output, grad, module in zip(outputs, grads, modules)], classes
-
-
-def conductance_along(
-    chain: Sequence[nn.Module], start: Tensor, end: Tensor, target: Tensor, modules: list[nn.Module], steps: int
-) -> list[Tensor]:
-    """Conductance of ``modules`` inside ``chain`` (modules mapping a tensor to the
-    logits, already in eval mode), on the path from ``start`` to ``end`` (B, *) at the
-    chain's input: the Guide's pass above an affine stem, whose outputs on the
-    model's path are exactly this path between its outputs at the two ends."""
-    outputs, grads, _ = gradients_along(chain, path_points(start, end, steps), target, modules, steps)
-    return [_score(output, grad, steps, module) for output, grad, module in zip(outputs, grads, modules)]
+    return _scores(outputs, grads, steps, modules), classes
 
 
 def conductance_above_stem(
     chain: Sequence[nn.Module], stem_output: Tensor, target: Tensor, modules: list[nn.Module], stem: nn.Module
 ) -> list[Tensor]:
-    """Conductance of ``modules`` (with their ``steps``) for the zero baseline, from
-    the affine ``stem``'s output (B, *) on the inputs: the model's path through the
-    stem runs from the stem's output at zero (its bias, exactly) to that output."""
+    """Conductance of ``modules`` (inside ``chain``, the modules above the affine
+    ``stem``, in eval mode) for the zero baseline, from the stem's output (B, *): an
+    affine map's outputs on the model's path interpolate its outputs at the two ends,
+    at zero its bias, exactly. The Guide's pass inside the training forward."""
     at_zero = stem_output.new_zeros((1,) + stem_output.shape[1:])
     if stem.bias is not None:
         shape = (-1,) if isinstance(stem, nn.Linear) else (-1,) + (1,) * (stem_output.dim() - 2)
         at_zero = at_zero + stem.bias.detach().reshape(shape).to(stem_output.dtype)
     steps = getattr(modules[0], "steps", 5)
-    return conductance_along(chain, at_zero.expand_as(stem_output), stem_output, target, modules, steps)
+    path = path_points(at_zero.expand_as(stem_output), stem_output, steps)
+    outputs, grads, _ = gradients_along(chain, path, target, modules, steps)
+    return _scores(outputs, grads, steps, modules)
 
 
-def _score(output: Tensor, grad: Tensor | None, steps: int, module: nn.Module) -> Tensor:
-    scores = riemann_trapezoid(output, grad, steps, getattr(module, "unit_dim", None))
-    return scores.to(torch.promote_types(scores.dtype, torch.float32))  # bf16 under autocast
+def _scores(outputs: list[Tensor], grads: list, steps: int, modules: list[nn.Module]) -> list[Tensor]:
+    scores = [riemann_trapezoid(out, grad, steps, getattr(m, "unit_dim", None))
+              for out, grad, m in zip(outputs, grads, modules)]
+    return [score.to(torch.promote_types(score.dtype, torch.float32)) for score in scores]  # bf16: float32

@@ -36,14 +36,12 @@ from ._units import normalise_rows, one_hot_targets, per_unit
 
 __all__ = ["excitation_backprop", "register_excitation_rule", "excitation_along"]
 
-# A rule says how P gets from a module's output to its input:
-#   "pass":     P at the input equals P at the output (same shape); the module's own
-#               derivative is NOT used (batch norm would scale P, ReLU would cut it).
-#   "gradient": the module's ordinary autograd derivative already carries P exactly
-#               (identity in eval, reshapes, max pooling routes to the winner).
-#   callable:   ``positive_map(module, a) -> z``, the module as a linear map of its
-#               input with its weights clamped to >= 0 and no bias; the EB rule is
-#               applied with it. ``a`` is already clamped to >= 0.
+# A rule says how P gets from a module's output to its input. "pass": P at the input
+# equals P at the output (same shape), the module's derivative unused (batch norm
+# would scale P, ReLU cut it). "gradient": the module's own derivative carries P
+# (eval-mode identities, reshapes, max pooling's winner). ``positive_map(module, a)
+# -> z``: the module as a linear map of ``a`` (clamped >= 0) with weights clamped to
+# >= 0 and no bias; the EB rule is applied with it.
 PositiveMap = Callable[[nn.Module, Tensor], Tensor]
 Rule = Union[str, PositiveMap]
 _RULE_NAMES = ("pass", "gradient")
@@ -87,9 +85,8 @@ _RULES: dict[type, Rule] = {
 
 
 def _rules() -> dict[type, Rule]:
-    """The registry, with ydrop's own guided layers (identity in eval) added here
-    rather than above: importing ``layers`` at module level would make ``scores`` and
-    ``layers`` import each other (``layers.base`` reads the activation score)."""
+    """The rules, with ydrop's guided layers (identities in eval) added here: at
+    module level ``scores`` and ``layers`` would import each other."""
     from ..layers.base import GuidedDropout
 
     _RULES.setdefault(GuidedDropout, "gradient")
@@ -97,22 +94,13 @@ def _rules() -> dict[type, Rule]:
 
 
 def register_excitation_rule(module_type: type, rule: Rule) -> None:
-    """Teach :func:`excitation_backprop` how P crosses modules of ``module_type``
-    (and its subclasses); replaces an existing rule for that exact type.
-
-    ``rule`` is ``"pass"`` (P at the input = P at the output, same shape),
-    ``"gradient"`` (the module's own derivative carries P: identities, reshapes) or
-    a callable ``positive_map(module, a) -> z`` giving the module as a linear map of
-    its first input ``a`` (already clamped to >= 0) with weights clamped to >= 0 and
-    no bias, e.g. ``lambda m, a: F.conv1d(a, m.weight.clamp(min=0), None, m.stride,
-    m.padding, m.dilation, m.groups)``; the EB rule is then applied with it.
-    """
+    """Teach :func:`excitation_backprop` how P crosses modules of ``module_type`` (and
+    its subclasses): ``rule`` "pass", "gradient" or a ``positive_map`` (see ``Rule``),
+    e.g. ``lambda m, a: F.linear(a, m.weight.clamp(min=0))``."""
     if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
         raise TypeError(f"module_type must be a subclass of nn.Module, got {module_type!r}")
     if not (callable(rule) or rule in _RULE_NAMES):
-        raise ValueError(
-            f"rule must be 'pass', 'gradient' or a callable positive_map(module, a) -> z, got {rule!r}"
-        )
+        raise ValueError(f"rule must be 'pass', 'gradient' or a callable positive_map(module, a) -> z, got {rule!r}")
     _rules()[module_type] = rule
 
 
@@ -127,23 +115,11 @@ def _rule_for(module: nn.Module) -> Rule | None:
 def excitation_backprop(
     model: nn.Module, inputs: Tensor, target: Tensor | int, layers: LayerSpec | Sequence[LayerSpec]
 ) -> dict[nn.Module, Tensor]:
-    """p_EB of the output units of every layer in ``layers`` for the target class.
-
-    Args:
-        model: maps a batch (B, *) to logits (B, classes). Run in eval mode (dropout
-            off, batch norm on running statistics); every module's train/eval flag is
-            restored afterwards. Every module run between the first requested layer
-            and the logits needs a rule (see :func:`register_excitation_rule`);
-            modules below the requested layers may be anything.
-        inputs: (B, *) batch.
-        target: ground-truth class per sample, LongTensor (B,) (or one int for all).
-        layers: modules of ``model`` (or their qualified names); each must run
-            exactly once per forward.
-
-    Returns:
-        ``{layer: Tensor (B, N)}`` keyed by the module: non-negative rows summing to
-        1, the uniform 1/N for a sample where no probability reached the layer.
-        For dropout layers (identity in eval) the output units are the input units.
+    """p_EB ``{layer: (B, N)}`` of the output units of every layer in ``layers`` for
+    the ``target`` class of each sample of ``inputs`` (B, *): rows summing to 1, the
+    uniform 1/N where nothing reached the layer. The model runs in eval mode (every
+    flag restored after); every module between the first requested layer and the
+    logits needs a rule (:func:`register_excitation_rule`), those below may be anything.
     """
     target, modules = prepare_call(model, inputs, target, layers)
     with eval_mode(model):
@@ -279,18 +255,13 @@ def _rule_hook(name: str, rule: Rule, state: _State):
             a = args[0]
         if not a.requires_grad:
             return None  # not fed by a requested layer: no P to carry
+        where = f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__})"
         if not isinstance(output, Tensor):
-            raise ValueError(
-                f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) returned "
-                f"{type(output).__name__}; its rule needs a single tensor output"
-            )
+            raise ValueError(f"{where} returned {type(output).__name__}; its rule needs a single tensor output")
         if rule == "pass":
             if output.shape != a.shape:
-                raise ValueError(
-                    f"excitation_backprop: the 'pass' rule of module {name or 'model'!r} "
-                    f"({type(module).__name__}) needs equal input and output shapes, got "
-                    f"{tuple(a.shape)} -> {tuple(output.shape)}"
-                )
+                raise ValueError(f"{where}: the 'pass' rule needs equal input and output shapes, got "
+                                 f"{tuple(a.shape)} -> {tuple(output.shape)}")
             return _PassThrough.apply(a, [output.detach()])
         return _ExcitationRule.apply(a, [output.detach()], module, rule)
 

@@ -34,27 +34,22 @@ _TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Alph
 _NORMS_WITH_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
-def _ydrop_dropouts() -> tuple[type[nn.Module], ...]:
-    """ydrop's own dropout layers, imported here: ``layers`` imports ``scores``."""
-    from ..layers.base import GuidedDropout
-    from ..layers.factory import DROPOUT_METHODS
-
-    return (GuidedDropout, *(method for method in DROPOUT_METHODS.values() if isinstance(method, type)))
-
-
 def identity_in_eval(module: nn.Module) -> bool:
-    """Whether ``module``'s eval-mode forward returns its input: nn.Identity, torch's
-    dropout layers, ydrop's guided layers and its plain and curriculum dropout."""
-    from ..layers.baselines import CurriculumDropout, Dropout
-    from ..layers.base import GuidedDropout
+    """Whether ``module``'s eval forward returns its input: nn.Identity, torch's
+    dropout, ydrop's guided layers and its plain and curriculum dropout."""
+    from ..layers import CurriculumDropout, Dropout, GuidedDropout  # ``layers`` imports ``scores``
 
     return isinstance(module, (nn.Identity, *_TORCH_DROPOUTS, GuidedDropout, Dropout, CurriculumDropout))
 
 
 def trains_differently(module: nn.Module) -> bool:
     """Whether ``module``'s training forward differs from its eval one: dropout of any
-    kind and batch norm."""
-    return isinstance(module, (*_TORCH_DROPOUTS, *_NORMS_WITH_STATS, *_ydrop_dropouts()))
+    kind (torch's and every method of ydrop's factory) and batch norm."""
+    from ..layers import GuidedDropout
+    from ..layers.factory import DROPOUT_METHODS
+
+    ours = tuple(method for method in DROPOUT_METHODS.values() if isinstance(method, type))
+    return isinstance(module, (*_TORCH_DROPOUTS, *_NORMS_WITH_STATS, GuidedDropout, *ours))
 
 
 @dataclass(frozen=True)
