@@ -60,15 +60,11 @@ class Guide:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model = unwrap_model(model)
-        self.layers: dict[str, GuidedDropout] = {
-            name: module for name, module in model.named_modules() if isinstance(module, GuidedDropout)
-        }
+        self.layers = {name: m for name, m in model.named_modules() if isinstance(m, GuidedDropout)}
         if not self.layers:
-            kinds = sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__})
-            raise ValueError(
-                f"model ({type(model).__name__}) holds no guided dropout layer (ydrop.YDrop, "
-                f"ydrop.ExcitationDropout, ydrop.ActivationDropout); its modules are: {', '.join(kinds) or 'none'}"
-            )
+            kinds = ", ".join(sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__}))
+            raise ValueError(f"model ({type(model).__name__}) holds no guided dropout layer (ydrop.YDrop, ydrop."
+                             f"ExcitationDropout, ydrop.ActivationDropout); its modules are: {kinds or 'none'}")
         if not isinstance(reuse_forward, bool):
             raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
         self.reuse_forward = reuse_forward
@@ -179,10 +175,8 @@ class Guide:
 
         def score(value: Tensor) -> None:
             if value.shape[0] != batch:
-                raise ValueError(
-                    f"guide.step was given a batch of {batch} samples but the next training forward has "
-                    f"{value.shape[0]}; call guide.step(inputs, target) with the forward's batch"
-                )
+                raise ValueError(f"guide.step was given a batch of {batch} samples but the next training forward "
+                                 f"has {value.shape[0]}; call guide.step(inputs, target) with the forward's batch")
             value = value.detach() if rows is None else value.detach()[rows]
             with eval_mode(self.model):
                 hand_out(kind.along(chain, value, scored_target, layers, anchor))
@@ -194,16 +188,12 @@ class Guide:
         return True
 
     def _warn_if_epoch_never_set(self) -> None:
-        if self.epoch is None and not self._warned_no_epoch:
-            if any(layer.warmup_epochs > 0 for layer in self.layers.values()):
-                warnings.warn(
-                    "Guide.set_epoch(epoch) was never called, so layers with warm-up "
-                    f"({', '.join(n for n, l in self.layers.items() if l.warmup_epochs)}) stay plain "
-                    "dropout; call guide.set_epoch(epoch) at the start of every epoch",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            self._warned_no_epoch = True
+        warming = [name for name, layer in self.layers.items() if layer.warmup_epochs]
+        if self.epoch is None and not self._warned_no_epoch and warming:
+            warnings.warn(f"Guide.set_epoch(epoch) was never called, so layers with warm-up ({', '.join(warming)}) "
+                          "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
+                          RuntimeWarning, stacklevel=3)
+        self._warned_no_epoch = True
 
 
 class _Tap:

@@ -1,8 +1,6 @@
-"""Hook helpers shared by every score.
-
-All three are context managers that undo themselves in ``finally``: a scoring call
-never leaves a hook registered or a module in the wrong train/eval state, also
-when the model raises half-way through (Captum's habit; ``tests/scores`` checks it).
+"""Helpers shared by every score: argument checks, and context managers that undo
+themselves in ``finally``, so that a scoring call never leaves a hook registered or
+a module in the wrong train/eval state, also when the model raises (Captum's habit).
 """
 
 from __future__ import annotations
@@ -42,24 +40,18 @@ def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) ->
     by_name = dict(model.named_modules())
     resolved: list[tuple[str, nn.Module]] = []
     for index, layer in enumerate(layers):
-        if isinstance(layer, str):
-            if layer not in by_name:
-                raise ValueError(
-                    f"layers[{index}] = {layer!r} is not the name of a submodule of the model; "
-                    f"names look like {list(by_name)[1:4]}"
-                )
+        if isinstance(layer, str) and layer in by_name:
             resolved.append((layer, by_name[layer]))
-        elif isinstance(layer, nn.Module):
-            if id(layer) not in by_identity:
-                raise ValueError(
-                    f"layers[{index}] = {layer.__class__.__name__}({layer.extra_repr()}) "
-                    "is not a submodule of the model"
-                )
+        elif isinstance(layer, nn.Module) and id(layer) in by_identity:
             resolved.append((by_identity[id(layer)], layer))
+        elif isinstance(layer, str):
+            raise ValueError(f"layers[{index}] = {layer!r} is not the name of a submodule of the model; "
+                             f"names look like {list(by_name)[1:4]}")
+        elif isinstance(layer, nn.Module):
+            raise ValueError(f"layers[{index}] = {layer.__class__.__name__}({layer.extra_repr()}) "
+                             "is not a submodule of the model")
         else:
-            raise TypeError(
-                f"layers[{index}] must be an nn.Module or a submodule name, got {type(layer).__name__}"
-            )
+            raise TypeError(f"layers[{index}] must be an nn.Module or a submodule name, got {type(layer).__name__}")
     return resolved
 
 

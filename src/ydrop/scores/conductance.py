@@ -40,20 +40,16 @@ def conductance(
     """Conductance of every unit of every layer in ``layers`` for the target logit.
 
     Args:
-        model: maps a batch (B, *) to logits (B, classes). Scored in eval mode
-            (dropout off, batch norm on running statistics); every module's
-            train/eval flag is restored afterwards.
-        inputs: (B, *) batch.
-        target: class index per sample, LongTensor (B,) (or one int for all).
-        layers: modules of ``model`` (or their qualified names). A module's units lie
-            along its ``unit_dim`` attribute when it has one (guided layers), else
-            along the default of ``scores/_units.py``.
-        baseline: reference input x'; ``None`` is zeros; a tensor broadcastable
-            to ``inputs`` or a number.
-        steps: n_c, number of interpolation steps (>= 1); steps + 1 points are run.
-        internal_batch_size: at most this many rows per forward (a whole
-            sample's steps + 1 points always go together, so at least one sample);
-            bounds memory and gives the same numbers.
+        model: maps a batch (B, *) to logits (B, classes); scored in eval mode (every
+            module's flag restored after).
+        inputs: (B, *) batch. target: class per sample, (B,) (or one int for all).
+        layers: modules of ``model`` or their names; units along each one's
+            ``unit_dim`` attribute when it has one (guided layers), else the default.
+        baseline: reference input x': None (zeros), a number or a tensor
+            broadcastable to ``inputs``.
+        steps: n_c (>= 1); steps + 1 points are run.
+        internal_batch_size: at most this many rows per forward (at least one
+            sample's steps + 1 points); bounds memory, same numbers.
 
     Returns:
         ``{layer: Tensor (B, N)}``, signed conductances, keyed by the module.

@@ -129,35 +129,23 @@ def excitation_backprop(
 def _excitation_backprop(
     model: nn.Module, inputs: Tensor, target: Tensor, modules: list[nn.Module], unit_dims: list | None = None
 ) -> tuple[list[Tensor], int]:
-    """The computation, model already in eval mode, ``target`` a (B,) index tensor:
-    one forward, one backward. Returns one (B, N) p_EB tensor per module, in order
-    (units along ``unit_dims[i]``, by default each module's ``unit_dim``), and the
-    model's number of classes."""
+    """One forward, one backward, model in eval mode: p_EB (B, N) per module, in order
+    (units along ``unit_dims``, by default each module's ``unit_dim``), and the classes."""
     outputs, logits = _forward(model, inputs, modules)
     classes = check_logits(logits, target, inputs.shape[0])
-    one_hot = one_hot_targets(target, logits)
+    grads: Sequence = (None,) * len(outputs)  # unless some requested layer feeds the logits
     if logits.requires_grad:
-        grads = torch.autograd.grad(logits, outputs, grad_outputs=one_hot, allow_unused=True)
-    else:  # no requested layer feeds the logits
-        grads = (None,) * len(outputs)
-    if unit_dims is None:
-        unit_dims = [getattr(module, "unit_dim", None) for module in modules]
-    scores = [
-        normalise_rows(per_unit((torch.zeros_like(output) if grad is None else grad).detach(), unit_dim))
-        for output, grad, unit_dim in zip(outputs, grads, unit_dims)
-    ]
-    return scores, classes
+        grads = torch.autograd.grad(logits, outputs, one_hot_targets(target, logits), allow_unused=True)
+    unit_dims = unit_dims or [getattr(module, "unit_dim", None) for module in modules]
+    return [normalise_rows(per_unit((torch.zeros_like(out) if grad is None else grad).detach(), unit_dim))
+            for out, grad, unit_dim in zip(outputs, grads, unit_dims)], classes
 
 
 def excitation_along(chain: Sequence[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module],
                      start_module: nn.Module) -> list[Tensor]:
-    """p_EB (B, N) of ``modules``, from one EB pass over ``chain`` (modules mapping
-    ``start``, the output of ``start_module``, to the logits; already in eval mode).
-
-    The Guide's pass inside the training forward: ``start`` is the lowest guided
-    layer's input taken from that forward (its output in eval mode), so only the
-    modules above it run again. A leading ``nn.Identity`` stands for ``start_module``.
-    """
+    """p_EB (B, N) of ``modules`` from one EB pass over ``chain`` (in eval mode), fed
+    ``start``, the output of ``start_module``: the Guide's pass inside the training
+    forward, from the lowest guided layer's input (its output in eval mode)."""
     sequence = nn.Sequential(nn.Identity(), *chain)
     scored = [sequence[0] if module is start_module else module for module in modules]
     unit_dims = [getattr(module, "unit_dim", None) for module in modules]
@@ -184,11 +172,10 @@ def _forward(model: nn.Module, inputs: Tensor, modules: list[nn.Module]) -> tupl
 
 @contextmanager
 def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _State) -> Iterator[None]:
-    """Register the rule hooks, then the hooks of the requested layers, and remove
-    them all in ``finally``. Rule hooks come first so that a requested module's own
-    rule sees whether an *earlier* requested layer has already run, and so that
-    ``capture_outputs`` (registered after this) records the replaced outputs."""
-    ruled, unruled_leaves = _plan(model)
+    """The rule hooks, then the requested layers' (so that a requested module's rule
+    sees whether an *earlier* one has run, and ``capture_outputs``, registered after,
+    records the replaced outputs); all removed in ``finally``."""
+    ruled, unruled_leaves = _ruled_modules(model)
     handles = []
     try:
         for name, module, rule in ruled:
@@ -208,7 +195,7 @@ def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _Stat
         state.saved_inputs.clear()
 
 
-def _plan(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]], list[tuple[str, nn.Module]]]:
+def _ruled_modules(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]], list[tuple[str, nn.Module]]]:
     """Outermost modules with a rule, and leaves not covered by any rule."""
     ruled: list[tuple[str, nn.Module, Rule]] = []
     unruled: list[tuple[str, nn.Module]] = []

@@ -1,12 +1,9 @@
 """Gradient x activation: first-order Taylor importance of a unit.
 
-Molchanov, Tyree, Karras, Aila, Kautz, *Pruning convolutional neural networks for
-resource efficient inference* (ICLR 2017): the change of the target logit F when a
-unit y_k is removed is, to first order, y_k dF/dy_k at the sample itself. Signed, like
-conductance, of which it is the one-point case (the path reduced to the sample). It
-costs one forward and one backward of the scored samples, where conductance runs
-steps + 1 points of each.
-
+Molchanov et al., *Pruning convolutional neural networks for resource efficient
+inference* (ICLR 2017): removing unit y_k changes the target logit F by y_k dF/dy_k
+to first order. Signed, like conductance (its one-point case); one forward and one
+backward of the scored samples, where conductance runs steps + 1 points of each.
 Shapes: inputs (B, *); result {layer: (B, N)}, units along each layer's ``unit_dim``.
 """
 

@@ -54,14 +54,9 @@ def trains_differently(module: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class Anchor:
-    """A module whose activation the passes may start from.
-
-    ``module``: the lowest scored layer (``lowest_anchor``) or the affine stem
-    (``stem_anchor``); ``chain``: the modules mapping its output to the logits, in
-    call order, holding every other scored layer; ``same_in_training``: nothing
-    outside the chain and the anchor behaves differently in training than in eval
-    mode, so the training forward computes the anchor's eval-mode activation.
-    """
+    """A module whose activation the passes may start from, ``chain`` the modules
+    mapping its output to the logits in call order (holding every other scored
+    layer), ``same_in_training`` whether nothing outside them trains differently."""
 
     module: nn.Module
     chain: tuple[nn.Module, ...]

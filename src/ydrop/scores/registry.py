@@ -44,30 +44,18 @@ class ScoreKind:
 _SCORES: dict[str, ScoreKind] = {}
 
 
-def register_score(
-    name: str,
-    fn: ScoreFn,
-    *,
-    whole_batch: bool = True,
-    from_input: Callable[[Tensor, int | None], Tensor] | None = None,
-    along: Callable | None = None,
-    anchor: str = "lowest",
-) -> None:
-    """Register ``fn`` as the score ``name`` (replacing an earlier one of that name).
-
-    Example::
-
-        def magnitude(model, inputs, target, layers):
-            ...  # {layer: (B, N)}
-        ydrop.register_score("magnitude", magnitude)
-        layer = ydrop.YDrop(score="magnitude")
-    """
+def register_score(name: str, fn: ScoreFn, *, whole_batch: bool = True, from_input: Callable | None = None,
+                   along: Callable | None = None, anchor: str = "lowest") -> None:
+    """Register ``fn`` as the score ``name`` (replacing one of that name), e.g.
+    ``register_score("magnitude", fn)`` then ``YDrop(score="magnitude")``; the keywords
+    are :class:`ScoreKind`'s."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise TypeError(f"fn must be callable as fn(model, inputs, target, layers), got {fn!r}")
-    if from_input is not None and not callable(from_input):
-        raise TypeError(f"from_input must be None or callable as from_input(x, unit_dim), got {from_input!r}")
+    for option, value in (("from_input", from_input), ("along", along)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{option} must be None or callable (see ydrop.scores.ScoreKind), got {value!r}")
     if anchor not in ("lowest", "stem"):
         raise ValueError(f"anchor must be 'lowest' or 'stem', got {anchor!r}")
     _SCORES[name] = ScoreKind(name, fn, bool(whole_batch), from_input, along, anchor)
@@ -78,10 +66,8 @@ def score_kind(name: str, option: str = "score") -> ScoreKind:
     ``option`` (the argument as the user typed it) and the registered scores."""
     kind = _SCORES.get(name) if isinstance(name, str) else None
     if kind is None:
-        raise ValueError(
-            f"{option}={name!r} is not a registered score; registered: {', '.join(registered_scores())} "
-            "(add one with ydrop.register_score(name, fn))"
-        )
+        raise ValueError(f"{option}={name!r} is not a registered score; registered: "
+                         f"{', '.join(registered_scores())} (add one with ydrop.register_score(name, fn))")
     return kind
 
 
