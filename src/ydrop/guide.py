@@ -1,26 +1,22 @@
 """The Guide: one scoring pass per training step for every guided layer.
 
 DESIGN section 1. ``Guide(model)`` finds the guided layers anywhere in a model;
-``guide.step(inputs, target)`` computes each score kind some layer needs *once, for
-all of them*, looked up in the score registry, and hands every layer its rows;
-``guide.set_epoch(epoch)`` drives the warm-up. A kind read off the layer's own input
-("activation") needs no pass. Samples (Y-Drop Eq. 9): a layer that only ranks its
-units gets B_c = max(1, B // n_c) random samples for a kind registered with
-``whole_batch=False``; a layer with per-sample masks gets every sample, and when both
-share a kind the ranking layers take their random rows of the whole batch's scores.
+``step(inputs, target)`` computes each score kind (from the registry) once for all
+layers that need it and hands each its rows; ``set_epoch`` drives the warm-up. For a
+kind registered with ``whole_batch=False`` a layer that only ranks its units gets
+B_c = max(1, B // n_c) random samples (Y-Drop Eq. 9); per-sample policies get every
+sample (ranking layers sharing the kind then take their random rows).
 
-Scoring inside the training forward: where a kind says how (``along``, ``anchor``)
-and the model's plan has a chain above the anchor with nothing below that trains
-differently (``scores/plan.py``), ``step`` runs no pass. A hook on the anchor hands
-the activation that the next training forward computes anyway to ``along``, which
-scores every layer through the chain (in eval mode) before the first of them runs.
-Excitation Backprop and gradient x activation anchor at the lowest guided layer's
-input; conductance at the affine stem's output (an affine map's outputs on Eq. 2's
-path interpolate its outputs at the two ends; at the zero baseline one end is its
-bias). The scores equal the separate pass's up to rounding. A forward hook of the
-user's that changes the stem's output is not seen. The Guide's hooks stay registered
-(``close()`` removes them) so that a compiled model is not recompiled every step,
-and run eagerly (``torch.compiler.disable``).
+Inside the training forward: where a kind says how (``along``, ``anchor``) and the
+model's plan (``scores/plan.py``) has a chain above the anchor, nothing below it
+training differently, ``step`` runs no pass: a hook on the anchor hands the
+activation the next training forward computes anyway to ``along``, which scores the
+layers through the chain (eval mode) before the first of them runs. Excitation and
+gradxact anchor at the lowest layer's input; conductance at the affine stem's output
+(on Eq. 2's path an affine map's outputs interpolate those at the two ends; at the
+zero baseline one end is its bias), so a user's hook that changes the stem's output
+is not seen. The hooks stay (``close()`` removes them), so a compiled model is not
+recompiled each step, and run eagerly (``torch.compiler.disable``).
 """
 
 from __future__ import annotations
@@ -37,8 +33,7 @@ from torch import Tensor, nn
 from ._validation import check_non_negative_int, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
-from .scores import score_kind
-from .scores._hooks import eval_mode
+from .scores import eval_mode, score_kind
 from .scores.plan import lowest_anchor, stem_anchor
 
 __all__ = ["Guide"]
@@ -69,8 +64,7 @@ class Guide:
             raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
         self.reuse_forward = reuse_forward
         self.epoch: int | None = None
-        # Names of the layers the last step scores (by its pass or in the forward).
-        self.scored_layers: list[str] = []
+        self.scored_layers: list[str] = []  # the layers the last step scores (by a pass or in the forward)
         self._taps: dict[tuple[int, bool], _Tap] = {}
         self._warned_no_epoch = False
 
@@ -92,8 +86,7 @@ class Guide:
             self.set_epoch(state["epoch"])
 
     def close(self) -> None:
-        """Remove the hooks the Guide put on the model (it can still ``step``: they
-        come back when needed)."""
+        """Remove the Guide's hooks from the model (a later ``step`` adds them back)."""
         for tap in self._taps.values():
             tap.handle.remove()
         self._taps.clear()

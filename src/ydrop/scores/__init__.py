@@ -1,11 +1,9 @@
-"""Importance scores of a layer's units, usable on their own (like Captum's), and
-the registry the guided layers and the Guide look them up in.
-
-Every score function returns ``{layer: Tensor (B, N)}``, N the layer's units along
-its ``unit_dim`` (``_units.py``). The built-in kinds are registered here exactly as a
-user registers one (``register_score``).
+"""Importance scores, usable on their own (like Captum's): ``{layer: (B, N)}``, N the
+units along each layer's ``unit_dim``; the built-in kinds are registered here
+exactly as a user registers one (``register_score``).
 """
 
+from ._hooks import eval_mode
 from .activation import activation, activation_score
 from .conductance import conductance, conductance_above_stem
 from .excitation import excitation_along, excitation_backprop, register_excitation_rule
@@ -26,5 +24,5 @@ register_score("activation", lambda model, inputs, target, layers: activation(mo
 
 __all__ = [
     "conductance", "excitation_backprop", "register_excitation_rule", "activation", "activation_score",
-    "gradxact", "register_score", "registered_scores", "score_kind",
+    "gradxact", "register_score", "registered_scores", "score_kind", "eval_mode",
 ]

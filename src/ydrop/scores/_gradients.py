@@ -1,18 +1,13 @@
 """The target logit's gradient at the outputs of scored layers: the two passes.
 
-Conductance and gradient x activation need, for rows laid out as ``groups`` leading
-groups of B rows (the path's points, point-major; or the samples, one group) and
-the rest, every scored layer's output on all rows and the target logit's gradient
-there on the first ``groups`` groups:
-
-* ``autograd_pass``, any model: one forward, recorded from the first scored output
-  on, and one ``torch.autograd.grad`` of the summed target logits;
-* ``chain_pass``, when the modules above the lowest scored layer are a chain of
-  Linear, ReLU, Flatten and eval-mode identities (``plan.py``): the forward op by op
-  without a graph, the backward written out. The cotangent starts as the head's row
-  of the target class, is shared by every point down to the first ReLU (a stride-0
-  view), is cut where a ReLU's output is not positive and multiplied by each weight.
-
+Rows come as ``groups`` leading groups of B rows (the path's points, point-major, or
+the samples) and the rest; wanted: each scored output on all rows and the gradient
+there on the groups. ``autograd_pass`` (any model): one forward, recorded from the
+first scored output on, one ``autograd.grad``. ``chain_pass`` (Linear, ReLU, Flatten
+and eval-mode identities above the lowest scored layer): the forward op by op, the
+backward written out; the cotangent starts as the head's row of the target class, is
+shared by every point down to the first ReLU (a stride-0 view), then is cut where a
+ReLU's output is not positive and multiplied by each weight.
 Shapes: gradients (groups, B, *), None for a layer that does not reach the logits.
 """
 

@@ -1,8 +1,6 @@
-"""Activation score of Activation Dropout (Zunino et al., *Excitation Dropout*, sec. 5).
-
-p_Act(a_i) = a_i / sum_k a_k over the units of a layer, per sample, from the
-layer's own (non-negative, post-ReLU) activations. Needs no backward pass.
-Shapes: activations (B, *) -> (B, N), units along ``unit_dim`` (``scores/_units.py``).
+"""Activation score of Activation Dropout (Zunino et al., *Excitation Dropout*, sec. 5):
+p_Act(a_i) = a_i / sum_k a_k over a layer's units, per sample, from its own
+(post-ReLU) activations; no backward. Shapes: (B, *) -> (B, N) along ``unit_dim``.
 """
 
 from __future__ import annotations
@@ -19,11 +17,8 @@ __all__ = ["activation_score", "activation"]
 
 
 def activation_score(activations: Tensor, unit_dim: int | None = None) -> Tensor:
-    """Normalised activations, (B, *) -> (B, N), rows summing to 1.
-
-    Negative values (a layer not behind a ReLU) count as 0; a sample whose units
-    are all zero gets the uniform 1/N.
-    """
+    """Normalised activations, (B, *) -> (B, N), rows summing to 1; negative values
+    count as 0, a sample whose units are all zero gets the uniform 1/N."""
     return normalise_rows(per_unit(activations.clamp(min=0), unit_dim))
 
 
@@ -31,8 +26,7 @@ def activation(
     model: nn.Module, inputs: Tensor, layers: LayerSpec | Sequence[LayerSpec]
 ) -> dict[nn.Module, Tensor]:
     """p_Act of each layer's output for ``inputs``, in eval mode: {layer: (B, N)}."""
-    resolved = resolve_layers(model, layers)
-    modules = [module for _, module in resolved]
+    modules = [module for _, module in resolve_layers(model, layers)]
     with torch.no_grad(), eval_mode(model), capture_outputs(modules) as captured:
         model(inputs)
     outputs = single_call_outputs(modules, captured)

@@ -1,30 +1,25 @@
 """Excitation Backprop of many layers in one pass.
 
-Zhang et al., *Top-down neural attention by excitation backprop* (IJCV 2018), as used
-by Zunino et al., *Excitation Dropout* (sec. 3.1, Eq. 1-2) and DESIGN section 3. From
-a one-hot at the target class on the logits, P goes down the network; through a
-linear or conv map with weights W and input a,
+Zhang et al., *Top-down neural attention by excitation backprop* (IJCV 2018), as in
+Zunino et al., *Excitation Dropout* (sec. 3.1, Eq. 1-2), DESIGN section 3. From a
+one-hot at the target class, P goes down; through a linear or conv map W of input a,
 
     P(a_i) = sum_j  a+_i W+_ji / (sum_i' a+_i' W+_ji')  P(a_j),     (Eq. 1-2)
 
-W+ = max(W, 0), no bias, 0/0 = 0, a+ = max(a, 0) (EB assumes post-ReLU inputs).
-ReLU, batch norm, dropout and ydrop's layers pass P unchanged; max pooling gives it
-to each window's winner; average pooling is linear with positive weights.
-
-ONE forward and ONE backward for all layers: in eval mode, forward hooks replace each
-ruled module's output by a custom autograd Function (same values, the EB rule
-backward), so ``autograd.grad(logits, layer outputs, one_hot)`` *is* P. Functional
-code in a ``forward`` is differentiated as usual (exact for reshapes, not the EB rule
-for residual additions). Shapes: inputs (B, *); result ``{layer: (B, N)}``, N the
-units of the layer's output along its ``unit_dim``, each row a distribution
-(uniform 1/N when nothing reached the layer).
+W+ = max(W, 0), no bias, 0/0 = 0, a+ = max(a, 0). ReLU, batch norm, dropout and
+ydrop's layers pass P on; max pooling gives it to each winner; average pooling is
+linear. One forward, one backward: in eval mode hooks replace each ruled module's
+output by an autograd Function (same values, the EB rule backward), so
+``autograd.grad(logits, layer outputs, one_hot)`` *is* P. Functional code in a
+``forward`` is differentiated as usual (not the EB rule for residual additions).
+Shapes: inputs (B, *); result ``{layer: (B, N)}`` along each ``unit_dim``, rows
+summing to 1 (uniform 1/N where nothing reached the layer).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +38,7 @@ __all__ = ["excitation_backprop", "register_excitation_rule", "excitation_along"
 # -> z``: the module as a linear map of ``a`` (clamped >= 0) with weights clamped to
 # >= 0 and no bias; the EB rule is applied with it.
 PositiveMap = Callable[[nn.Module, Tensor], Tensor]
-Rule = Union[str, PositiveMap]
+Rule = str | PositiveMap
 _RULE_NAMES = ("pass", "gradient")
 
 

@@ -1,20 +1,13 @@
-"""One structural plan per (model, scored layers): what the passes and the Guide may reuse.
+"""One structural plan per (model, scored layers): what the passes and the Guide reuse.
 
-Read once, through public APIs (the module tree, ``iter(nn.Sequential)``, forward
-hooks on one probe forward of a single sample), and cached weakly by model and by the
-ids of its modules (a module swapped in later gives a new plan):
-
-* ``lowest_anchor``: the scored layer sitting in plain ``nn.Sequential`` containers
-  whose outermost one returns the model's output, every other scored layer among the
-  modules after it. The passes start from its output; residual additions or
-  functional code above it leave the generic autograd pass.
-* ``stem_anchor``: the first module the model calls, when it is an exact Linear or
-  Conv reading the input (or an ``nn.Flatten`` / ``nn.Identity`` view of it) and the
-  modules above it form such a chain holding every scored layer.
-
-Each ``Anchor`` also says whether nothing outside it and its chain trains
-differently (dropout, batch norm), so the training forward computes its eval-mode
-activation. Hooks are not part of the plan.
+Read through public APIs (the module tree, ``iter(nn.Sequential)``, forward hooks on
+one probe forward of a single sample), cached weakly by model and by the ids of its
+modules (a module swapped in gives a new plan); hooks are not part of it.
+``lowest_anchor``: the scored layer in plain ``nn.Sequential`` containers whose
+outermost one returns the logits, the other scored layers after it (residual or
+functional code above it leaves the generic pass). ``stem_anchor``: the model's first
+module, when an exact Linear / Conv reading the input (or an ``nn.Flatten`` /
+``nn.Identity`` view of it) with such a chain above holding every scored layer.
 """
 
 from __future__ import annotations
