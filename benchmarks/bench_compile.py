@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import ydrop
-from benchmarks.common import Ratio, compare, guided_input_shape, paper_model
+from benchmarks.common import Ratio, compare, guided_input_shape, paper_model, training_step
 
 TARGET = "(reported)"
 
@@ -24,16 +24,7 @@ def compiled_step(dropout, batch: int = 64, **dropout_kwargs):
     if dropout == "ydrop":
         guide = ydrop.Guide(compiled)
         guide.set_epoch(0)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        if guide is not None:
-            guide.step(x, y)
-        loss = nn.functional.cross_entropy(compiled(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(compiled, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y, guide)
     for _ in range(3):  # compile outside the timed rounds
         step()
     return step
