@@ -19,6 +19,7 @@ from benchmarks import (
     bench_compile,
     bench_conductance,
     bench_excitation,
+    bench_fast_paths,
     bench_memory,
     bench_scaling,
     bench_score_every,
@@ -41,6 +42,7 @@ def main() -> None:
     rows.append(bench_step.run().row(bench_step.TARGET))
     rows.append(bench_step.run(score="gradxact").row(bench_step.GRADXACT_TARGET))
     rows.append(bench_compile.run().row(bench_compile.TARGET))
+    rows += [ratio.row("(< 1: the mechanism pays)") for ratio in bench_fast_paths.run()]
     rows.append(bench_score_every.run().row(bench_score_every.TARGET))
     rows.append(bench_excitation.run().row(bench_excitation.TARGET))
     rows.append(bench_excitation.run(rounds=3, reuse_forward=False).row("(no target: the separate pass)"))
