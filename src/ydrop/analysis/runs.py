@@ -90,7 +90,8 @@ def find_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike, name: str 
 
 def _runs_in(path: Path, name: str) -> list[Path]:
     """The ydrop runs at or below ``path``; ValueError naming ``path`` when there is none."""
-    allowed = f"allowed: a run folder, or a folder with finished runs below it ({store.RUN_FOLDER_HOLDS})"
+    allowed = (f"allowed: a run folder holding {store.RESULT_FILE}, or a folder with finished runs below it "
+               f"({store.RUN_FOLDER_HOLDS})")
     if not path.is_dir():
         raise ValueError(f"{name} {os.fspath(path)!r} is not a folder; {allowed}")
     candidates = sorted(p.parent for p in path.rglob(store.RESULT_FILE))
@@ -101,7 +102,7 @@ def _runs_in(path: Path, name: str) -> list[Path]:
         others = [os.fspath(p) for p in candidates]
         skipped = (f"; skipped {len(others)} folder(s) whose {store.RESULT_FILE} ydrop did not write: "
                    + ", ".join(map(repr, others[:3])) + (", ..." if len(others) > 3 else "")) if others else ""
-        raise ValueError(f"{name} {os.fspath(path)!r} holds no finished ydrop run (no {store.RESULT_FILE} of ydrop's "
+        raise ValueError(f"{name} {os.fspath(path)!r} holds no finished run (no {store.RESULT_FILE} written by ydrop "
                          f"in it or below it{skipped}); {allowed}")
     return runs
 
