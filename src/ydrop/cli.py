@@ -249,14 +249,14 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} must be an integer >= {low}; got {value}")
 
 
-def _as_typed(message: str, changes: dict[str, Any]) -> str:
+def _as_typed(message: str, changes: dict[str, Any], sets: Sequence[str]) -> str:
     """A TrainConfig error (``"<field> must be ..."``) in the terms the user typed:
     ``--set lr=-1: lr must be ...`` or ``--epochs must be ...``."""
     field, sep, rest = message.partition(" must be ")
     if not sep:
         return message
     if field in changes:
-        return f"--set {field}={changes[field]!r}: {message}"
+        return _set_item_named(message, sets)
     if field in _OPTION_OF:
         return f"{_OPTION_OF[field]} must be {rest.replace(' or None', '')}"
     return message
@@ -278,7 +278,7 @@ def _make_config(args: argparse.Namespace, changes: dict[str, Any], model_kwargs
         config = TrainConfig(**values)
         config.resolved()
     except (ValueError, TypeError) as exc:
-        raise UsageError(_as_typed(str(exc), changes)) from exc
+        raise UsageError(_as_typed(str(exc), changes, args.sets)) from exc
     return config
 
 
@@ -316,7 +316,6 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
     the one-line warning when the machine is too busy for the threads asked for."""
     from .train import TrainConfig
 
-    _check_counts(args)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
     if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:

@@ -153,9 +153,9 @@ def table_notes(rows: list[dict[str, Any]]) -> list[str]:
     if capped:
         caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
         cap = f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
-        notes.append(f"at cap: runs that ended at {cap}, not by early stopping: still improving, so "
-                     f"under-trained (rows: {', '.join(row['method'] for row in capped)}); raise --epochs to "
-                     "compare them fairly")
+        notes.append(f"at cap: runs that ended at {cap}, not by early stopping: their validation loss was "
+                     f"still improving, so they may be under-trained (rows: "
+                     f"{', '.join(row['method'] for row in capped)}); raise --epochs to compare them fairly")
     else:
         notes.append("at cap: runs that ended at the epoch cap rather than by early stopping (none here)")
     sizes = {row["dataset"]: row["test_size"] for row in rows if row.get("test_size")}
@@ -245,26 +245,27 @@ def _mean_std(curves: list[list[float]]) -> tuple[Any, Any]:
 
 def curve_range(means: list[Any], stds: list[Any]) -> tuple[float, float]:
     """A y-range that separates curves ending close together: from below the lowest
-    curve's second half (the first epochs' climb from chance is cut off) to above the
-    highest band, at most 100.5."""
-    lows = [float(m[len(m) // 2:].min()) for m in means]
-    top = min(100.0, max(float((m + s).max()) for m, s in zip(means, stds)))
-    span = max(top - min(lows), 1.0)
-    return max(0.0, min(lows) - 0.25 * span), min(100.5, top + 0.1 * span)
+    final accuracy (mean of a curve's last 3 epochs) to above the highest band of the
+    later half, at most 100.5; the climbs from chance fall below it."""
+    finals = [float(m[-3:].mean()) for m in means]
+    top = min(100.0, max(float((m + s)[len(m) // 2:].max()) for m, s in zip(means, stds)))
+    span = max(top - min(finals), 1.0)
+    return max(0.0, min(finals) - 0.25 * span), min(100.5, top + 0.1 * span)
 
 
-BAND_CAPTION = "line: mean over seeds; band: ± 1 sample standard deviation over seeds; y-axis zoomed"
+BAND_CAPTION = ("line: mean over seeds; band: ± 1 sample standard deviation over seeds\n"
+                "below: the same curves, y-axis zoomed on the final accuracies")
 
 
 def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> Path:
     """PNG of mean validation accuracy per epoch per method (shaded ± 1 sample std over
-    seeds), one panel per (dataset, model), its y-axis zoomed on the later epochs where
-    the methods differ (:func:`curve_range`); written atomically. Returns the path."""
+    seeds), one column per (dataset, model): the whole curves above, below the same
+    zoomed on the final accuracies where the methods differ (:func:`curve_range`);
+    written atomically. Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    import numpy as np
 
     panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for result in results:
@@ -274,27 +275,33 @@ def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> P
         panels[(config["dataset"], model_label(config))][method_label(config)].append(curve)
     if not panels:
         raise ValueError("results is empty: no validation curve to plot")
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
-    for ax, ((dataset, model), methods) in zip(axes[0], panels.items()):
-        means, stds = [], []
-        for method, curves in methods.items():
-            mean, std = _mean_std(curves)
-            epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, label=f"{method} (n={len(curves)})")
-            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
-            means.append(mean)
-            stds.append(std)
-        ax.set_ylim(*curve_range(means, stds))
-        ax.set_title(f"{dataset} / {model}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="lower right")
+    figure, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 7.5), squeeze=False)
+    for column, ((dataset, model), methods) in enumerate(panels.items()):
+        whole, zoom = axes[0][column], axes[1][column]
+        curves = {method: _mean_std(runs) for method, runs in methods.items()}
+        for ax in (whole, zoom):
+            _draw_curves(ax, curves, {m: len(r) for m, r in methods.items()})
+        zoom.set_ylim(*curve_range([m for m, _ in curves.values()], [s for _, s in curves.values()]))
+        whole.set_title(f"{dataset} / {model}")
+        zoom.set_title("zoomed on the final accuracies", fontsize="medium")
+        whole.legend(fontsize="small", loc="lower right")
     figure.text(0.5, 0.01, BAND_CAPTION, ha="center", va="bottom", fontsize="small")
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     try:
         store.atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120))
     finally:
         plt.close(figure)
     return path
+
+
+def _draw_curves(ax: Any, curves: dict[str, tuple[Any, Any]], counts: dict[str, int]) -> None:
+    import numpy as np
+
+    for method, (mean, std) in curves.items():
+        epochs = np.arange(1, len(mean) + 1)
+        ax.plot(epochs, mean, label=f"{method} (n={counts[method]})")
+        ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
