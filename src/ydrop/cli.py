@@ -11,7 +11,10 @@ reports the test accuracy of the setting with the best validation accuracy.
 ``compare --shard i/n`` and ``sweep --shard i/n`` run the i-th of n disjoint parts of
 their grid (for job arrays sharing one out folder); ``ydrop table`` merges them.
 ``train``, ``compare`` and ``sweep`` run under ``torchrun --nproc_per_node N -m
-ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes.
+ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes. They take
+``--threads N`` (torch's threads: on a busy machine fewer are faster, and the command
+says so when the load average leaves fewer free cores than threads) and
+``--tensorboard`` (event files in each run folder).
 
 ``ydrop analyze RUN_DIR ...`` (or ``compare --analyze``) analyses finished runs: the
 Table-5-style table and the plots of Y-Drop Fig. 2-3 and Excitation Dropout Fig. 7
