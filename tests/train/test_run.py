@@ -185,3 +185,21 @@ def test_setting_added_later_counts_as_its_default(tiny):
     del stored["information_beta"]  # as if the run predated this setting
     path.write_text(json.dumps(stored))
     assert train_run(config, progress=False).trained is False
+
+
+def test_a_run_another_process_trains_is_not_loaded_again_and_again(tiny, monkeypatch):
+    """A grid asks for a locked cell every few seconds: each ask must stay cheap (no data loading)."""
+    from ydrop.train import RunLocked
+    from ydrop.train import run as run_module
+    from ydrop.train.lock import LOCK_FILE, try_lock
+
+    config = tiny(max_epochs=1)
+    lock = try_lock(run_dir(config.resolved()) / LOCK_FILE)  # held by this (live) process
+    loads = []
+    monkeypatch.setattr(run_module, "load_splits", lambda *a, **k: loads.append(1))
+    try:
+        with pytest.raises(RunLocked):
+            train_run(config, progress=False)
+    finally:
+        lock.release()
+    assert loads == []

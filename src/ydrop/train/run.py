@@ -47,7 +47,7 @@ from ..layers import GuidedDropout, information_kl
 from ..models import create
 from . import store
 from .config import DRY_RUN_BATCHES, TrainConfig
-from .lock import LOCK_FILE, FileLock, RunLocked, lock_holder, try_lock
+from .lock import LOCK_FILE, FileLock, RunLocked, is_held, lock_holder, try_lock
 from .tensorboard import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 
 __all__ = ["train_run", "build_model", "load_splits", "RunResult", "EpochCallback", "RunLocked", "resume_message"]
@@ -241,7 +241,8 @@ def train_run(
     if tensorboard:
         require_tensorboard()
     splits = None
-    if not (folder / store.RESULT_FILE).exists():
+    # Not for a finished run, nor one another process trains (a grid asks again later).
+    if not (folder / store.RESULT_FILE).exists() and not is_held(folder / LOCK_FILE):
         torch.manual_seed(c.seed)
         splits = load_splits(c, progress and dist_.is_main_process())
     lock, stored = _decide(c, folder)
@@ -250,7 +251,7 @@ def train_run(
         result.run_dir = str(folder)
         return result
     try:
-        if splits is None:  # looked finished a moment ago, yet is not: rare
+        if splits is None:  # the run another process held (and left) is ours now
             splits = load_splits(c, progress and dist_.is_main_process())
         return _Trainer(c, folder, lock, progress, splits, tensorboard).run(callbacks)
     finally:
