@@ -54,6 +54,7 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     (["train", "--set", "hidden=16"], "--set hidden=16: hidden must be"),
     (["train", "--seed", "-1"], "--seed must be"),
     (["table", "/nonexistent/folder"], "is not a folder"),
+    (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
 ])
 def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -475,7 +475,10 @@ def _table(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from exc
     if not results:
-        raise UsageError(f"no result.json found below {args.runs_dir!r}")
+        from .train.store import RUN_FOLDER_HOLDS
+
+        raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
+                         f"in it or below it); {RUN_FOLDER_HOLDS}")
     if args.sweep:
         from .train import summarize_sweep, sweep_csv, sweep_markdown
 
