@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -18,37 +19,142 @@ def test_help(argv, capsys):
         assert "default: none,dropout,ydrop,excitation,activation" in flat and "default: 3" in flat
 
 
+def test_help_lists_the_allowed_values_in_plain_text(capsys):
+    from ydrop.data import DATASET_NAMES
+    from ydrop.layers.factory import DROPOUT_METHODS
+    from ydrop.models import list_models
+
+    for command, option in (("compare", "--methods"), ("train", "--method"), ("sweep", None)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        flat = " ".join(capsys.readouterr().out.split())
+        assert "``" not in flat  # no raw reStructuredText markup from docstrings
+        assert "dataset, one of: " + ", ".join(DATASET_NAMES) in flat
+        assert "model, one of: " + ", ".join(list_models()) in flat
+        if option:
+            assert ", ".join(DROPOUT_METHODS) in flat
+        for flag in ("--threads N", "--tensorboard", "--mirror URL", "--no-download"):
+            assert flag in flat
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["compare", "--methods", "none,foo"], "unknown method(s) 'foo'"),
-    (["compare", "--set", "lr=-1"], "lr must be a number > 0"),
+    (["compare", "--methods", "none,foo"], "--methods: unknown method(s) 'foo'; allowed: none, dropout"),
+    (["train", "--method", "foo"], "--method: unknown method(s) 'foo'; allowed: none, dropout"),
+    (["train", "--method", ""], "--method must name a method, one of: none, dropout"),
+    (["train", "--epochs", "0"], "--epochs must be an integer >= 1; got 0"),
+    (["compare", "--threads", "0"], "--threads must be an integer >= 1; got 0"),
+    (["train", "--model", "fcx"], "--model must be one of 'fc1', 'fc2'"),
+    (["train", "--dataset", "foo"], "argument --dataset: invalid choice: 'foo' (choose from 'mnist'"),
+    (["train", "--out", ""], "--out must be a non-empty path string; got ''"),
+    (["train", "--mirror", ""], "--mirror must be a base URL string"),
+    (["compare", "--set", "lr=-1"], "--set lr=-1: lr must be a number > 0"),
     (["compare", "--set", "nonsense"], "--set expects key=value"),
-    (["compare", "--set", "ydrop.elasticity=7"], "elasticity"),
-    (["train", "--set", "width=3"], "unknown keyword argument 'width'"),
+    (["compare", "--set", "ydrop.elasticity=7"], "--set ydrop.elasticity=7: elasticity must be"),
+    (["train", "--set", "width=3"], "--set width=3: model 'fc1' got unknown keyword argument 'width'"),
+    (["train", "--set", "hidden=16"], "--set hidden=16: hidden must be"),
     (["train", "--seed", "-1"], "--seed must be"),
     (["table", "/nonexistent/folder"], "is not a folder"),
+    (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
 ])
-def test_bad_values_exit_2_with_message(argv, message, capsys):
+def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert "max_epochs" not in err and "data_dir" not in err  # field names the user never typed
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+@pytest.mark.parametrize("download", ["--no-download", "--mirror=http://127.0.0.1:9/nothing"])
+def test_a_missing_dataset_fails_with_cli_advice_and_leaves_nothing_on_disk(download, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist", "--data-dir", "data", "--out", "runs", "--no-progress", download])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    assert "dataset files not found under data/mnist" in err and "pass --mirror URL" in err
+    assert "download=True" not in err and "mirror=" not in err  # Python arguments, not the CLI's options
+    assert ("because of --no-download" in err) == (download == "--no-download")
+    assert list(tmp_path.iterdir()) == []  # no run folder, no config.json, no empty data/mnist/
+
+
+def test_threads_are_set_for_the_run_and_restored(tmp_path, monkeypatch, capsys):
+    import torch
+
+    import ydrop.train
+
+    seen = []
+    real = ydrop.train.train_run
+
+    def spy(config, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(ydrop.train, "train_run", spy)
+    before = torch.get_num_threads()
+    assert main(["train", "--dry-run", "--threads", "1", "--out", str(tmp_path), "--no-progress",
+                 "--set", "hidden=8,"]) == 0
+    assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_a_busy_machine_gets_one_line_saying_what_to_pass(tmp_path, monkeypatch, capsys):
+    from ydrop.train import threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert main(["compare", "--dry-run", "--threads", "2", "--methods", "none", "--seeds", "1",
+                 "--out", str(tmp_path), "--no-progress", "--set", "hidden=8,"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "busy" in line]
+    assert len(lines) == 1 and "load average 1.90 on 2 cores" in lines[0] and "pass --threads 1" in lines[0]
+
+
+def test_busy_warning_rule():
+    from ydrop.train.threads import busy_warning
+
+    assert busy_warning(2, load=0.2, cores=2) is None  # an idle machine
+    assert busy_warning(1, load=1.0, cores=2) is None  # one core busy, one thread: fits
+    assert "pass --threads 1 (now 2)" in busy_warning(2, load=1.0, cores=2)
+    assert "pass --threads 4 (now 8)" in busy_warning(8, load=4.0, cores=8)
+    assert "expect slower epochs" in busy_warning(1, load=2.5, cores=2)  # nothing fewer to suggest
+
+
+def test_tensorboard_without_the_package_fails_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dry-run", "--tensorboard", "--no-progress"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--tensorboard" in err and "pip install 'ydrop[tensorboard]'" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_compare_dry_run_writes_tables_and_curves(tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["compare", "--dry-run", "--seeds", "2", "--methods", "none,dropout,ydrop", "--out", str(out),
-                 "--no-progress", "--set", "hidden=16,16"]) == 0
+                 "--no-progress", "--set", "hidden=16,16", "--tensorboard"]) == 0
     printed = capsys.readouterr().out
     assert "| digits | fc1(hidden=16x16) | ydrop |" in printed
+    assert "test set: digits, 360 images, so one image is 0.28 points" in printed  # the table's notes
     for name in ("table.md", "table.csv", "table.tex", "val_curves.png"):
         assert (out / name).stat().st_size > 0
     assert len((out / "table.csv").read_text().splitlines()) == 4
+    runs = sorted(p.parent for p in out.rglob("result.json"))
+    assert len(runs) == 6 and all(list((run / "tensorboard").glob("events.out.tfevents.*")) for run in runs)
+    # another tool's result.json in the folder is not a run
+    (out / "elsewhere").mkdir()
+    (out / "elsewhere" / "result.json").write_text('{"score": 1}')
     assert main(["table", str(out), "--format", "csv"]) == 0
     assert capsys.readouterr().out.count("\n") == 4
     assert main(["train", "--dry-run", "--method", "dropout", "--out", str(out), "--no-progress",
                  "--set", "hidden=16,16"]) == 0
-    assert "already finished" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "already finished" in printed
+    assert re.search(r"with the weights of epoch [12], the best of 2 epoch\(s\) trained", printed)
 
 
 def test_console_script_entry_point():

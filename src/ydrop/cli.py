@@ -11,7 +11,10 @@ reports the test accuracy of the setting with the best validation accuracy.
 ``compare --shard i/n`` and ``sweep --shard i/n`` run the i-th of n disjoint parts of
 their grid (for job arrays sharing one out folder); ``ydrop table`` merges them.
 ``train``, ``compare`` and ``sweep`` run under ``torchrun --nproc_per_node N -m
-ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes.
+ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes. They take
+``--threads N`` (torch's threads: on a busy machine fewer are faster, and the command
+says so when the load average leaves fewer free cores than threads) and
+``--tensorboard`` (event files in each run folder).
 
 ``ydrop analyze RUN_DIR ...`` (or ``compare --analyze``) analyses finished runs: the
 Table-5-style table and the plots of Y-Drop Fig. 2-3 and Excitation Dropout Fig. 7
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -120,21 +124,49 @@ def _grid_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="digits", help="dataset name (default: %(default)s, embedded, no download)")
-    parser.add_argument("--model", default="fc1", help="model name, see ydrop.models.list_models() (default: %(default)s)")
+    from .data import DATASET_NAMES
+    from .models import list_models
+
+    parser.add_argument("--dataset", default="digits", choices=DATASET_NAMES, metavar="NAME",
+                        help=f"dataset, one of: {', '.join(DATASET_NAMES)} (default: %(default)s, embedded, "
+                             "no download)")
+    parser.add_argument("--model", default="fc1", metavar="NAME",
+                        help=f"model, one of: {', '.join(list_models())}; case, '_' and '-' are ignored, "
+                             "wrn-D-K builds any depth and width (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help="max epochs per run, early stopping may end sooner (default: the protocol's, 60)")
     parser.add_argument("--protocol", default="ydrop", choices=("ydrop", "excitation"),
                         help="training protocol (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch's intra-op threads per process; on a machine other processes keep busy, "
+                             "fewer threads train faster (default: torch's, one per core)")
     parser.add_argument("--data-dir", default="data", metavar="DIR", help="dataset root (default: %(default)s)")
+    parser.add_argument("--mirror", default=None, metavar="URL",
+                        help="base URL serving the dataset's official files, tried instead of the official "
+                             "sites (default: the official sites)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download: a dataset missing under --data-dir is an error (default: download "
+                             "what is missing, checksums verified)")
     parser.add_argument("--out", default="runs", metavar="DIR", help="runs directory (default: %(default)s)")
     parser.add_argument("--dry-run", action="store_true", help="tiny smoke run: 2 epochs of 3 batches (default: off)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard event files into each run folder's tensorboard/ (losses, "
+                             "accuracies, lr, drop rates of the guided layers); needs "
+                             "pip install 'ydrop[tensorboard]' (default: off)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="method kwargs (ydrop.elasticity=0.01), model kwargs (hidden=128,128 or "
                              "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5); repeatable "
                              "(default: none)")
+
+
+COMPARE_DESCRIPTION = (
+    "Train several dropout methods over seeds and tabulate their test accuracy. With no arguments: FC-1 "
+    "(narrowed for the 8x8 digits) with no dropout, dropout, Y-Drop, Excitation Dropout and Activation Dropout "
+    "on the embedded digits dataset over 3 seeds (Y-Drop protocol: SGD, early stopping on validation loss); "
+    "prints a Table-2-style Markdown table and writes table.md, table.csv, table.tex and val_curves.png into "
+    "the out folder. Finished runs are reused; interrupted ones resume.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,11 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{compare,sweep,train,table,analyze}")
     sub.required = True
 
+    from .layers.factory import DROPOUT_METHODS
+
     compare = sub.add_parser("compare", help="compare dropout methods over seeds and write a results table",
-                             description=__doc__.splitlines()[2].strip() + " " + " ".join(
-                                 line.strip() for line in __doc__.splitlines()[3:7]))
+                             description=COMPARE_DESCRIPTION)
     _common_options(compare)
-    compare.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated methods (default: %(default)s)")
+    compare.add_argument("--methods", default=DEFAULT_METHODS, metavar="A,B,..",
+                         help=f"comma-separated methods, from: {', '.join(DROPOUT_METHODS)} (default: %(default)s)")
     _grid_options(compare)
     compare.add_argument("--analyze", action="store_true",
                          help="then analyse the runs as `ydrop analyze` does, into OUT/analysis (default: off)")
@@ -166,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one run", description="Train (or resume, or load) one run.")
     _common_options(train)
-    train.add_argument("--method", default="dropout", help="dropout method (default: %(default)s)")
+    train.add_argument("--method", default="dropout", metavar="NAME",
+                       help=f"dropout method, one of: {', '.join(DROPOUT_METHODS)} (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
 
     table = sub.add_parser("table", help="aggregate finished runs into a table",
@@ -204,57 +239,109 @@ def _analyze_options(sub) -> None:
     analyze.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
 
 
-def _base_config(args: argparse.Namespace, methods: Sequence[str]):
-    from .data import dataset_info
+# TrainConfig fields set by an option of their own: errors about them name the option.
+_OPTION_OF = {"dataset": "--dataset", "model": "--model", "max_epochs": "--epochs", "protocol": "--protocol",
+              "device": "--device", "data_dir": "--data-dir", "out": "--out", "mirror": "--mirror"}
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """The integer options, named as typed."""
+    for option, value, low in (("--seeds", getattr(args, "seeds", 1), 1), ("--epochs", args.epochs, 1),
+                               ("--threads", getattr(args, "threads", None), 1)):
+        if value is not None and value < low:
+            raise UsageError(f"{option} must be an integer >= {low}; got {value}")
+
+
+def _as_typed(message: str, changes: dict[str, Any], sets: Sequence[str]) -> str:
+    """A TrainConfig error (``"<field> must be ..."``) in the terms the user typed:
+    ``--set lr=-1: lr must be ...`` or ``--epochs must be ...``."""
+    field, sep, rest = message.partition(" must be ")
+    if not sep:
+        return message
+    if field in changes:
+        return _set_item_named(message, sets)
+    if field in _OPTION_OF:
+        return f"{_OPTION_OF[field]} must be {rest.replace(' or None', '')}"
+    return message
+
+
+def _make_config(args: argparse.Namespace, changes: dict[str, Any], model_kwargs: dict[str, Any]):
     from .train import TrainConfig
 
-    if getattr(args, "seeds", 1) < 1:
-        raise UsageError(f"--seeds must be an integer >= 1; got {args.seeds}")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
-    if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
-        model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     values = dict(dataset=args.dataset, model=args.model, protocol=args.protocol, device=args.device,
-                  data_dir=args.data_dir, out=args.out, dry_run=args.dry_run, model_kwargs=model_kwargs)
+                  data_dir=args.data_dir, out=args.out, dry_run=args.dry_run, model_kwargs=model_kwargs,
+                  download=not args.no_download, mirror=args.mirror)
     if args.epochs is not None:
         values["max_epochs"] = args.epochs
-    values.update(changes)
     for name in ("method_kwargs", "model_kwargs"):
         if name in changes:
             raise UsageError(f"--set {name}=...: set its entries one by one instead (method.key=value, model.key=value)")
+    values.update(changes)
     try:
         config = TrainConfig(**values)
         config.resolved()
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from exc
-    # Build every model on the meta device now, so bad model or method kwargs fail before training.
+        raise UsageError(_as_typed(str(exc), changes, args.sets)) from exc
+    return config
+
+
+def _check_models(config, methods: Sequence[str], method_kwargs: dict[str, dict[str, Any]],
+                  sets: Sequence[str] = ()) -> None:
+    """Build every model on the meta device now, so bad model or method kwargs fail before training."""
+    import torch
+
+    from .data import dataset_info
+    from .models import create
+
+    info = dataset_info(config.dataset) if config.dataset != "image-folder" else None
     try:
-        import torch
-
-        from .models import create
-
-        info = dataset_info(config.dataset) if config.dataset != "image-folder" else None
         for method in methods:
             with torch.device("meta"):
                 create(config.model, num_classes=info.num_classes if info else 10,
                        in_shape=info.in_shape if info else None, dropout=method,
                        dropout_kwargs={**config.method_kwargs, **method_kwargs.get(method, {})}, **config.model_kwargs)
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_set_item_named(str(exc).replace("model name must be", "--model must be"), sets)) from exc
+
+
+def _set_item_named(message: str, sets: Sequence[str]) -> str:
+    """``message`` prefixed with the ``--set`` item it is about (the one whose key it names), if any."""
+    words = message.split()
+    for item in sets:
+        key = item.partition("=")[0].strip().rpartition(".")[2]
+        if key and words and (words[0] == key or f"'{key}'" in message):
+            return f"--set {item}: {message}"
+    return message
+
+
+def _base_config(args: argparse.Namespace, methods: Sequence[str]):
+    """The checked base config and per-method kwargs; then, all options being valid,
+    the one-line warning when the machine is too busy for the threads asked for."""
+    from .train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
+    if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
+        model_kwargs["hidden"] = DIGITS_FC_HIDDEN
+    config = _make_config(args, changes, model_kwargs)
+    _check_models(config, methods, method_kwargs, args.sets)
+    warning = getattr(args, "busy_warning", lambda: None)()
+    if warning:
+        print(warning, file=sys.stderr)
     return config, method_kwargs
 
 
-def _methods(text: str) -> list[str]:
+def _methods(text: str, option: str = "--methods") -> list[str]:
     from .layers.factory import DROPOUT_METHODS
 
     methods = [m.strip().lower() for m in text.split(",") if m.strip()]
     if not methods:
-        raise UsageError("--methods must name at least one method")
+        raise UsageError(f"{option} must name a method, one of: {', '.join(DROPOUT_METHODS)}; got {text!r}")
     bad = [m for m in methods if m not in DROPOUT_METHODS]
     if bad:
-        raise UsageError(f"--methods: unknown method(s) {', '.join(map(repr, bad))}; allowed: {', '.join(DROPOUT_METHODS)}")
+        raise UsageError(f"{option}: unknown method(s) {', '.join(map(repr, bad))}; allowed: {', '.join(DROPOUT_METHODS)}")
     if len(set(methods)) != len(methods):
-        raise UsageError(f"--methods lists a method twice: {text!r}")
+        raise UsageError(f"{option} lists a method twice: {text!r}")
     return methods
 
 
@@ -269,11 +356,12 @@ def _run_cells(args: argparse.Namespace, configs: list, tables) -> tuple[list, l
     one step, so a shard that collected earlier cannot overwrite them with fewer rows.
     """
     from . import distributed
-    from .train import finished_results, run_configs
+    from .train import finished_results, run_configs, train_run
     from .train.lock import TABLES_LOCK, wait_lock
     from .train.table import write_outputs
 
-    mine = run_configs(configs, progress=not args.no_progress, shard=args.shard)
+    train = functools.partial(train_run, tensorboard=True) if args.tensorboard else train_run
+    mine = run_configs(configs, progress=not args.no_progress, shard=args.shard, train=train)
     finished, texts = [], {}
     if distributed.is_main_process():
         out = Path(configs[0].out)
@@ -350,20 +438,31 @@ def _train(args: argparse.Namespace) -> int:
     from .distributed import rank as dist_rank
     from .train import train_run
 
-    method = _methods(args.method)
+    method = _methods(args.method, "--method")
     if len(method) != 1:
         raise UsageError(f"--method takes one method; got {args.method!r} (use compare for several)")
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer >= 0; got {args.seed}")
     config, method_kwargs = _base_config(args, method)
     config = config.replace(method=method[0], seed=args.seed, method_kwargs=method_kwargs.get(method[0], {}))
-    result = train_run(config, progress=not args.no_progress)
+    result = train_run(config, progress=not args.no_progress, tensorboard=args.tensorboard)
     if result.world_size > 1 and dist_rank() != 0:
         return 0  # rank 0 reports
-    print(f"{'trained' if result.trained else 'already finished'}: {result.run_dir}\n"
-          f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) at best epoch {result.best_epoch} "
-          f"of {result.epochs}, {result.time_per_epoch:.3f} s/epoch")
+    print(f"{'trained' if result.trained else 'already finished'}: {result.run_dir}\n{_run_line(result)}")
     return 0
+
+
+def _run_line(result) -> str:
+    """The final line of ``ydrop train``; epochs counted from 1, as everywhere the user reads them."""
+    if result.stopped_early:
+        how = "stopped early"
+    elif result.config.get("patience") is not None:
+        how = "stopped at the epoch cap, still improving"
+    else:
+        how = "the planned iterations done"
+    return (f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) with the weights of epoch "
+            f"{result.best_epoch + 1}, the best of {result.epochs} epoch(s) trained ({how}), "
+            f"{result.time_per_epoch:.3f} s/epoch")
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -376,7 +475,10 @@ def _table(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from exc
     if not results:
-        raise UsageError(f"no result.json found below {args.runs_dir!r}")
+        from .train.store import RUN_FOLDER_HOLDS
+
+        raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
+                         f"in it or below it); {RUN_FOLDER_HOLDS}")
     if args.sweep:
         from .train import summarize_sweep, sweep_csv, sweep_markdown
 
@@ -424,17 +526,54 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training(args: argparse.Namespace) -> int:
+    """``compare``, ``sweep`` or ``train``: the flags that need something installed or a
+    look at the machine first, then the command, with torch's threads as asked."""
+    import torch
+
+    from . import distributed
+    from .distributed import process_group
+    from .train.threads import busy_warning, set_threads
+
+    _check_counts(args)
+    if args.tensorboard:
+        from .train.tensorboard import require_tensorboard
+
+        try:
+            require_tensorboard()
+        except ImportError as exc:
+            raise UsageError(f"--tensorboard: {exc}") from exc
+    before = torch.get_num_threads()
+    try:
+        threads = set_threads(args.threads)
+        # Under torchrun: one process group for the whole command (gloo on CPU, nccl on CUDA).
+        # The load is looked at once the options are checked, just before training.
+        args.busy_warning = lambda: busy_warning(threads) if distributed.is_main_process() else None
+        with process_group(args.device):
+            return {"compare": _compare, "sweep": _sweep, "train": _train}[args.command](args)
+    finally:
+        torch.set_num_threads(before)  # main() may be called again in this process
+
+
+def _failure(exc: Exception) -> str | None:
+    """The message of an expected failure (dataset, run folder), None for a bug."""
+    from .data import DatasetFormatError, DatasetNotFoundError
+    from .train import RunLocked
+
+    if isinstance(exc, DatasetNotFoundError):
+        return exc.cli_message  # the advice names --mirror and --no-download, not Python arguments
+    if isinstance(exc, (DatasetFormatError, FileNotFoundError, ValueError, RunLocked)):
+        return str(exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command in ("table", "analyze"):
             return {"table": _table, "analyze": _analyze}[args.command](args)
-        from .distributed import process_group
-
-        # Under torchrun: one process group for the whole command (gloo on CPU, nccl on CUDA).
-        with process_group(args.device):
-            return {"compare": _compare, "sweep": _sweep, "train": _train}[args.command](args)
+        return _training(args)
     except UsageError as exc:
         parser.exit(2, f"ydrop {args.command}: error: {exc}\n")
     except KeyboardInterrupt:
@@ -442,12 +581,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:  # dataset or run errors: a message, not a traceback
-        from .data import DatasetFormatError, DatasetNotFoundError
-        from .train import RunLocked
-
-        if isinstance(exc, (DatasetNotFoundError, DatasetFormatError, FileNotFoundError, ValueError, RunLocked)):
-            parser.exit(1, f"ydrop {args.command}: error: {exc}\n")
-        raise
+        message = _failure(exc)
+        if message is None:
+            raise
+        parser.exit(1, f"ydrop {args.command}: error: {message}\n")
     return 0
 
 

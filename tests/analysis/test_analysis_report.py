@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 import statistics
 
 import pytest
@@ -60,6 +61,24 @@ def test_find_runs_accepts_run_folders_and_roots(runs, tmp_path):
     assert message.startswith(f"RUN_DIR {str(tmp_path / 'empty')!r} holds no finished run") and "allowed:" in message
     with pytest.raises(ValueError, match="is not a folder; allowed: a run folder holding result.json"):
         find_runs(tmp_path / "missing")
+
+
+def test_find_runs_skips_folders_of_other_tools(runs, tmp_path):
+    root, folders = runs
+    other = tmp_path / "other-tool" / "exp1"
+    other.mkdir(parents=True)
+    (other / "result.json").write_text('{"accuracy": 0.9}')  # not ydrop's: no config, no config.json
+    (tmp_path / "other-tool" / "broken").mkdir()
+    (tmp_path / "other-tool" / "broken" / "result.json").write_text("{not json")
+    shutil.copytree(other.parent, tmp_path / "mixed" / "other-tool")
+    shutil.copytree(folders[0], tmp_path / "mixed" / "a-run")
+    assert find_runs(tmp_path / "mixed") == [tmp_path / "mixed" / "a-run"]
+    with pytest.raises(ValueError) as info:
+        find_runs(tmp_path / "other-tool", name="RUN_DIR")
+    message = str(info.value)
+    assert message.startswith(f"RUN_DIR {str(tmp_path / 'other-tool')!r} holds no finished run")
+    assert "skipped 2 folder(s) whose result.json ydrop did not write" in message and str(other) in message
+    assert "config.json, initial.pt, checkpoint.pt and result.json" in message  # what a run folder holds
 
 
 def test_load_run_rebuilds_the_tested_model_and_the_training_split(runs):

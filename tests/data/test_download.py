@@ -67,6 +67,8 @@ def test_download_file_directly(tmp_path, http_server):
         download_file([f"{base}/missing.bin"], tmp_path / "missing.bin", "0" * 32, progress=False)
     with pytest.raises(DownloadError, match="md5 mismatch"):
         download_file([f"{base}/blob.bin"], tmp_path / "other.bin", "0" * 32, progress=False)
+    with pytest.raises(DownloadError, match="HTTP 404"):  # the folders it made for nothing are removed
+        download_file([f"{base}/missing.bin"], tmp_path / "new" / "deeper" / "x.bin", "0" * 32, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "www"]
 
 
@@ -78,7 +80,7 @@ def test_unreachable_server_lists_expected_files(tmp_path, unreachable_url):
         assert str(tmp_path / "mnist" / name) in message
         assert f"{unreachable_url}/{name}" in message
     assert "cannot connect" in message and "f68b3c2dcbeaaa9fbdd348bbdeb94873" in message
-    assert not [p for p in (tmp_path / "mnist").iterdir()]
+    assert list(tmp_path.iterdir()) == []  # not even an empty mnist/ folder
 
 
 def test_silent_server_times_out(tmp_path, no_proxy, monkeypatch):
@@ -91,7 +93,7 @@ def test_silent_server_times_out(tmp_path, no_proxy, monkeypatch):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(DatasetNotFoundError, match="timed out"):
             load_dataset("mnist", tmp_path, split="test", mirror=url, progress=False)
-    assert not list((tmp_path / "mnist").iterdir())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_offline_error_names_official_urls(tmp_path):

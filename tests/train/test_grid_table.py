@@ -65,18 +65,77 @@ def test_summarize_mean_std_gains():
 def test_markdown_csv_latex_shapes():
     rows = summarize(HAND)
     md = to_markdown(rows).strip().splitlines()
-    assert len(md) == 2 + 4 and all(line.count("|") == 9 for line in md)
-    assert "| digits | fc1 | ydrop | 97.00 ± 1.00 | +6.00 | +3.00 | 3 | 0.500 |" in md
+    table = [line for line in md if line.startswith("|")]
+    assert len(table) == 2 + 4 and all(line.count("|") == 10 for line in table)
+    assert "| digits | fc1 | ydrop | 97.00 ± 1.00 | +6.00 | +3.00 | 3 | 0/3 | 0.500 |" in table
+    assert md[len(table)] == "" and all(line.startswith("- ") for line in md[len(table) + 1:])
+    assert to_markdown(rows, notes=False).strip().splitlines() == table
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert len(parsed) == 4 and float(parsed[2]["mean"]) == 97.0 and parsed[0]["delta_none"] == ""
+    assert parsed[2]["capped"] == "0" and parsed[2]["test_size"] == ""
     tex = to_latex(rows).strip().splitlines()
     assert tex[0].startswith(r"\begin{tabular}") and tex[-1] == r"\end{tabular}"
     body = [line for line in tex if line.startswith("digits")]
-    assert len(body) == 4 and all(line.count("&") == 7 and line.endswith(r"\\") for line in body)
+    assert len(body) == 4 and all(line.count("&") == 8 and line.endswith(r"\\") for line in body)
     assert r"97.00 $\pm$ 1.00" in tex[6]
 
 
-def test_plot_validation_curves(tmp_path):
+def _run(method, acc, seed, times, stopped_early, patience=10, test_size=360, max_epochs=60):
+    return {"config": {"dataset": "digits", "model": "fc1", "model_kwargs": {}, "method": method,
+                       "method_kwargs": {}, "seed": seed, "patience": patience, "max_epochs": max_epochs},
+            "test_acc": acc, "time_per_epoch": sum(times) / len(times), "stopped_early": stopped_early,
+            "test_size": test_size,
+            "history": [{"epoch": i, "val_acc": 90.0 + i, "time": t} for i, t in enumerate(times)]}
+
+
+def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
+    runs = [_run("dropout", 97.0, 0, [1.0, 1.0, 1.2], True), _run("dropout", 98.0, 1, [1.1, 0.9], True),
+            # one slow run (another process was busy): the median ignores it, the mean would not
+            _run("excitation", 90.0, 0, [1.0, 1.0, 1.0], False), _run("excitation", 92.0, 1, [30.0, 30.0], True),
+            _run("excitation", 91.0, 2, [1.0, 1.0, 1.0], False)]
+    rows = {row["method"]: row for row in summarize(runs)}
+    assert (rows["dropout"]["capped"], rows["excitation"]["capped"]) == (0, 2)
+    assert rows["excitation"]["time_per_epoch"] == 1.0 and rows["dropout"]["time_per_epoch"] == 1.0
+    assert rows["excitation"]["test_size"] == 360
+    md = to_markdown(list(rows.values()))
+    assert "| digits | fc1 | excitation | 91.00 ± 1.00 | – | -6.50 | 3 | 2/3 | 1.000 |" in md
+    notes = " ".join(md.split())
+    assert "mean ± sample standard deviation (n - 1) over the seeds" in notes
+    assert "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout" in notes
+    assert "runs that ended at the 60-epoch cap, not by early stopping" in notes and "(rows: excitation)" in notes
+    assert "may be under-trained" in notes
+    assert "test set: digits, 360 images, so one image is 0.28 points" in notes
+    assert "s / epoch: median time of one epoch" in notes
+    assert "placement: shared, every method sits in the same dropout slots of the model (dropout_at=all" in notes
+    # the excitation protocol has no early stopping: reaching its iterations is no cap
+    fixed = [_run("excitation", 90.0, 0, [1.0], False, patience=None)]
+    assert summarize(fixed)[0]["capped"] == 0
+
+
+def test_curve_range_separates_curves_that_end_close_together():
+    import numpy as np
+
+    from ydrop.train.table import curve_range
+
+    climb = np.array([10.0, 60.0, 90.0, 96.0, 97.0, 97.5, 97.6, 97.8])
+    slow = np.array([10.0, 40.0, 45.0, 45.0, 60.0, 80.0, 90.0, 94.0])  # still climbing at the end
+    means = [climb, climb + 1.0, climb + 1.5, slow]
+    low, high = curve_range(means, [np.full(8, 0.2)] * 4)
+    # the final accuracies (~88-99.3) fill the axis, instead of a few % of a 10-100 one
+    assert 85.0 < low < 88.0 and 99.3 < high <= 100.5 and high - low < 16
+    assert curve_range([np.array([50.0, 99.9])], [np.array([0.0, 0.5])])[1] <= 100.5
+
+
+def test_plot_validation_curves(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from ydrop.train.table import BAND_CAPTION
+
+    texts = []
+    original = matplotlib.figure.Figure.text
+    monkeypatch.setattr(matplotlib.figure.Figure, "text",
+                        lambda self, x, y, s, *a, **k: texts.append(s) or original(self, x, y, s, *a, **k))
     path = plot_validation_curves(HAND, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+    assert texts == [BAND_CAPTION] and "band: ± 1 sample standard deviation over seeds" in BAND_CAPTION

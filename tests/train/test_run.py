@@ -46,7 +46,7 @@ class Stop(Exception):
     pass
 
 
-def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
+def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path, capsys):
     whole = train_run(tiny(method="ydrop", max_epochs=5, out=str(tmp_path / "whole")), progress=False)
 
     def kill_after_epoch_2(epoch, record, folder):
@@ -58,10 +58,32 @@ def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
         train_run(config, progress=False, callbacks=[kill_after_epoch_2])
     folder = run_dir(config.resolved())
     assert not (folder / "result.json").exists() and (folder / "checkpoint.pt").exists()
+    capsys.readouterr()
     seen = []
     resumed = train_run(config, progress=False, callbacks=[lambda e, r, f: seen.append(e)])
     assert seen == [3, 4]
     assert resumed.metrics() == whole.metrics()
+    # the run says it resumed, counting epochs from 1 like every message and table
+    assert capsys.readouterr().err == f"resuming {folder} from epoch 4 of 5 (epochs 1-3 are in its checkpoint)\n"
+
+
+def test_resume_message_counts_epochs_from_one():
+    from pathlib import Path
+
+    from ydrop.train.run import resume_message
+
+    assert resume_message(Path("r"), 1, 60) == "resuming r from epoch 2 of 60 (epoch 1 is in its checkpoint)"
+    assert resume_message(Path("r"), 3, None) == "resuming r from epoch 4 (epochs 1-3 are in its checkpoint)"
+    assert "all 60 epochs are in its checkpoint" in resume_message(Path("r"), 60, 60)
+
+
+def test_a_run_whose_data_is_missing_leaves_nothing_on_disk(tiny, tmp_path):
+    from ydrop.data import DatasetNotFoundError
+
+    config = tiny(dataset="mnist", data_dir=str(tmp_path / "data"), download=False, model_kwargs={})
+    with pytest.raises(DatasetNotFoundError, match="download=False"):
+        train_run(config, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no run folder with a config.json, no data/mnist/
 
 
 def test_early_stopping_after_patience(tiny):
@@ -163,3 +185,21 @@ def test_setting_added_later_counts_as_its_default(tiny):
     del stored["information_beta"]  # as if the run predated this setting
     path.write_text(json.dumps(stored))
     assert train_run(config, progress=False).trained is False
+
+
+def test_a_run_another_process_trains_is_not_loaded_again_and_again(tiny, monkeypatch):
+    """A grid asks for a locked cell every few seconds: each ask must stay cheap (no data loading)."""
+    from ydrop.train import RunLocked
+    from ydrop.train import run as run_module
+    from ydrop.train.lock import LOCK_FILE, try_lock
+
+    config = tiny(max_epochs=1)
+    lock = try_lock(run_dir(config.resolved()) / LOCK_FILE)  # held by this (live) process
+    loads = []
+    monkeypatch.setattr(run_module, "load_splits", lambda *a, **k: loads.append(1))
+    try:
+        with pytest.raises(RunLocked):
+            train_run(config, progress=False)
+    finally:
+        lock.release()
+    assert loads == []

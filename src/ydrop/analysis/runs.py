@@ -69,11 +69,12 @@ EVAL_BATCH = 256
 
 
 def find_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike, name: str = "paths") -> list[Path]:
-    """Finished run folders (holding ``result.json``) given as run folders or roots.
+    """Finished run folders (holding ydrop's ``result.json``) given as run folders or roots.
 
     Each path is a run folder or a folder searched recursively for finished runs;
-    every path must hold at least one. Order: as given, each root's runs sorted;
-    a run reached twice is listed once. ``name`` is the argument named in errors.
+    folders whose ``result.json`` another tool wrote are skipped; every path must
+    hold at least one run. Order: as given, each root's runs sorted; a run reached
+    twice is listed once. ``name`` is the argument named in errors.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -82,17 +83,28 @@ def find_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike, name: str 
         raise ValueError(f"{name} must name at least one run folder or runs root, got none")
     found: list[Path] = []
     for path in map(Path, paths):
-        if not path.is_dir():
-            raise ValueError(f"{name} {os.fspath(path)!r} is not a folder; allowed: a run folder holding "
-                             f"{store.RESULT_FILE}, or a folder with finished runs below it")
-        runs = [path] if (path / store.RESULT_FILE).is_file() else sorted(
-            p.parent for p in path.rglob(store.RESULT_FILE))
-        if not runs:
-            raise ValueError(f"{name} {os.fspath(path)!r} holds no finished run (no {store.RESULT_FILE} in it or "
-                             f"below it); allowed: a run folder holding {store.RESULT_FILE}, or a folder with "
-                             "finished runs below it")
+        runs = _runs_in(path, name)
         found += [run for run in runs if run not in found]
     return found
+
+
+def _runs_in(path: Path, name: str) -> list[Path]:
+    """The ydrop runs at or below ``path``; ValueError naming ``path`` when there is none."""
+    allowed = (f"allowed: a run folder holding {store.RESULT_FILE}, or a folder with finished runs below it "
+               f"({store.RUN_FOLDER_HOLDS})")
+    if not path.is_dir():
+        raise ValueError(f"{name} {os.fspath(path)!r} is not a folder; {allowed}")
+    candidates = sorted(p.parent for p in path.rglob(store.RESULT_FILE))
+    runs = [run for run in candidates if store.read_run_result(run / store.RESULT_FILE) is not None]
+    if (path / store.RESULT_FILE).is_file() and path in runs:
+        return [path]
+    if not runs:
+        others = [os.fspath(p) for p in candidates]
+        skipped = (f"; skipped {len(others)} folder(s) whose {store.RESULT_FILE} ydrop did not write: "
+                   + ", ".join(map(repr, others[:3])) + (", ..." if len(others) > 3 else "")) if others else ""
+        raise ValueError(f"{name} {os.fspath(path)!r} holds no finished run (no {store.RESULT_FILE} written by ydrop "
+                         f"in it or below it{skipped}); {allowed}")
+    return runs
 
 
 def _stored_config(folder: Path) -> TrainConfig:

@@ -3,7 +3,8 @@
 The file is streamed to a temporary file in the destination folder while its md5 is
 computed; only when the md5 equals the expected one is it renamed onto its final
 name (``os.replace``, atomic on one file system). A failed or refused download leaves
-nothing behind, so a later load never sees a partial or wrong file.
+nothing behind (not even the folders it created), so a later load never sees a
+partial or wrong file.
 
 Several URLs (mirrors) may be given; they are tried in order. When all fail,
 :class:`DownloadError` lists each URL with the reason it failed.
@@ -111,7 +112,7 @@ def download_file(
     dest = Path(dest)
     if timeout is None:
         timeout = DOWNLOAD_TIMEOUT
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_folder(dest.parent)
     attempts: list[tuple[str, str]] = []
     for url in urls:
         try:
@@ -128,4 +129,25 @@ def download_file(
         except (http.client.HTTPException, ConnectionError, ValueError) as exc:
             # ValueError: a malformed URL (e.g. a mirror without a scheme)
             attempts.append((url, f"{type(exc).__name__}: {exc}"))
+    _remove_empty(created)  # a failed download leaves no empty dataset folder behind
     raise DownloadError(dest, attempts)
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns the ones created, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is still empty."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (another process wrote there) or already gone
+            return

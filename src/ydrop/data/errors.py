@@ -14,7 +14,13 @@ class DatasetNotFoundError(FileNotFoundError):
 
     The message lists every expected file with its full path, the URL it would be
     downloaded from and, when a download was tried, why each attempt failed.
+    ``cli_message`` says the same with the ``ydrop`` command's options
+    (``--mirror``, ``--no-download``) in place of ``load_dataset``'s arguments.
     """
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = message if cli_message is None else cli_message
 
 
 class DatasetFormatError(ValueError):

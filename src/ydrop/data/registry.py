@@ -215,14 +215,19 @@ class _Fetcher:
     def _not_found(self, expected: list[str], failures: list[tuple[str, str]]) -> DatasetNotFoundError:
         lines = [f"{self.name} (split {self.split!r}): dataset files not found under {self.folder}."]
         lines += expected
-        if not self.download:
-            lines.append("Nothing was downloaded because download=False.")
-        else:
+        if self.download:
             lines.append("Download failed:")
             lines += [f"  {url}: {reason}" for url, reason in failures]
-        lines.append(f"Put the official files at the paths above (root/{self.folder.name}/...), or load with "
-                     "download=True while online, or pass mirror= a base URL that serves them.")
-        return DatasetNotFoundError("\n".join(lines))
+        details = "\n".join(lines)
+        # The same advice in the words of the caller: Python arguments, or the CLI's options.
+        api = ("Nothing was downloaded because download=False.\n" if not self.download else "") + (
+            f"Put the official files at the paths above (root/{self.folder.name}/...), or load with "
+            "download=True while online, or pass mirror= a base URL that serves them.")
+        again = "without --no-download" if not self.download else "when the URLs above answer"
+        cli = ("Nothing was downloaded because of --no-download.\n" if not self.download else "") + (
+            f"Put the official files at the paths above (--data-dir DIR holds {self.folder.name}/), or run "
+            f"again online {again}, or pass --mirror URL, a base URL that serves them.")
+        return DatasetNotFoundError(f"{details}\n{api}", cli_message=f"{details}\n{cli}")
 
     def _get(self, remote: Remote) -> list[tuple[str, str]]:
         """Download one file; return the failures (empty on success)."""

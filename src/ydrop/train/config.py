@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -61,6 +61,7 @@ class TrainConfig:
     # --- where -----------------------------------------------------------------------
     data_dir: str = "data"  # dataset root (downloads go there when allowed)
     download: bool = True  # download a missing dataset (never needed for digits)
+    mirror: str | None = None  # base URL serving the dataset's official files, tried instead of the official ones
     out: str = "runs"  # runs directory: each run writes out/<dataset>/<model>/<method>/seed<k>/
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
     # --- protocol --------------------------------------------------------------------
@@ -87,57 +88,10 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every field; raises ValueError naming the field, the value and what is allowed."""
-        from ..data import DATASET_NAMES
-        from ..layers.factory import DROPOUT_METHODS
-        from ..models import list_models
-
-        def bad(name: str, allowed: str) -> ValueError:
-            return ValueError(f"{name} must be {allowed}; got {getattr(self, name)!r}")
-
-        if self.dataset not in DATASET_NAMES:
-            raise bad("dataset", "one of " + ", ".join(map(repr, DATASET_NAMES)))
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise bad("model", "a model name (" + ", ".join(list_models()) + ")")
-        if not isinstance(self.method, str) or self.method.strip().lower() not in DROPOUT_METHODS:
-            raise bad("method", "one of " + ", ".join(map(repr, DROPOUT_METHODS)))
-        for name in ("method_kwargs", "model_kwargs"):
+        for name, (is_ok, allowed) in _checks().items():
             value = getattr(self, name)
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise bad(name, "a dict with string keys")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise bad("seed", "an integer >= 0")
-        for name in ("data_dir", "out"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise bad(name, "a non-empty path string")
-        if self.device not in DEVICES:
-            raise bad("device", "one of " + ", ".join(map(repr, DEVICES)))
-        if self.protocol not in PROTOCOLS:
-            raise bad("protocol", "one of " + ", ".join(map(repr, PROTOCOLS)))
-        if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
-            raise bad("optimizer", "'sgd', 'adam' or None")
-        if self.lr is not None and (not _is_real(self.lr) or self.lr <= 0):
-            raise bad("lr", "a number > 0 or None")
-        for name in ("momentum", "weight_decay"):
-            value = getattr(self, name)
-            if value is not None and (not _is_real(value) or value < 0):
-                raise bad(name, "a number >= 0 or None")
-        for name in ("batch_size", "lr_step_size", "patience", "max_epochs", "iterations"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise bad(name, "an integer >= 1 or None")
-        if self.lr_drop_iteration is not None and (not _is_int(self.lr_drop_iteration) or self.lr_drop_iteration < 0):
-            raise bad("lr_drop_iteration", "an integer >= 0 or None")
-        if not _is_real(self.lr_gamma) or not 0 < self.lr_gamma <= 1:
-            raise bad("lr_gamma", "a number in (0, 1]")
-        if not _is_real(self.val_fraction) or not 0 < self.val_fraction < 1:
-            raise bad("val_fraction", "a number in (0, 1)")
-        if self.augment is not None and not isinstance(self.augment, bool):
-            raise bad("augment", "True, False or None")
-        if not _is_real(self.information_beta) or self.information_beta < 0:
-            raise bad("information_beta", "a number >= 0")
-        for name in ("dry_run", "download"):
-            if not isinstance(getattr(self, name), bool):
-                raise bad(name, "True or False")
+            if not is_ok(value):
+                raise ValueError(f"{name} must be {allowed() if callable(allowed) else allowed}; got {value!r}")
         return self
 
     # ------------------------------------------------------------------ resolution
@@ -182,6 +136,72 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda value: _is_int(value) and value >= low
+
+
+def _real_where(test: Callable[[float], bool]) -> Callable[[Any], bool]:
+    return lambda value: _is_real(value) and test(value)
+
+
+def _one_of(names: Sequence[str]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: value in names), "one of " + ", ".join(map(repr, names))
+
+
+def _str_keyed(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _non_empty_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _checks() -> dict[str, tuple[Callable[[Any], bool], Any]]:
+    """Per field: (is the value allowed, what is allowed: text or a function making it)."""
+    from ..data import DATASET_NAMES
+    from ..layers.factory import DROPOUT_METHODS
+    from ..models import list_models
+
+    is_bool = (lambda value: isinstance(value, bool)), "True or False"
+    optional_count = _optional(_int_at_least(1)), "an integer >= 1 or None"
+    return {
+        "dataset": _one_of(DATASET_NAMES),
+        "model": (lambda v: isinstance(v, str) and bool(v.strip()),
+                  lambda: "a model name (" + ", ".join(list_models()) + ")"),
+        "method": (lambda v: isinstance(v, str) and v.strip().lower() in DROPOUT_METHODS,
+                   "one of " + ", ".join(map(repr, DROPOUT_METHODS))),
+        "method_kwargs": (_str_keyed, "a dict with string keys"),
+        "model_kwargs": (_str_keyed, "a dict with string keys"),
+        "seed": (_int_at_least(0), "an integer >= 0"),
+        "data_dir": (_non_empty_str, "a non-empty path string"),
+        "out": (_non_empty_str, "a non-empty path string"),
+        "download": is_bool,
+        "mirror": (_optional(_non_empty_str), "a base URL string such as 'http://host/path', or None"),
+        "device": _one_of(DEVICES),
+        "protocol": _one_of(PROTOCOLS),
+        "optimizer": (_optional(lambda v: v in ("sgd", "adam")), "'sgd', 'adam' or None"),
+        "lr": (_optional(_real_where(lambda v: v > 0)), "a number > 0 or None"),
+        "momentum": (_optional(_real_where(lambda v: v >= 0)), "a number >= 0 or None"),
+        "weight_decay": (_optional(_real_where(lambda v: v >= 0)), "a number >= 0 or None"),
+        "batch_size": optional_count,
+        "lr_step_size": optional_count,
+        "patience": optional_count,
+        "max_epochs": optional_count,
+        "iterations": optional_count,
+        "lr_drop_iteration": (_optional(_int_at_least(0)), "an integer >= 0 or None"),
+        "lr_gamma": (_real_where(lambda v: 0 < v <= 1), "a number in (0, 1]"),
+        "val_fraction": (_real_where(lambda v: 0 < v < 1), "a number in (0, 1)"),
+        "augment": (lambda v: v is None or isinstance(v, bool), "True, False or None"),
+        "information_beta": (_real_where(lambda v: v >= 0), "a number >= 0"),
+        "dry_run": is_bool,
+    }
 
 
 def _jsonable(value: Any) -> Any:

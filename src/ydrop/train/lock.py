@@ -24,7 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileLock", "RunLocked", "try_lock", "wait_lock", "lock_holder", "LOCK_FILE", "TABLES_LOCK", "STALE_AFTER"]
+__all__ = ["FileLock", "RunLocked", "try_lock", "wait_lock", "lock_holder", "is_held", "LOCK_FILE", "TABLES_LOCK",
+           "STALE_AFTER"]
 
 LOCK_FILE = ".lock"  # in a run folder, while the run trains
 TABLES_LOCK = ".tables.lock"  # in a grid's out folder, while its tables are collected and written
@@ -133,6 +134,14 @@ def _break(path: Path, judged: bytes) -> None:
         except FileExistsError:
             pass
     os.unlink(aside)
+
+
+def is_held(path: str | os.PathLike, stale_after: float = STALE_AFTER) -> bool:
+    """Whether a live process holds the lock at ``path`` now (a look, not a claim: it
+    may be released or taken right after)."""
+    path = Path(path)
+    content = _read(path)
+    return content is not None and not _is_stale(path, content, stale_after)
 
 
 def try_lock(path: str | os.PathLike, stale_after: float = STALE_AFTER) -> FileLock | None:

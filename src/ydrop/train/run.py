@@ -26,9 +26,10 @@ from __future__ import annotations
 import copy
 import math
 import platform
+import sys
 import time
 import warnings
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,9 +47,10 @@ from ..layers import GuidedDropout, information_kl
 from ..models import create
 from . import store
 from .config import DRY_RUN_BATCHES, TrainConfig
-from .lock import LOCK_FILE, FileLock, RunLocked, lock_holder, try_lock
+from .lock import LOCK_FILE, FileLock, RunLocked, is_held, lock_holder, try_lock
+from .tensorboard import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 
-__all__ = ["train_run", "build_model", "load_splits", "RunResult", "EpochCallback", "RunLocked"]
+__all__ = ["train_run", "build_model", "load_splits", "RunResult", "EpochCallback", "RunLocked", "resume_message"]
 
 # callback(epoch, record, run_dir) after each epoch's checkpoint is written.
 EpochCallback = Callable[[int, dict, Path], None]
@@ -60,7 +62,7 @@ class RunResult:
 
     config: dict[str, Any]
     history: list[dict[str, float]]  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, time
-    best_epoch: int
+    best_epoch: int  # 0-based index into history (messages and tables count epochs from 1)
     best_val_loss: float
     test_acc: float
     test_loss: float
@@ -71,6 +73,7 @@ class RunResult:
     versions: dict[str, str]
     run_dir: str = ""
     world_size: int = 1  # processes that trained the run (torchrun); results written before count as 1
+    test_size: int | None = None  # images in the test split (None in results written before it was stored)
     trained: bool = True  # False when loaded from an existing result.json
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,8 +209,11 @@ def load_splits(config: TrainConfig, progress: bool = False,
     validation samples) and the test split. ``load`` reads one split (a cache may
     stand in for ``load_dataset``)."""
     c = config
-    full_train = load(c.dataset, root=c.data_dir, split="train", download=c.download, progress=progress)
-    test_set = load(c.dataset, root=c.data_dir, split="test", download=c.download, progress=progress)
+    where = dict(root=c.data_dir, download=c.download, progress=progress)
+    if c.mirror is not None:
+        where["mirror"] = c.mirror
+    full_train = load(c.dataset, split="train", **where)
+    test_set = load(c.dataset, split="test", **where)
     train_set, val_set = train_val_split(full_train, val_fraction=c.val_fraction, seed=c.seed)
     return train_set, val_set, test_set, full_train.info
 
@@ -216,18 +222,49 @@ def train_run(
     config: TrainConfig,
     progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train (or resume, or load) the run of ``config``; returns its :class:`RunResult`.
 
     ``callbacks`` are called as ``callback(epoch, record, run_dir)`` after each epoch's
     checkpoint is written (an exception there interrupts the run like a kill would).
+    ``tensorboard=True`` also writes TensorBoard event files into ``run_dir/tensorboard``
+    (see :mod:`.tensorboard`; needs the ``tensorboard`` package).
+
+    The dataset is loaded before anything is written, so a run whose data is missing
+    fails with nothing left on disk (no run folder, no empty dataset folder).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     c = config.resolved()
     folder = store.run_dir(c)
-    # Rank 0 alone looks at the folder and decides; every rank follows its decision,
-    # so no rank can start collectives the others never join.
+    if tensorboard:
+        require_tensorboard()
+    splits = None
+    # Not for a finished run, nor one another process trains (a grid asks again later).
+    if not (folder / store.RESULT_FILE).exists() and not is_held(folder / LOCK_FILE):
+        torch.manual_seed(c.seed)
+        splits = load_splits(c, progress and dist_.is_main_process())
+    lock, stored = _decide(c, folder)
+    if stored is not None:
+        result = RunResult.from_dict(stored, trained=False)
+        result.run_dir = str(folder)
+        return result
+    try:
+        if splits is None:  # the run another process held (and left) is ours now
+            splits = load_splits(c, progress and dist_.is_main_process())
+        return _Trainer(c, folder, lock, progress, splits, tensorboard).run(callbacks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _decide(c: TrainConfig, folder: Path) -> tuple[FileLock | None, dict[str, Any] | None]:
+    """:func:`_open_run` on rank 0, its outcome on every rank (its exception raised there).
+
+    Rank 0 alone looks at the folder and decides; every rank follows its decision,
+    so no rank can start collectives the others never join.
+    """
     lock, decision = None, None
     if dist_.is_main_process():
         try:
@@ -238,15 +275,7 @@ def train_run(
         decision = dist_.broadcast_object(decision)
     if isinstance(decision, Exception):
         raise decision
-    if decision is not None:  # the stored result
-        result = RunResult.from_dict(decision, trained=False)
-        result.run_dir = str(folder)
-        return result
-    try:
-        return _train(c, folder, lock, progress, callbacks)
-    finally:
-        if lock is not None:
-            lock.release()
+    return lock, decision
 
 
 def _open_run(c: TrainConfig, folder: Path) -> tuple[FileLock | None, dict[str, Any] | None]:
@@ -279,157 +308,257 @@ def _stored_result(path: Path, c: TrainConfig, folder: Path) -> dict[str, Any]:
     return data
 
 
-def _train(c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
-           callbacks: Sequence[EpochCallback]) -> RunResult:
-    """The training itself, on every rank; only rank 0 (``lock`` its lock) writes."""
-    result_path = folder / store.RESULT_FILE
-    rank, world = dist_.rank(), dist_.world_size()
-    main = rank == 0
-    progress = progress and main
-    device = torch.device(c.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", dist_.local_rank())
-    torch.manual_seed(c.seed)
-    train_set, val_set, test_set, info = load_splits(c, progress)
-    train_loader = BatchLoader(train_set, c.batch_size, shuffle=True, seed=c.seed, device=device,
-                               augment=PadCropFlip() if c.augment else None)
-    eval_batch = max(c.batch_size, 256)
-    val_loader = BatchLoader(val_set, eval_batch, device=device)
-    test_loader = BatchLoader(test_set, eval_batch, device=device)
+def _say(text: str) -> None:
+    """One line for the user on stderr, between the progress bars (not through them)."""
+    tqdm.write(text, file=sys.stderr)
 
-    torch.manual_seed(c.seed)  # the same initial weights on every rank
-    model = build_model(c, info).to(device)
-    optimizer = _make_optimizer(model, c)
-    guide = Guide(model) if _needs_guide(model) else None
-    # The training forward goes through DDP (gradients averaged over ranks); scoring,
-    # evaluation and checkpoints use the bare network.
-    forward = model
-    if world > 1:
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batch_limit = DRY_RUN_BATCHES if c.dry_run else None
-    steps_per_epoch = min(len(train_loader), batch_limit or len(train_loader))
-    if c.iterations is not None:
-        planned = math.ceil(c.iterations / steps_per_epoch)
-        max_epochs = min(planned, c.max_epochs) if c.max_epochs else planned
-    else:
-        max_epochs = c.max_epochs
 
-    initial_path = folder / store.INITIAL_FILE
-    if main and not initial_path.exists():
-        store.save_torch(initial_path, _state_copy(model, "cpu"))
+def _max_epochs(c: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The epoch cap: ``max_epochs``, or the epochs the ``iterations`` of the excitation
+    protocol take (whichever is smaller); None for no cap."""
+    if c.iterations is None:
+        return c.max_epochs
+    planned = math.ceil(c.iterations / max(steps_per_epoch, 1))
+    return min(planned, c.max_epochs) if c.max_epochs else planned
 
-    # Training state (restored from the checkpoint when resuming).
-    start_epoch, step = 0, 0
-    history: list[dict[str, float]] = []
-    best = {"val_loss": math.inf, "epoch": -1, "state": None}
-    bad_epochs, elapsed = 0, 0.0
-    checkpoint_path = folder / store.CHECKPOINT_FILE
-    if dist_.broadcast_object(checkpoint_path.exists()):  # rank 0's view, the one that counts
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if guide is not None and ckpt.get("guide") is not None:
-            guide.load_state_dict(ckpt["guide"])
-        start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt["history"]
-        best, bad_epochs, elapsed = ckpt["best"], ckpt["bad_epochs"], ckpt["elapsed"]
+
+@dataclass
+class _LoopState:
+    """What a checkpoint restores: the position of the loop, its history, early stopping."""
+
+    epoch: int = 0  # next epoch to train, 0-based (history records are 0-based too)
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"val_loss": math.inf, "epoch": -1, "state": None})
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    stopped_early: bool = False
+
+
+class _Bars:
+    """The progress of one run: an epoch bar and, below it, a bar of the batches of the
+    current epoch, so a slow epoch is seen moving rather than taken for a hang."""
+
+    def __init__(self, enabled: bool, name: str, max_epochs: int | None, start: int, steps: int) -> None:
+        self.epochs = tqdm(total=max_epochs, initial=start, disable=not enabled, unit="epoch", leave=False, desc=name)
+        self.batches = tqdm(total=steps, disable=not enabled, unit="batch", leave=False)
+        self.max_epochs = max_epochs
+
+    def start_epoch(self, epoch: int) -> None:
+        """``epoch`` 0-based; shown from 1, as in every message and table."""
+        self.batches.reset()
+        self.batches.set_description(f"epoch {epoch + 1}" + (f"/{self.max_epochs}" if self.max_epochs else ""))
+
+    def batch(self) -> None:
+        self.batches.update(1)
+
+    def epoch_done(self, record: dict[str, float]) -> None:
+        self.epochs.update(1)
+        self.epochs.set_postfix(val_loss=f"{record['val_loss']:.4f}", val_acc=f"{record['val_acc']:.2f}")
+
+    def close(self) -> None:
+        self.batches.close()
+        self.epochs.close()
+
+
+class _Trainer:
+    """One run's training on every rank; only rank 0 (``lock`` its lock) writes files."""
+
+    def __init__(self, c: TrainConfig, folder: Path, lock: FileLock | None, progress: bool,
+                 splits: tuple[Any, Any, Any, Any], tensorboard: bool) -> None:
+        self.c, self.folder, self.lock = c, folder, lock
+        self.rank, self.world = dist_.rank(), dist_.world_size()
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        self.device = torch.device(c.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", dist_.local_rank())
+        train_set, val_set, test_set, info = splits
+        self.test_size = len(test_set)
+        self.train_loader = BatchLoader(train_set, c.batch_size, shuffle=True, seed=c.seed, device=self.device,
+                                        augment=PadCropFlip() if c.augment else None)
+        eval_batch = max(c.batch_size, 256)
+        self.val_loader = BatchLoader(val_set, eval_batch, device=self.device)
+        self.test_loader = BatchLoader(test_set, eval_batch, device=self.device)
+
+        torch.manual_seed(c.seed)  # the same initial weights on every rank
+        self.model = build_model(c, info).to(self.device)
+        self.optimizer = _make_optimizer(self.model, c)
+        self.guide = Guide(self.model) if _needs_guide(self.model) else None
+        # The training forward goes through DDP (gradients averaged over ranks); scoring,
+        # evaluation and checkpoints use the bare network.
+        self.forward = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.batch_limit = DRY_RUN_BATCHES if c.dry_run else None
+        self.steps_per_epoch = min(len(self.train_loader), self.batch_limit or len(self.train_loader))
+        self.max_epochs = _max_epochs(c, self.steps_per_epoch)
+        self.state = _LoopState()
+        self.board = None
+        self.tensorboard = tensorboard and self.main
+
+    # ------------------------------------------------------------------ start
+    def _start(self) -> bool:
+        """Write the initial weights, restore the checkpoint if any (saying so); returns
+        whether the run is already done."""
+        initial_path = self.folder / store.INITIAL_FILE
+        if self.main and not initial_path.exists():
+            store.save_torch(initial_path, _state_copy(self.model, "cpu"))
+        checkpoint_path = self.folder / store.CHECKPOINT_FILE
+        if dist_.broadcast_object(checkpoint_path.exists()):  # rank 0's view, the one that counts
+            self._resume(torch.load(checkpoint_path, map_location=self.device, weights_only=False))
+        else:
+            torch.manual_seed(_rank_seed(self.c.seed, self.rank))
+        s, c = self.state, self.c
+        s.stopped_early = bool(s.history) and c.patience is not None and s.bad_epochs >= c.patience
+        done = s.stopped_early or (c.iterations is not None and s.step >= c.iterations)
+        if self.tensorboard:
+            self.board = TensorBoardLog(self.folder / TENSORBOARD_DIR, s.history)
+        return done or (self.max_epochs is not None and s.epoch >= self.max_epochs)
+
+    def _resume(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.guide is not None and ckpt.get("guide") is not None:
+            self.guide.load_state_dict(ckpt["guide"])
+        self.state = _LoopState(epoch=ckpt["epoch"] + 1, step=ckpt["step"], history=ckpt["history"], best=ckpt["best"],
+                                bad_epochs=ckpt["bad_epochs"], elapsed=ckpt["elapsed"])
         by_rank = ckpt.get("rng_by_rank") or [ckpt["rng"]]
-        if len(by_rank) == world:
-            _set_rng_state(by_rank[rank])
+        if len(by_rank) == self.world:
+            _set_rng_state(by_rank[self.rank])
         else:  # resumed with another number of processes: a fresh stream per rank
-            torch.manual_seed(_rank_seed(c.seed, rank, start_epoch))
-    else:
-        torch.manual_seed(_rank_seed(c.seed, rank))
+            torch.manual_seed(_rank_seed(self.c.seed, self.rank, self.state.epoch))
+        if self.main:
+            _say(resume_message(self.folder, self.state.epoch, self.max_epochs))
 
-    stopped_early = bool(history) and c.patience is not None and bad_epochs >= c.patience
-    done = stopped_early or (c.iterations is not None and step >= c.iterations)
-    bar = tqdm(total=max_epochs, initial=start_epoch, disable=not progress, unit="epoch", leave=False,
-               desc=f"{c.dataset}/{c.model}/{c.method}/seed{c.seed}")
-    try:
-        epoch = start_epoch
-        while not done and (max_epochs is None or epoch < max_epochs):
-            started = time.perf_counter()
-            model.train()
-            if guide is not None:
-                guide.set_epoch(epoch)
-            train_loader.set_epoch(epoch)
-            sums = _EpochSums()
-            lr = _lr_at(c, epoch, step)
-            for i, (x, y) in enumerate(train_loader):
-                if (batch_limit is not None and i >= batch_limit) or (c.iterations is not None and step >= c.iterations):
-                    break
-                if y.shape[0] < world:
-                    continue  # some rank would get no sample; every rank skips it alike
-                x, y = dist_.shard_rows(x, y)
-                lr = _lr_at(c, epoch, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                model.train()
-                if guide is not None:
-                    guide.step(x, y)
-                logits = forward(x)
-                loss = F.cross_entropy(logits, y)
-                if c.method == "information" and c.information_beta:
-                    loss = loss + c.information_beta * information_kl(model).to(loss.device)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                if lock is not None:
-                    lock.heartbeat()  # an epoch may outlast the staleness limit
-                sums.add(loss.detach().double() * y.numel(), logits, y)
-            total_loss, correct, count = sums.totals()
-            val_loss, val_acc = _evaluate(model, val_loader, batch_limit)
-            seconds = time.perf_counter() - started
-            elapsed += seconds
-            record = dict(epoch=epoch, train_loss=total_loss / max(count, 1), train_acc=100.0 * correct / max(count, 1),
-                          val_loss=val_loss, val_acc=val_acc, lr=lr, time=seconds)
-            history.append(record)
-            if val_loss < best["val_loss"]:
-                best = {"val_loss": val_loss, "epoch": epoch,
-                        "state": _state_copy(model)}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            # A NaN / inf training loss never recovers; the epochs left would only
-            # burn time until patience runs out, so stop and test the best epoch.
-            diverged = not math.isfinite(record["train_loss"])
-            if diverged and main:
-                tested = (f"the best epoch so far, {best['epoch']}, is tested" if best["state"] is not None
-                          else "no epoch had a finite validation loss; the last weights are tested")
-                warnings.warn(
-                    f"run {str(folder)!r}: training loss {record['train_loss']} in epoch {epoch}; the run "
-                    f"diverged and stops here ({tested})",
-                    RuntimeWarning, stacklevel=2)
-            stopped_early = diverged or (c.patience is not None and bad_epochs >= c.patience)
-            done = stopped_early or (c.iterations is not None and step >= c.iterations)
-            rng_by_rank = dist_.all_gather_object(_rng_state()) if world > 1 else None
-            if main:
-                store.save_torch(checkpoint_path, dict(
-                    model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    guide=guide.state_dict() if guide is not None else None, rng=_rng_state(),
-                    epoch=epoch, step=step, history=history, best=best, bad_epochs=bad_epochs, elapsed=elapsed,
-                    rng_by_rank=rng_by_rank,
-                ))
-            bar.update(1)
-            bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.2f}")
-            for callback in callbacks:
-                callback(epoch, record, folder)
-            epoch += 1
-    finally:
-        bar.close()
+    # ------------------------------------------------------------------ epochs
+    def run(self, callbacks: Sequence[EpochCallback]) -> RunResult:
+        done = self._start()
+        c = self.c
+        bars = _Bars(self.progress, f"{c.dataset}/{c.model}/{c.method}/seed{c.seed}", self.max_epochs,
+                     self.state.epoch, self.steps_per_epoch)
+        try:
+            while not done:
+                record = self._train_epoch(bars)
+                done = self._end_epoch(record)
+                bars.epoch_done(record)
+                if self.board is not None:
+                    self.board.log_epoch(record, self.model)
+                for callback in callbacks:
+                    callback(record["epoch"], record, self.folder)
+                self.state.epoch += 1
+                done = done or (self.max_epochs is not None and self.state.epoch >= self.max_epochs)
+        finally:
+            bars.close()
+            if self.board is not None:
+                self.board.close()
+        return self._finish()
 
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    test_loss, test_acc = _evaluate(model, test_loader, batch_limit)
-    result = RunResult(
-        config=c.to_dict(), history=history, best_epoch=best["epoch"], best_val_loss=best["val_loss"],
-        test_acc=test_acc, test_loss=test_loss, epochs=len(history), stopped_early=stopped_early,
-        time_per_epoch=elapsed / max(len(history), 1), total_time=elapsed, versions=_versions(),
-        run_dir=str(folder), world_size=world, trained=True,
-    )
-    if main:
-        store.write_json(result_path, result.to_dict())
-    return result
+    def _train_epoch(self, bars: _Bars) -> dict[str, float]:
+        c, s, model = self.c, self.state, self.model
+        started = time.perf_counter()
+        model.train()
+        if self.guide is not None:
+            self.guide.set_epoch(s.epoch)
+        self.train_loader.set_epoch(s.epoch)
+        sums = _EpochSums()
+        lr = _lr_at(c, s.epoch, s.step)
+        bars.start_epoch(s.epoch)
+        for i, (x, y) in enumerate(self.train_loader):
+            if (self.batch_limit is not None and i >= self.batch_limit) or (c.iterations is not None and s.step >= c.iterations):
+                break
+            if y.shape[0] < self.world:
+                continue  # some rank would get no sample; every rank skips it alike
+            lr = self._train_step(*dist_.shard_rows(x, y), sums)
+            bars.batch()
+        total_loss, correct, count = sums.totals()
+        val_loss, val_acc = _evaluate(model, self.val_loader, self.batch_limit)
+        seconds = time.perf_counter() - started
+        s.elapsed += seconds
+        return dict(epoch=s.epoch, train_loss=total_loss / max(count, 1), train_acc=100.0 * correct / max(count, 1),
+                    val_loss=val_loss, val_acc=val_acc, lr=lr, time=seconds)
+
+    def _train_step(self, x: Tensor, y: Tensor, sums: _EpochSums) -> float:
+        c, s = self.c, self.state
+        lr = _lr_at(c, s.epoch, s.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        if self.guide is not None:
+            self.guide.step(x, y)
+        logits = self.forward(x)
+        loss = F.cross_entropy(logits, y)
+        if c.method == "information" and c.information_beta:
+            loss = loss + c.information_beta * information_kl(self.model).to(loss.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        s.step += 1
+        if self.lock is not None:
+            self.lock.heartbeat()  # an epoch may outlast the staleness limit
+        sums.add(loss.detach().double() * y.numel(), logits, y)
+        return lr
+
+    def _end_epoch(self, record: dict[str, float]) -> bool:
+        """Record the epoch, track the best one, write the checkpoint; returns whether
+        the run stops here (early stopping, divergence, or its iterations done)."""
+        c, s = self.c, self.state
+        s.history.append(record)
+        if record["val_loss"] < s.best["val_loss"]:
+            s.best = {"val_loss": record["val_loss"], "epoch": record["epoch"], "state": _state_copy(self.model)}
+            s.bad_epochs = 0
+        else:
+            s.bad_epochs += 1
+        # A NaN / inf training loss never recovers; the epochs left would only
+        # burn time until patience runs out, so stop and test the best epoch.
+        diverged = not math.isfinite(record["train_loss"])
+        if diverged and self.main:
+            _warn_diverged(self.folder, record, s.best)
+        s.stopped_early = diverged or (c.patience is not None and s.bad_epochs >= c.patience)
+        rng_by_rank = dist_.all_gather_object(_rng_state()) if self.world > 1 else None
+        if self.main:
+            store.save_torch(self.folder / store.CHECKPOINT_FILE, dict(
+                model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                guide=self.guide.state_dict() if self.guide is not None else None, rng=_rng_state(),
+                epoch=record["epoch"], step=s.step, history=s.history, best=s.best, bad_epochs=s.bad_epochs,
+                elapsed=s.elapsed, rng_by_rank=rng_by_rank,
+            ))
+        return s.stopped_early or (c.iterations is not None and s.step >= c.iterations)
+
+    # ------------------------------------------------------------------ end
+    def _finish(self) -> RunResult:
+        s = self.state
+        if s.best["state"] is not None:
+            self.model.load_state_dict(s.best["state"])
+        test_loss, test_acc = _evaluate(self.model, self.test_loader, self.batch_limit)
+        result = RunResult(
+            config=self.c.to_dict(), history=s.history, best_epoch=s.best["epoch"], best_val_loss=s.best["val_loss"],
+            test_acc=test_acc, test_loss=test_loss, epochs=len(s.history), stopped_early=s.stopped_early,
+            time_per_epoch=s.elapsed / max(len(s.history), 1), total_time=s.elapsed, versions=_versions(),
+            run_dir=str(self.folder), world_size=self.world, trained=True, test_size=self.test_size,
+        )
+        if self.main:
+            store.write_json(self.folder / store.RESULT_FILE, result.to_dict())
+        return result
+
+
+def _warn_diverged(folder: Path, record: dict[str, float], best: dict[str, Any]) -> None:
+    tested = (f"the best epoch so far, epoch {best['epoch'] + 1}, is tested" if best["state"] is not None
+              else "no epoch had a finite validation loss; the last weights are tested")
+    warnings.warn(
+        f"run {str(folder)!r}: training loss {record['train_loss']} in epoch {record['epoch'] + 1}; the run "
+        f"diverged and stops here ({tested})",
+        RuntimeWarning, stacklevel=4)
+
+
+def resume_message(folder: Path, next_epoch: int, max_epochs: int | None) -> str:
+    """What a resumed run says: epochs counted from 1, as in every message and table."""
+    if max_epochs is not None and next_epoch >= max_epochs:
+        return f"resuming {folder}: all {max_epochs} epochs are in its checkpoint; testing its best epoch"
+    of = f" of {max_epochs}" if max_epochs is not None else ""
+    done = f"epoch 1 is" if next_epoch == 1 else f"epochs 1-{next_epoch} are"
+    return f"resuming {folder} from epoch {next_epoch + 1}{of} ({done} in its checkpoint)"
 
 
 def _field_defaults() -> dict[str, Any]:
@@ -437,7 +566,7 @@ def _field_defaults() -> dict[str, Any]:
 
 
 # Fields that do not change what a run computes (so a stored run still counts).
-_NEUTRAL = ("out", "data_dir", "download")
+_NEUTRAL = ("out", "data_dir", "download", "mirror")
 
 
 def _check_same_config(stored: dict[str, Any], c: TrainConfig, folder: Path) -> None:

@@ -24,14 +24,18 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["kwargs_hash", "run_dir", "atomic_write", "write_json", "read_json", "save_torch",
-           "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE"]
+__all__ = ["kwargs_hash", "run_dir", "atomic_write", "write_json", "read_json", "save_torch", "is_run_result",
+           "read_run_result", "RUN_FOLDER_HOLDS", "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE"]
 
 CONFIG_FILE = "config.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 INITIAL_FILE = "initial.pt"
 TMP_PREFIX = ".tmp-"
+# What error messages say a run folder is, for users who pointed at another folder.
+RUN_FOLDER_HOLDS = (f"a ydrop run folder holds the {CONFIG_FILE}, {INITIAL_FILE}, {CHECKPOINT_FILE} and "
+                    f"{RESULT_FILE} that `ydrop train` or `ydrop compare` write")
+_RUN_KEYS = ("dataset", "model", "method", "seed")
 
 
 def kwargs_hash(kwargs: dict[str, Any]) -> str:
@@ -82,3 +86,20 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def is_run_result(data: Any) -> bool:
+    """Whether ``data`` (a parsed ``result.json``) was written by ydrop's ``train_run``: an
+    object with the run's config (dataset, model, method, seed) and its test accuracy.
+    Other tools write files of that name too; they are not runs."""
+    config = data.get("config") if isinstance(data, dict) else None
+    return isinstance(config, dict) and all(k in config for k in _RUN_KEYS) and "test_acc" in data
+
+
+def read_run_result(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``result.json`` at ``path`` if ydrop wrote it, else None (also for unreadable JSON)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if is_run_result(data) else None

@@ -3,8 +3,10 @@
 ``collect_results(runs_dir)`` reads every ``result.json`` below a folder;
 ``summarize(results)`` groups them by (dataset, model, method) into rows with the
 mean and sample std of the test accuracy over seeds, the gain (Δ, percentage points)
-over no dropout and over standard dropout of the same dataset and model, and the
-mean time per epoch; ``to_markdown``, ``to_csv`` and ``to_latex`` format the rows.
+over no dropout and over standard dropout of the same dataset and model, the
+median time per epoch and the runs that stopped at the epoch cap;
+``to_markdown``, ``to_csv`` and ``to_latex`` format the rows (the Markdown with notes
+on what ±, Δ, "at cap", the test-set size and the placement mean).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from . import store
 
 __all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves",
-           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs"]
+           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap"]
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
@@ -50,25 +52,33 @@ def model_label(config: dict[str, Any]) -> str:
 
 
 def collect_results(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every ``result.json`` below ``runs_dir`` (sorted by path), each with ``run_dir`` set."""
+    """Every run's ``result.json`` below ``runs_dir`` (sorted by path), each with ``run_dir``
+    set; files of that name that ydrop did not write (another tool's) are skipped."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs_dir {os.fspath(runs_dir)!r} is not a folder")
     results = []
     for path in sorted(root.rglob(store.RESULT_FILE)):
-        data = store.read_json(path)
-        data["run_dir"] = str(path.parent)
-        results.append(data)
+        data = store.read_run_result(path)
+        if data is not None:
+            data["run_dir"] = str(path.parent)
+            results.append(data)
     return results
 
 
 def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
-    """Rows ``{dataset, model, method, n, mean, std, delta_none, delta_dropout, time_per_epoch}``.
+    """Rows ``{dataset, model, method, n, mean, std, delta_none, delta_dropout, time_per_epoch,
+    capped, test_size, placement}``.
 
     ``mean``/``std``: test accuracy (%) over the runs (seeds) of the group; ``std`` is the
     sample standard deviation (None when n = 1). ``delta_none``/``delta_dropout``: mean minus
     the mean of "none"/"dropout" (no kwargs) on the same dataset and model (None when
-    that group is missing, or for the baseline itself). Rows keep first-seen order.
+    that group is missing, or for the baseline itself). ``time_per_epoch``: the median
+    time of an epoch over every epoch of the group's runs (a median, so that one run
+    slowed down by another process does not inflate the row). ``capped``: runs that
+    ended at the epoch cap rather than by early stopping. ``test_size``: images in the
+    test split (None for results stored without it). ``placement``: the model's
+    ``dropout_at`` (which slots hold the method). Rows keep first-seen order.
     """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for result in results:
@@ -89,9 +99,30 @@ def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
             dataset=dataset, model=model, method=method, n=len(accs), mean=mean,
             std=statistics.stdev(accs) if len(accs) > 1 else None,
             delta_none=gain("none"), delta_dropout=gain("dropout"),
-            time_per_epoch=statistics.fmean(r.get("time_per_epoch", math.nan) for r in runs),
+            time_per_epoch=_median_epoch_time(runs), **_run_facts(runs),
         ))
     return rows
+
+
+def _median_epoch_time(runs: list[dict[str, Any]]) -> float:
+    times = [h["time"] for r in runs for h in r.get("history", ()) if "time" in h]
+    if not times:  # results without per-epoch times: their means
+        times = [r["time_per_epoch"] for r in runs if "time_per_epoch" in r]
+    return statistics.median(times) if times else math.nan
+
+
+def at_cap(result: dict[str, Any]) -> bool:
+    """Whether a run ended at its epoch (or iteration) cap while early stopping was on,
+    i.e. its validation loss was still falling: an under-trained run."""
+    return result.get("stopped_early") is False and result["config"].get("patience") is not None
+
+
+def _run_facts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    sizes = [r["test_size"] for r in runs if r.get("test_size")]
+    caps = [r["config"].get("max_epochs") for r in runs if at_cap(r)]
+    return dict(capped=len(caps), max_epochs=max((c for c in caps if c), default=None),
+                test_size=max(sizes) if sizes else None,
+                placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"))
 
 
 def _fmt(value: float | None, signed: bool = False, digits: int = 2) -> str:
@@ -100,13 +131,42 @@ def _fmt(value: float | None, signed: bool = False, digits: int = 2) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-HEADERS = ("dataset", "model", "method", "test accuracy (%)", "Δ none", "Δ dropout", "seeds", "s / epoch")
+HEADERS = ("dataset", "model", "method", "test accuracy (%)", "Δ none", "Δ dropout", "seeds", "at cap", "s / epoch")
 
 
 def _cells(row: dict[str, Any], pm: str) -> list[str]:
     acc = _fmt(row["mean"]) + (f" {pm} {_fmt(row['std'])}" if row["std"] is not None else "")
     return [row["dataset"], row["model"], row["method"], acc, _fmt(row["delta_none"], True),
-            _fmt(row["delta_dropout"], True), str(row["n"]), _fmt(row["time_per_epoch"], digits=3)]
+            _fmt(row["delta_dropout"], True), str(row["n"]), f"{row.get('capped', 0)}/{row['n']}",
+            _fmt(row["time_per_epoch"], digits=3)]
+
+
+def table_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the columns mean, for a reader who has not read the code: ±, Δ, the runs
+    stopped at the cap, the test-set size (what one image is worth), the time and where
+    the methods sit in the model."""
+    notes = ["test accuracy: mean ± sample standard deviation (n - 1) over the seeds, of the best epoch "
+             "(lowest validation loss) of each run",
+             "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout on the same "
+             "dataset and model, in percentage points"]
+    capped = [row for row in rows if row.get("capped")]
+    if capped:
+        caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
+        cap = f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
+        notes.append(f"at cap: runs that ended at {cap}, not by early stopping: their validation loss was "
+                     f"still improving, so they may be under-trained (rows: "
+                     f"{', '.join(row['method'] for row in capped)}); raise --epochs to compare them fairly")
+    else:
+        notes.append("at cap: runs that ended at the epoch cap rather than by early stopping (none here)")
+    sizes = {row["dataset"]: row["test_size"] for row in rows if row.get("test_size")}
+    for dataset, size in sizes.items():
+        notes.append(f"test set: {dataset}, {size} images, so one image is {100 / size:.2g} points")
+    notes.append("s / epoch: median time of one epoch over every epoch of the row's runs")
+    placements = sorted({str(row.get("placement", "all")) for row in rows})
+    notes.append(f"placement: shared, every method sits in the same dropout slots of the model "
+                 f"(dropout_at={', '.join(placements)}; 'all' is after every hidden FC layer, as in the Y-Drop "
+                 "paper; the Excitation Dropout paper guides only the first FC layer: --set dropout_at=first)")
+    return notes
 
 
 def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -126,12 +186,17 @@ def csv_table(fields: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table: one line per (dataset, model, method)."""
-    return markdown_table(HEADERS, (_cells(row, "±") for row in rows))
+def to_markdown(rows: list[dict[str, Any]], notes: bool = True) -> str:
+    """A Markdown table, one line per (dataset, model, method), then (``notes``) a list
+    saying what its columns mean (:func:`table_notes`)."""
+    table = markdown_table(HEADERS, (_cells(row, "±") for row in rows))
+    if not notes:
+        return table
+    return table + "\n" + "".join(f"- {note}\n" for note in table_notes(rows))
 
 
-CSV_FIELDS = ("dataset", "model", "method", "n", "mean", "std", "delta_none", "delta_dropout", "time_per_epoch")
+CSV_FIELDS = ("dataset", "model", "method", "n", "mean", "std", "delta_none", "delta_dropout", "time_per_epoch",
+              "capped", "test_size")
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -148,8 +213,8 @@ def _tex(text: str) -> str:
 def to_latex(rows: list[dict[str, Any]]) -> str:
     """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
     headers = ["Dataset", "Model", "Method", r"Test acc. (\%)", r"$\Delta$ none", r"$\Delta$ dropout", "Seeds",
-               "s / epoch"]
-    lines = [r"\begin{tabular}{lllrrrrr}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
+               "At cap", "s / epoch"]
+    lines = [r"\begin{tabular}{lllrrrrrr}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     for row in rows:
         cells = _cells(row, "$\\pm$")
         cells = [_tex(c) if i < 3 else c.replace("–", "--") for i, c in enumerate(cells)]
@@ -164,14 +229,43 @@ def write_outputs(folder: str | os.PathLike, texts: dict[str, str]) -> None:
         store.atomic_write(Path(folder) / name, lambda f, t=text: f.write(t.encode()))
 
 
+def _mean_std(curves: list[list[float]]) -> tuple[Any, Any]:
+    """Per epoch: mean and sample std over the curves reaching it (runs stopped early
+    drop out of later epochs; std 0 where one run is left)."""
+    import numpy as np
+
+    length = max(len(c) for c in curves)
+    mean, std = [], []
+    for epoch in range(length):
+        values = [c[epoch] for c in curves if epoch < len(c)]
+        mean.append(float(np.mean(values)))
+        std.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+    return np.array(mean), np.array(std)
+
+
+def curve_range(means: list[Any], stds: list[Any]) -> tuple[float, float]:
+    """A y-range that separates curves ending close together: from below the lowest
+    final accuracy (mean of a curve's last 3 epochs) to above the highest band of the
+    later half, at most 100.5; the climbs from chance fall below it."""
+    finals = [float(m[-3:].mean()) for m in means]
+    top = min(100.0, max(float((m + s)[len(m) // 2:].max()) for m, s in zip(means, stds)))
+    span = max(top - min(finals), 1.0)
+    return max(0.0, min(finals) - 0.25 * span), min(100.5, top + 0.1 * span)
+
+
+BAND_CAPTION = ("line: mean over seeds; band: ± 1 sample standard deviation over seeds\n"
+                "below: the same curves, y-axis zoomed on the final accuracies")
+
+
 def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> Path:
-    """PNG of mean validation accuracy per epoch per method (shaded ± std over seeds),
-    one panel per (dataset, model); written atomically. Returns the path."""
+    """PNG of mean validation accuracy per epoch per method (shaded ± 1 sample std over
+    seeds), one column per (dataset, model): the whole curves above, below the same
+    zoomed on the final accuracies where the methods differ (:func:`curve_range`);
+    written atomically. Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    import numpy as np
 
     panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for result in results:
@@ -181,28 +275,33 @@ def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> P
         panels[(config["dataset"], model_label(config))][method_label(config)].append(curve)
     if not panels:
         raise ValueError("results is empty: no validation curve to plot")
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, ((dataset, model), methods) in zip(axes[0], panels.items()):
-        for method, curves in methods.items():
-            length = max(len(c) for c in curves)
-            mean, std = [], []
-            for epoch in range(length):  # runs stopped early drop out of later epochs
-                values = [c[epoch] for c in curves if epoch < len(c)]
-                mean.append(float(np.mean(values)))
-                std.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
-            epochs = np.arange(1, length + 1)
-            mean, std = np.array(mean), np.array(std)
-            ax.plot(epochs, mean, label=f"{method} (n={len(curves)})")
-            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
-        ax.set_title(f"{dataset} / {model}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    figure.tight_layout()
+    figure, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 7.5), squeeze=False)
+    for column, ((dataset, model), methods) in enumerate(panels.items()):
+        whole, zoom = axes[0][column], axes[1][column]
+        curves = {method: _mean_std(runs) for method, runs in methods.items()}
+        for ax in (whole, zoom):
+            _draw_curves(ax, curves, {m: len(r) for m, r in methods.items()})
+        zoom.set_ylim(*curve_range([m for m, _ in curves.values()], [s for _, s in curves.values()]))
+        whole.set_title(f"{dataset} / {model}")
+        zoom.set_title("zoomed on the final accuracies", fontsize="medium")
+        whole.legend(fontsize="small", loc="lower right")
+    figure.text(0.5, 0.01, BAND_CAPTION, ha="center", va="bottom", fontsize="small")
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     try:
         store.atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120))
     finally:
         plt.close(figure)
     return path
+
+
+def _draw_curves(ax: Any, curves: dict[str, tuple[Any, Any]], counts: dict[str, int]) -> None:
+    import numpy as np
+
+    for method, (mean, std) in curves.items():
+        epochs = np.arange(1, len(mean) + 1)
+        ax.plot(epochs, mean, label=f"{method} (n={counts[method]})")
+        ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
