@@ -171,8 +171,7 @@ class Guide:
                 raise ValueError(f"guide.step was given a batch of {batch} samples but the next training forward "
                                  f"has {value.shape[0]}; call guide.step(inputs, target) with the forward's batch")
             value = value.detach() if rows is None else value.detach()[rows]
-            with eval_mode(self.model):
-                hand_out(kind.along(chain, value, scored_target, layers, anchor))
+            hand_out(kind.along(chain, value, scored_target, layers, anchor))
 
         key = (id(anchor), not at_stem)
         if key not in self._taps:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_logits
-from ._hooks import single_call_outputs
+from ._hooks import eval_mode, single_call_outputs
 from ._units import one_hot_targets
 from .plan import chain_leaves, identity_in_eval, lowest_anchor
 
@@ -51,9 +51,11 @@ def gradients_along(
     stand_in = nn.Identity()  # the start module, whose output is ``start``
     scored = [stand_in if module is start_module else module for module in modules]
     leaves = chain_leaves(tuple(chain), _written)
-    if leaves is not None:
+    if leaves is not None:  # runs no module: their train / eval flags do not matter
         return chain_pass([stand_in, *leaves], start, target, scored, groups)
-    return autograd_pass(nn.Sequential(stand_in, *chain), start, target, scored, groups)
+    sequence = nn.Sequential(stand_in, *chain)
+    with eval_mode(sequence):
+        return autograd_pass(sequence, start, target, scored, groups)
 
 
 class _Stop(BaseException):

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Union
 
 from torch import Tensor, nn
 
 from .._validation import check_targets
 
-LayerSpec = Union[nn.Module, str]
+LayerSpec = nn.Module | str
 
 __all__ = ["LayerSpec", "prepare_call", "resolve_layers", "eval_mode", "capture_outputs", "single_call_outputs"]
 

@@ -143,8 +143,8 @@ def excitation_along(chain: Sequence[nn.Module], start: Tensor, target: Tensor, 
     forward, from the lowest guided layer's input (its output in eval mode)."""
     sequence = nn.Sequential(nn.Identity(), *chain)
     scored = [sequence[0] if module is start_module else module for module in modules]
-    unit_dims = [getattr(module, "unit_dim", None) for module in modules]
-    return _excitation_backprop(sequence, start, target, scored, unit_dims)[0]
+    with eval_mode(sequence):
+        return _excitation_backprop(sequence, start, target, scored, [getattr(m, "unit_dim", None) for m in modules])[0]
 
 
 class _State:

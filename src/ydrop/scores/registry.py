@@ -30,7 +30,7 @@ class ScoreKind:
     ``anchor``: scoring inside the training forward where the model's plan has a
     chain above the anchor ("lowest": the lowest scored layer, read at its input;
     "stem": the affine first module, read at its output): ``along(chain, value,
-    target, layers, anchor_module) -> [(B, N), ...]``, modules in eval mode.
+    target, layers, anchor_module) -> [(B, N), ...]`` (it puts what it runs in eval mode).
     """
 
     name: str
