@@ -29,38 +29,35 @@ __all__ = ["layer_gradients", "gradients_along"]
 Passes = tuple[list[Tensor], list[Tensor | None], int]
 
 
-def layer_gradients(
-    model: nn.Module, rows: Tensor, target: Tensor, modules: list[nn.Module], groups: int, probe: Tensor
-) -> Passes:
-    """(outputs, gradients, classes) of ``modules`` for ``rows`` through ``model``
-    (already in eval mode), by the chain pass where the model's plan allows (read
-    with ``probe``, a sample of the inputs), else autograd."""
+def layer_gradients(model: nn.Module, rows: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
+                    probe: Tensor, shared: bool = False) -> Passes:
+    """(outputs, gradients, classes) of ``modules`` for ``rows`` through ``model`` (in
+    eval mode), by the chain pass where its plan (read with ``probe``) allows, else autograd."""
     lowest = lowest_anchor(model, modules, probe)
     if lowest is not None and chain_leaves(lowest.chain, _written) is not None:
         start = _output_of(model, lowest.module, rows)
-        return gradients_along(lowest.chain, start, target, modules, groups, start_module=lowest.module)
+        return gradients_along(lowest.chain, start, target, modules, groups, lowest.module, shared)
     return autograd_pass(model, rows, target, modules, groups)
 
 
 def gradients_along(
     chain: Sequence[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module], groups: int,
-    start_module: nn.Module | None = None,
+    start_module: nn.Module | None = None, shared: bool = False,
 ) -> Passes:
-    """The same for the modules of ``chain`` fed ``start``, the output of
-    ``start_module`` (itself scored when listed in ``modules``)."""
+    """The same for ``chain`` fed ``start``, the output of ``start_module`` (scored if
+    listed); ``shared``: the first group's rows are one point (a shared baseline)."""
     stand_in = nn.Identity()  # the start module, whose output is ``start``
     scored = [stand_in if module is start_module else module for module in modules]
     leaves = chain_leaves(tuple(chain), _written)
     if leaves is not None:  # runs no module: their train / eval flags do not matter
-        return chain_pass([stand_in, *leaves], start, target, scored, groups)
+        return chain_pass([stand_in, *leaves], start, target, scored, groups, shared)
     sequence = nn.Sequential(stand_in, *chain)
     with eval_mode(sequence):
         return autograd_pass(sequence, start, target, scored, groups)
 
 
-class _Stop(BaseException):
-    """Ends a forward once the wanted output exists (BaseException: a model's own
-    ``except Exception`` does not swallow it)."""
+class _Stop(BaseException):  # not an Exception: a model's own ``except Exception`` lets it through
+    """Ends a forward once the wanted output exists."""
 
 
 def _output_of(model: nn.Module, layer: nn.Module, rows: Tensor) -> Tensor:
@@ -134,17 +131,19 @@ def _apply(leaf: nn.Module, x: Tensor) -> Tensor:
 
 
 def chain_pass(leaves: list[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module],
-               groups: int) -> Passes:
+               groups: int, shared: bool = False) -> Passes:
     wanted = {id(module) for module in modules}
     outputs: dict[int, Tensor] = {}
     trace: list[tuple[nn.Module, Tensor, Tensor]] = []
+    skip = target.shape[0] - 1 if shared else 0  # a shared first group runs as its last row
     with torch.no_grad():
-        x = start
+        x = start[skip:]
         for leaf in leaves:
             y = _apply(leaf, x)
-            trace.append((leaf, x, y))
+            full = torch.cat([y[:1].expand((skip,) + y.shape[1:]), y]) if skip else y
+            trace.append((leaf, x, full))
             if id(leaf) in wanted:
-                outputs[id(leaf)] = y
+                outputs[id(leaf)] = full
             x = y
         classes = check_logits(x, target, target.shape[0])
         grads = _written_backward(trace, target, groups, wanted)

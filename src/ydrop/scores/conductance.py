@@ -113,7 +113,8 @@ def model_conductance(
     """The computation, model already in eval mode: one (B, N) tensor per module, in
     order, and the model's number of classes."""
     path = path_points(baseline, inputs, steps)
-    outputs, grads, classes = layer_gradients(model, path, target, modules, steps, inputs[:1])
+    shared = baseline.stride(0) == 0  # one start point for every sample
+    outputs, grads, classes = layer_gradients(model, path, target, modules, steps, inputs[:1], shared)
     return _scores(outputs, grads, steps, modules), classes
 
 
@@ -130,7 +131,7 @@ def conductance_above_stem(
         at_zero = at_zero + stem.bias.detach().reshape(shape).to(stem_output.dtype)
     steps = getattr(modules[0], "steps", 5)
     path = path_points(at_zero.expand_as(stem_output), stem_output, steps)
-    outputs, grads, _ = gradients_along(chain, path, target, modules, steps)
+    outputs, grads, _ = gradients_along(chain, path, target, modules, steps, shared=True)
     return _scores(outputs, grads, steps, modules)
 
 
