@@ -106,8 +106,7 @@ def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[
     finally:
         for handle in handles:
             handle.remove()
-    outputs = single_call_outputs(modules, captured)
-    classes = check_logits(logits, target, batch)
+    outputs, classes = single_call_outputs(modules, captured), check_logits(logits, target, batch)
     grads: Sequence[Tensor | None] = [None] * len(outputs)
     if logits.requires_grad:
         chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()
@@ -133,25 +132,28 @@ def _apply(leaf: nn.Module, x: Tensor) -> Tensor:
 def chain_pass(leaves: list[nn.Module], start: Tensor, target: Tensor, modules: list[nn.Module],
                groups: int, shared: bool = False) -> Passes:
     wanted = {id(module) for module in modules}
-    outputs: dict[int, Tensor] = {}
-    trace: list[tuple[nn.Module, Tensor, Tensor]] = []
     skip = target.shape[0] - 1 if shared else 0  # a shared first group runs as its last row
+    trace: list[tuple[nn.Module, Tensor, Tensor]] = []
     with torch.no_grad():
         x = start[skip:]
         for leaf in leaves:
-            y = _apply(leaf, x)
-            full = torch.cat([y[:1].expand((skip,) + y.shape[1:]), y]) if skip else y
-            trace.append((leaf, x, full))
-            if id(leaf) in wanted:
-                outputs[id(leaf)] = full
-            x = y
+            trace.append((leaf, x, x := _apply(leaf, x)))
         classes = check_logits(x, target, target.shape[0])
-        grads = _written_backward(trace, target, groups, wanted)
+        unfolded: dict[int, Tensor] = {}  # the rows of a shared first group, put back once per tensor
+
+        def full(y: Tensor) -> Tensor:
+            if skip and id(y) not in unfolded:
+                unfolded[id(y)] = torch.cat([y[:1].expand((skip,) + y.shape[1:]), y])
+            return unfolded[id(y)] if skip else y
+
+        grads = _written_backward(trace, target, groups, wanted, full)
+        outputs = {id(leaf): full(y) for leaf, _, y in trace if id(leaf) in wanted}
     return [outputs[id(m)] for m in modules], [grads.get(id(m)) for m in modules], classes
 
 
-def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]) -> dict[int, Tensor]:
-    """{id(scored leaf): the target logit's gradient at its output, (groups, B, *)}."""
+def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int], full) -> dict[int, Tensor]:
+    """{id(scored leaf): the target logit's gradient at its output, (groups, B, *)};
+    ``full(output)``: all rows of an output."""
     batch = target.shape[0]
     cotangent: Tensor | None = None  # None: the one-hot at the target class, on the logits
     per_point = False  # False: one (B, *) cotangent shared by every point
@@ -166,9 +168,9 @@ def _written_backward(trace: list, target: Tensor, groups: int, wanted: set[int]
             weight = leaf.weight.to(output.dtype)
             cotangent = weight.index_select(0, target) if cotangent is None else cotangent @ weight
         elif type(leaf) is nn.ReLU:
-            cotangent = _or_one_hot(cotangent, target, output)
-            positive = output[: groups * batch].unflatten(0, (groups, batch)) > 0
-            cotangent, per_point = cotangent * positive, True
+            # ReLU's derivative is sign(output): a float product, not a slower boolean mask.
+            positive = full(output)[: groups * batch].unflatten(0, (groups, batch)).sign()
+            cotangent, per_point = _or_one_hot(cotangent, target, output) * positive, True
         elif type(leaf) is nn.Flatten:
             leading = (groups, batch) if per_point else (batch,)
             cotangent = _or_one_hot(cotangent, target, output).reshape(leading + inputs.shape[1:])

@@ -32,10 +32,8 @@ def resolve_unit_dim(ndim: int, unit_dim: int | None = None) -> int:
 def per_unit(values: Tensor, unit_dim: int | None = None) -> Tensor:
     """(B, *) -> (B, N): sum over every non-batch dimension but the units'."""
     dim = resolve_unit_dim(values.dim(), unit_dim)
-    if values.dim() == 2:
-        return values
     others = [d for d in range(1, values.dim()) if d != dim]
-    return values.sum(dim=others)
+    return values.sum(dim=others) if others else values
 
 
 def normalise_rows(scores: Tensor) -> Tensor:
