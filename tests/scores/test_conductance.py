@@ -257,8 +257,8 @@ class Residual(nn.Module):
 
 @pytest.mark.parametrize("baseline", [None, "per sample"])
 def test_branches_and_residual_blocks_match_captum(baseline):
-    """The lean rows (shared alpha = 0 group, no backward for alpha = 1) hold in
-    any row-wise network, not only a chain."""
+    """Branches and residual additions (no chain: the autograd pass), with a shared
+    and a per-sample baseline."""
     x = torch.randn(5, 3, 8, 8)
     y = torch.tensor([0, 2, 1, 2, 0])
     base = None if baseline is None else 0.1 * torch.randn_like(x)
@@ -307,9 +307,8 @@ class Tokens(nn.Module):
 
 
 def test_shared_baseline_that_varies_along_tokens_matches_captum():
-    """The shortcuts apply only where dim 0 holds the path's rows: here the first
-    Linear reads a view with B T rows per point, whose shared start is T distinct
-    rows, not one (taking one row gave errors of 49 % of the largest score)."""
+    """A baseline shared by the samples but not by the tokens: the first Linear reads
+    a view with B T rows per point, whose shared start is T distinct rows, not one."""
     model = Tokens()
     x = torch.randn(4, 3, 4)
     y = torch.tensor([0, 1, 2, 1])
@@ -329,10 +328,9 @@ def zoo_case(name):
 
 @pytest.mark.parametrize("name", ydrop_models.list_models())
 def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
-    """The shortcuts of the pass on the real architectures (at 1/8 width): pooling
-    with ceil_mode, batch norm, strided convolutions, dropout inside the residual
-    blocks of WRN. Above their dropout slots all but WRN are chains, which take the
-    written backward; WRN's residual blocks go to autograd. In float64: in float32
+    """The real architectures (at 1/8 width): pooling with ceil_mode, batch norm,
+    strided convolutions, dropout inside the residual blocks of WRN (the autograd
+    pass; the others are chains above their dropout slots). In float64: in float32
     Captum itself is up to 1.3e-5 (relative) off the float64 numbers on the S_k
     nets, so agreeing with it to 1e-5 would test rounding (float32 has its own
     test, below)."""
@@ -346,12 +344,9 @@ def test_every_model_of_the_zoo_matches_captum_at_every_dropout_slot(name):
 
 @pytest.mark.parametrize("name", ["fc2", "s2", "s3", "cnn2"])
 def test_in_float32_as_close_to_the_float64_numbers_as_captum(name):
-    """The pass's products run on oneDNN's kernel (``_products``), which rounds
-    differently from torch's default one that Captum uses. Against the float64
-    numbers, the pass in float32 must be about as accurate as Captum in float32:
-    within 3 times Captum's error plus 1e-6, and within 1e-4 (over the zoo's
-    models at 1/8 width the pass's error measured 0.8-2.7 times Captum's; on the
-    S_k nets Captum's own is 2e-6 to 1.2e-4)."""
+    """Against the float64 numbers, the pass in float32 must be about as accurate as
+    Captum in float32 (it orders its sums differently): within 3 times Captum's error
+    plus 1e-6, and within 1e-4 (on the S_k nets Captum's own error is 2e-6 to 1.2e-4)."""
     model, x, y = zoo_case(name)
     layers = model.dropout_modules()
     ours = conductance(model, x, y, layers, steps=5)
