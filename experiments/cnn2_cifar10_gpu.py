@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None, log=print) -> list[dict[str, Any]]:
         mean = sum(accs) / len(accs)
         std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
         ms = sum(r["time_per_100_iterations"] for r in runs) / len(runs) * 10
-        log(f"| {name} | {mean:.2f}{f' ± {std:.2f}' if std is not None else ''} | {PAPER.get(name, '–')} "
+        log(f"| {name} | {mean:.2f}{f' ± {std:.2f}' if std is not None else ''} | {f'{PAPER[name]:.2f}' if name in PAPER else '–'} "
             f"| {ms:.2f} | {len(runs)} |")
     return results
 
