@@ -24,9 +24,17 @@ export_results() {
   done
 }
 
+# (A loop rather than `cp -rn`, whose exit status on skipped files differs between
+# coreutils versions.)
 seed_runs() {
   mkdir -p "$RUNS" "$EXPORT"
-  cp -rn "$EXPORT"/. "$RUNS"/
+  (cd "$EXPORT" && find . -name result.json) | while read -r f; do
+    cell=$(dirname "$f")
+    if [[ ! -e "$RUNS/$cell/result.json" ]]; then
+      mkdir -p "$RUNS/$cell"
+      cp "$EXPORT/$cell/config.json" "$EXPORT/$cell/result.json" "$RUNS/$cell/"
+    fi
+  done
 }
 
 # cells N METHODS [ARGS...]: the cells of METHODS (comma-separated) over seeds 0..N-1.
