@@ -162,6 +162,17 @@ def test_no_host_read_per_step(script, data_dir, tmp_path, monkeypatch):
     assert counts[0] == counts[1], counts
 
 
+def test_drop_rate_reaches_the_layers(script, data_dir, tmp_path):
+    args = script.parse_args(_argv(data_dir, tmp_path, "--p", "0.25"))
+    device = torch.device("cpu")
+    config = script.run_config(args, "excitation-first", 0, device)
+    assert config["method_kwargs"] == {"p": 0.25}
+    assert script.run_config(args, "none", 0, device)["method_kwargs"] == {}
+    model = script.ydrop.models.create("cnn2", dropout=config["method"], dropout_kwargs=config["method_kwargs"],
+                                       **config["model_kwargs"])
+    assert [m.p for m in model.dropout_modules()] == [0.25]
+
+
 def test_bad_arguments_are_named(script, capsys):
     with pytest.raises(SystemExit):
         script.parse_args(["--methods", "excitation-last"])
@@ -169,3 +180,6 @@ def test_bad_arguments_are_named(script, capsys):
     with pytest.raises(SystemExit):
         script.parse_args(["--iterations", "0"])
     assert "--iterations" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--p", "1"])
+    assert "--p" in capsys.readouterr().err
