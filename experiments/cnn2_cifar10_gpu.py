@@ -48,7 +48,6 @@ import math
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
