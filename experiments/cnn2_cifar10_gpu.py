@@ -226,7 +226,8 @@ def train_one(config: dict[str, Any], train: DeviceData, test: DeviceData, devic
                 train_loss = loss_sum / max(count, 1)
                 record = dict(iteration=step, epoch=epoch, lr=lr, train_loss=train_loss,
                               train_acc=100.0 * correct / max(count, 1), test_loss=t_loss / max(t_count, 1),
-                              test_acc=100.0 * t_correct / max(t_count, 1), time=train_time)
+                              test_acc=100.0 * t_correct / max(t_count, 1),
+                              elapsed=train_time)  # training seconds so far (not an epoch's "time")
                 history.append(record)
                 log(f"  {config['name']} seed {seed}: iteration {step}/{iterations}, train loss {train_loss:.4f}, "
                     f"test acc {record['test_acc']:.2f} %, {1000 * train_time / step:.2f} ms/iteration")
@@ -247,7 +248,7 @@ def train_one(config: dict[str, Any], train: DeviceData, test: DeviceData, devic
         config=config, history=history,
         test_acc=final["test_acc"], test_loss=final["test_loss"],  # the last weights, as the paper tests
         best_epoch=len(history) - 1, best_val_loss=math.nan,  # no validation split: these keys are for `ydrop table`
-        epochs=epochs_run, iterations=step, stopped_early=diverged, diverged=diverged,
+        test_size=len(test), epochs=epochs_run, iterations=step, stopped_early=diverged, diverged=diverged,
         time_per_epoch=train_time / epochs_run if epochs_run else math.nan,  # training only, per 50K images
         time_per_100_iterations=100 * train_time / step if step else math.nan,  # Excitation Table 6's unit
         total_time=train_time, eval_time=eval_time,
