@@ -247,7 +247,7 @@ def train_one(config: dict[str, Any], train: DeviceData, test: DeviceData, devic
     return dict(
         config=config, history=history,
         test_acc=final["test_acc"], test_loss=final["test_loss"],  # the last weights, as the paper tests
-        best_epoch=len(history) - 1, best_val_loss=math.nan,  # no validation split: these keys are for `ydrop table`
+        best_epoch=len(history) - 1, best_val_loss=None,  # no validation split (keys of the project's results)
         test_size=len(test), epochs=epochs_run, iterations=step, stopped_early=diverged, diverged=diverged,
         time_per_epoch=train_time / epochs_run if epochs_run else math.nan,  # training only, per 50K images
         time_per_100_iterations=100 * train_time / step if step else math.nan,  # Excitation Table 6's unit

@@ -70,6 +70,8 @@ def test_four_methods_write_results_like_the_project_and_are_skipped_after(scrip
     assert len(folders) == 4
     for result in results:
         folder = store.run_dir(result["config"])
+        text = (folder / "result.json").read_text()
+        assert "NaN" not in text and "Infinity" not in text  # strict JSON
         stored = store.read_json(folder / "result.json")
         assert stored["config"] == store.read_json(folder / "config.json")
         assert not list(folder.glob(".tmp-*"))  # atomic writes left no temp file
