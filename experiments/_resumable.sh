@@ -1,0 +1,88 @@
+# Shared by the grid scripts of issue 20 (sourced, not run): a grid that resumes across
+# sessions from git. Before sourcing, set GRID (the folder name under docs/results/),
+# RUNS (the runs folder, outside git), YDROP (the ydrop command), SEEDS, and the array
+# `common` (the `ydrop compare` arguments shared by every call: dataset, model, data dir,
+# --out "$RUNS"). Run the scripts from the repository root.
+#
+# - Cells finished earlier (in another session or on another machine) are committed under
+#   docs/results/$GRID/ (config.json + result.json, no checkpoints); `seed_runs` copies
+#   them into $RUNS, where `ydrop compare` finds their result.json and skips them.
+# - An interrupted cell resumes from its last checkpoint in $RUNS.
+# - `export_results` copies every finished cell (one with a result.json) back into
+#   docs/results/$GRID/, after each call.
+# - SHARD=i/n splits the cells over n processes sharing $RUNS (lock files make sure no
+#   cell is trained twice at once).
+
+EXPORT="docs/results/$GRID"
+if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
+
+export_results() {
+  (cd "$RUNS" && find . -name result.json) | while read -r f; do
+    cell=$(dirname "$f")
+    mkdir -p "$EXPORT/$cell"
+    cp "$RUNS/$cell/result.json" "$RUNS/$cell/config.json" "$EXPORT/$cell/"
+  done
+}
+
+# (A loop rather than `cp -rn`, whose exit status on skipped files differs between
+# coreutils versions.)
+seed_runs() {
+  mkdir -p "$RUNS" "$EXPORT"
+  (cd "$EXPORT" && find . -name result.json) | while read -r f; do
+    cell=$(dirname "$f")
+    if [[ ! -e "$RUNS/$cell/result.json" ]]; then
+      mkdir -p "$RUNS/$cell"
+      cp "$EXPORT/$cell/config.json" "$EXPORT/$cell/result.json" "$RUNS/$cell/"
+    fi
+  done
+}
+
+# cells N METHODS [ARGS...]: the cells of METHODS (comma-separated) over seeds 0..N-1.
+# With SHARD: one `ydrop compare` call (a fixed, balanced round-robin split of its
+# cells). Without: one call per method, so each finished cell is exported as soon as it
+# is done; a `--set M.key=value` for a method M of METHODS goes only to M's call.
+cells() {
+  local n=$1 methods=$2 m i
+  shift 2
+  if [[ -n "${SHARD:-}" ]]; then
+    $YDROP compare "${common[@]}" --seeds "$n" --methods "$methods" "$@"
+    export_results
+    return
+  fi
+  local -a all args
+  IFS=, read -ra all <<< "$methods"
+  for m in "${all[@]}"; do
+    args=()
+    for ((i = 1; i <= $#; i++)); do
+      local a=${!i}
+      if [[ $a == --set && $i -lt $# ]]; then
+        local j=$((i + 1)) v scope
+        v=${!j}
+        scope=${v%%.*}
+        i=$j
+        if [[ $v == *.* && ",$methods," == *",$scope,"* && $scope != "$m" ]]; then continue; fi
+        args+=(--set "$v")
+      else
+        args+=("$a")
+      fi
+    done
+    $YDROP compare "${common[@]}" --seeds "$n" --methods "$m" "${args[@]}"
+    export_results
+  done
+}
+
+# seed_major ROW...: each ROW names a function `ROW N` that runs its cells with
+# `cells N ...`. Without SHARD: every row with N = 1, then N = 2, ..., N = SEEDS (each
+# call skips the cells already done), so seed 0 of every method comes first and a
+# paired comparison per seed is there as early as possible. With SHARD: each row once
+# with N = SEEDS.
+seed_major() {
+  local n row
+  if [[ -n "${SHARD:-}" ]]; then
+    for row in "$@"; do "$row" "$SEEDS"; done
+  else
+    for ((n = 1; n <= SEEDS; n++)); do
+      for row in "$@"; do "$row" "$n"; done
+    done
+  fi
+}
