@@ -70,6 +70,27 @@ def dataset_info(name: str) -> DatasetInfo:
     return specs.INFOS[name]
 
 
+def _check_options(name: str, download: object, image_size: object, grayscale: object, mirror: object) -> None:
+    """``load_dataset``'s checks of its options, each error naming the argument."""
+    _check_name(name)
+    if not isinstance(download, bool):
+        raise ValueError(f"download must be True or False, got {download!r}")
+    if name != "image-folder" and (image_size is not None or grayscale):
+        raise ValueError(
+            f"image_size and grayscale apply only to name='image-folder'; got image_size={image_size!r}, "
+            f"grayscale={grayscale!r} for name={name!r}"
+        )
+    if mirror is not None and (not isinstance(mirror, str) or not mirror):
+        raise ValueError(f"mirror must be a base URL string such as 'http://host/path', got {mirror!r}")
+
+
+def _image_folder_split(root: Path, split: object, image_size, grayscale: bool) -> ImageDataset:
+    if not isinstance(split, str):
+        raise ValueError(f"split must be a folder name such as 'train' or 'test', got {split!r}")
+    size = _DEFAULT_FOLDER_SIZE if image_size is None else image_size
+    return load_image_folder(root, split, image_size=size, grayscale=grayscale)
+
+
 def load_dataset(
     name: str,
     root: str | Path | None = None,
@@ -108,14 +129,7 @@ def load_dataset(
         DatasetFormatError: a file is damaged or not in the expected format.
         ValueError: an argument is not allowed (the message lists what is).
     """
-    _check_name(name)
-    if not isinstance(download, bool):
-        raise ValueError(f"download must be True or False, got {download!r}")
-    if name != "image-folder" and (image_size is not None or grayscale):
-        raise ValueError(
-            f"image_size and grayscale apply only to name='image-folder'; got image_size={image_size!r}, "
-            f"grayscale={grayscale!r} for name={name!r}"
-        )
+    _check_options(name, download, image_size, grayscale, mirror)
     if name == "digits":
         return load_digits_split(_check_split(name, split, _DIGITS_SPLITS))
     if root is None:
@@ -123,15 +137,10 @@ def load_dataset(
         raise ValueError(f"root is required for name={name!r}: give {what}; got root=None")
     root = Path(root).expanduser()
     if name == "image-folder":
-        if not isinstance(split, str):
-            raise ValueError(f"split must be a folder name such as 'train' or 'test', got {split!r}")
-        size = _DEFAULT_FOLDER_SIZE if image_size is None else image_size
-        return load_image_folder(root, split, image_size=size, grayscale=grayscale)
+        return _image_folder_split(root, split, image_size, grayscale)
 
     spec = specs.SPECS[name]
     _check_split(name, split, tuple(spec.splits))
-    if mirror is not None and (not isinstance(mirror, str) or not mirror):
-        raise ValueError(f"mirror must be a base URL string such as 'http://host/path', got {mirror!r}")
     bases = (mirror,) if mirror is not None else specs.MIRRORS[name]
     folder = root / spec.folder
     info = specs.INFOS[name]
