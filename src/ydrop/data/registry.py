@@ -269,6 +269,10 @@ class _Fetcher:
                 failures += self._get(remote)
             if not failures:
                 return [self._local(r, spec.accept_uncompressed) for r in remotes]  # type: ignore[misc]
+        raise self._not_found(self._expected_files(spec, remotes, paths), failures)
+
+    def _expected_files(self, spec: DirectSpec, remotes: list, paths: list) -> list[str]:
+        """The error's lines: every file the split needs, found or missing, and where to get it."""
         expected = []
         for remote, path in zip(remotes, paths):
             alt = f" (or {remote.filename[:-3]}, uncompressed)" if spec.accept_uncompressed and remote.filename.endswith(".gz") else ""
@@ -276,7 +280,7 @@ class _Fetcher:
             expected.append(f"  {self.folder / remote.filename}{alt}  [{state}]")
             if path is None:
                 expected.append(self._describe(remote))
-        raise self._not_found(expected, failures)
+        return expected
 
     # -- datasets published as one archive ----------------------------------------------
     def archive(self, spec: ArchiveSpec) -> list[tuple[str, bytes]]:
@@ -285,14 +289,7 @@ class _Fetcher:
         extracted = [self.folder / m for m in members]
         if all(p.is_file() for p in extracted):
             return [(str(p), p.read_bytes()) for p in extracted]
-        archive = self.folder / spec.archive.filename
-        if not archive.is_file():
-            failures = self._get(spec.archive) if self.download else []
-            if not self.download or failures:
-                expected = ["  either the extracted files:"]
-                expected += [f"    {p}  [{'found' if p.is_file() else 'missing'}]" for p in extracted]
-                expected += [f"  or the archive {archive}  [missing]", self._describe(spec.archive)]
-                raise self._not_found(expected, failures)
+        archive = self._archive_file(spec, extracted)
         if self.download and _writable(self.folder):
             try:
                 paths = extract_tar_members(archive, members, self.folder)
@@ -301,3 +298,15 @@ class _Fetcher:
                 pass  # the folder is not writable: read the members in memory below
         contents = read_tar_members(archive, members)
         return [(f"{archive}[{m}]", contents[m]) for m in members]
+
+    def _archive_file(self, spec: ArchiveSpec, extracted: list[Path]) -> Path:
+        """The archive on disk, downloaded when allowed; else the not-found error."""
+        archive = self.folder / spec.archive.filename
+        if not archive.is_file():
+            failures = self._get(spec.archive) if self.download else []
+            if not self.download or failures:
+                expected = ["  either the extracted files:"]
+                expected += [f"    {p}  [{'found' if p.is_file() else 'missing'}]" for p in extracted]
+                expected += [f"  or the archive {archive}  [missing]", self._describe(spec.archive)]
+                raise self._not_found(expected, failures)
+        return archive
