@@ -22,7 +22,5 @@ register_score("excitation", excitation_backprop, along=excitation_along)
 register_score("activation", lambda model, inputs, target, layers: activation(model, inputs, layers),
                from_input=activation_score)
 
-__all__ = [
-    "conductance", "excitation_backprop", "register_excitation_rule", "activation", "activation_score",
-    "gradxact", "register_score", "registered_scores", "score_kind", "eval_mode",
-]
+__all__ = ["conductance", "excitation_backprop", "register_excitation_rule", "activation", "activation_score",
+           "gradxact", "register_score", "registered_scores", "score_kind", "eval_mode"]

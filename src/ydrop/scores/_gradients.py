@@ -35,7 +35,9 @@ def layer_gradients(model: nn.Module, rows: Tensor, target: Tensor, modules: lis
     eval mode), by the chain pass where its plan (read with ``probe``) allows, else autograd."""
     lowest = lowest_anchor(model, modules, probe)
     if lowest is not None and chain_leaves(lowest.chain, _written) is not None:
-        start = _output_of(model, lowest.module, rows)
+        skip = target.shape[0] - 1 if shared else 0  # a shared first group's point runs once
+        start = _output_of(model, lowest.module, rows[skip:])
+        start = torch.cat([start[:1].expand((skip,) + start.shape[1:]), start]) if skip else start
         return gradients_along(lowest.chain, start, target, modules, groups, lowest.module, shared)
     return autograd_pass(model, rows, target, modules, groups)
 
