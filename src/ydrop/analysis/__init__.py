@@ -1,5 +1,6 @@
 """Analysis of trained layers: conductance spread, utilisation, conservative units,
-robustness to removing units (Y-Drop sec. 6.2-6.3, Excitation Dropout sec. 4.3-4.4).
+robustness to removing units (Y-Drop sec. 6.2-6.3, Excitation Dropout sec. 4.3-4.4),
+and how much a layer's rescale shrinks its active units in training (``rescale``).
 
 Finished training runs are rebuilt and analysed by :mod:`ydrop.analysis.runs`, and
 reported (tables, figures) by :mod:`ydrop.analysis.report` (``ydrop analyze``). Plots
@@ -22,6 +23,7 @@ from .metrics import (
     utilisation_from_scores,
 )
 from .report import Report, analyze, summarize_analyses, write_report
+from .rescale import ScaleResult, train_test_scale
 from .robustness import (
     DEFAULT_FRACTIONS,
     DEFAULT_THRESHOLDS,
@@ -62,6 +64,8 @@ __all__ = [
     "ConservativeUnits",
     "conservative_units",
     "feeding_layer",
+    "ScaleResult",
+    "train_test_scale",
     "RobustnessCurve",
     "remove_units",
     "evaluate",
