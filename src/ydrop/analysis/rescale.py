@@ -84,22 +84,32 @@ def train_test_scale(model: nn.Module, data: Iterable, repeats: int = 1) -> dict
     layers = {name: m for name, m in twin.named_modules() if isinstance(m, (GuidedDropout, Dropout))}
     if not layers:
         raise ValueError(f"model ({type(model).__name__}) holds no guided dropout layer or ydrop Dropout to measure")
-    guided = any(isinstance(m, GuidedDropout) for m in layers.values())
-    guide = Guide(twin, reuse_forward=False) if guided else None
-    if guide is not None:  # past every warm-up: the layers' own policies run
-        guide.set_epoch(max(m.warmup_epochs for m in guide.layers.values()))
     tallies = {name: _Tally() for name in layers}
     handles = [m.register_forward_hook(tallies[name]) for name, m in layers.items()]
     try:
         for layer in layers.values():
             layer.train()
-        for x, y in data:
-            for _ in range(repeats):
-                if guide is not None:
-                    guide.step(x, y)
-                with torch.no_grad():
-                    twin(x)
+        _training_forwards(twin, _guide_past_warmup(twin), data, repeats)
     finally:
         for handle in handles:
             handle.remove()
     return {name: tally.result() for name, tally in tallies.items()}
+
+
+def _guide_past_warmup(model: nn.Module) -> Guide | None:
+    """A Guide for the guided layers of ``model`` (None without any), at an epoch past
+    every layer's warm-up, so that the layers' own policies run."""
+    if not any(isinstance(m, GuidedDropout) for m in model.modules()):
+        return None
+    guide = Guide(model, reuse_forward=False)
+    guide.set_epoch(max(m.warmup_epochs for m in guide.layers.values()))
+    return guide
+
+
+def _training_forwards(model: nn.Module, guide: Guide | None, data: Iterable, repeats: int) -> None:
+    for x, y in data:
+        for _ in range(repeats):
+            if guide is not None:
+                guide.step(x, y)
+            with torch.no_grad():
+                model(x)
