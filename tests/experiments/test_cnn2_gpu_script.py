@@ -3,31 +3,23 @@ fake CIFAR-10 in the official pickle format, with a few iterations."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import pickle
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from experiment_scripts import imported_script
 from ydrop.train import store
 from ydrop.train.table import collect_results, summarize
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "cnn2_cifar10_gpu.py"
 PER_BATCH = 8  # images per training batch file: 40 training images, 20 test images
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("cnn2_cifar10_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from imported_script("cnn2_cifar10_gpu")
 
 
 def _batch_bytes(rng, n):

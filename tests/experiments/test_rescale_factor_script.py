@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
+from experiment_scripts import imported_script
 from ydrop.cli import main as ydrop_main
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "rescale_factor.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("rescale_factor", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from imported_script("rescale_factor")
 
 
 def test_one_row_per_dropout_layer_of_every_run_with_weights(script, tmp_path, capsys, monkeypatch):
