@@ -206,16 +206,8 @@ def test_a_negative_unit_dim_counts_from_the_end():
 
 
 # ------------------------------------------------------------ unit_dim checks
-@pytest.mark.parametrize("layer_class", BASELINES)
-def test_unit_dim_is_stored_shown_and_checked(layer_class):
-    assert layer_class().unit_dim is None and "unit_dim" not in repr(layer_class())
-    layer = layer_class(unit_dim=2)
-    assert layer.unit_dim == 2 and "unit_dim=2" in repr(layer)
-    for bad in (0, 1.0, True, "1"):
-        with pytest.raises(ValueError, match=rf"unit_dim must be None .* non-zero integer .*got {bad!r}"):
-            layer_class(unit_dim=bad)
-
-
+# Stored, shown in repr and checked like the guided layers': test_units.py
+# (test_unit_dim_is_stored_shown_and_checked) covers every layer.
 @pytest.mark.parametrize("layer_class", BASELINES)
 def test_a_unit_dim_the_input_lacks_is_refused_naming_it(layer_class):
     layer = layer_class(unit_dim=3).train()
