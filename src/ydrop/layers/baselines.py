@@ -23,10 +23,10 @@ value per sample and channel, shared by all its positions); a (B, T, D) sequence
 D feature units with one draw per element at its unit's rate, as ``nn.Dropout``
 does inside a transformer, so the sequence length T may change from batch to
 batch. An explicit ``unit_dim`` covers the rest (a Conv1d map (B, C, L):
-``unit_dim=1``). Masks and noise are drawn under ``no_grad``. In eval mode every layer is the identity, except
-:class:`StandoutDropout`, whose eval output is the expectation x * keep(x) (the
-original method's test-time rule), and :class:`InformationDropout` with
-``eval_output="mean"``.
+``unit_dim=1``). Masks and noise are drawn under ``no_grad``. In eval mode every
+layer is the identity, except :class:`StandoutDropout`, whose eval output is the
+expectation x * keep(x) (the original method's test-time rule), and
+:class:`InformationDropout` with ``eval_output="mean"``.
 """
 
 from __future__ import annotations
@@ -152,11 +152,11 @@ class CurriculumDropout(nn.Module):
 
     def __init__(self, keep_bar: float = 0.5, gamma: float = 5e-4, unit_dim: int | None = None) -> None:
         super().__init__()
-        self.unit_dim = check_unit_dim(unit_dim)
         if isinstance(keep_bar, bool) or not isinstance(keep_bar, (int, float)) or not 0 < keep_bar <= 1:
             raise ValueError(f"keep_bar must be a number in (0, 1] (the final retain probability), got {keep_bar!r}")
         self.keep_bar = float(keep_bar)
         self.gamma = check_non_negative("gamma", gamma)
+        self.unit_dim = check_unit_dim(unit_dim)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     @property
