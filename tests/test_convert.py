@@ -141,6 +141,53 @@ def test_include_converts_only_the_matching_modules_of_a_transformer():
     assert isinstance(model.encoder.layers[0].dropout2, nn.Dropout)
 
 
+# The baselines on a transformer: units = the D features as well, so the comparison
+# with the guided layers is fair (no whole tokens dropped) and any sequence length runs.
+BASELINE_METHODS = [
+    ("dropout", ydrop.Dropout),
+    ("curriculum", ydrop.CurriculumDropout),
+    ("standout", ydrop.StandoutDropout),
+    ("information", ydrop.InformationDropout),
+]
+
+
+@pytest.mark.parametrize("method, layer_class", BASELINE_METHODS, ids=[m[0] for m in BASELINE_METHODS])
+def test_a_transformer_encoder_converted_to_a_baseline_trains_on_two_sequence_lengths(method, layer_class):
+    torch.manual_seed(0)
+    model = ydrop.convert(SequenceClassifier(), method)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, layer_class)}
+    assert sorted(layers) == sorted(f"encoder.layers.{i}.{name}" for i in range(2)
+                                    for name in ("dropout", "dropout1", "dropout2"))
+    assert all(layer.unit_dim is None for layer in layers.values())
+    model.train()
+    model(torch.randn(2, 3, D_MODEL))  # InformationDropout builds its alpha layers before the optimizer
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for tokens in (5, 9, 5, 9):
+        x, y = torch.randn(8, tokens, D_MODEL), torch.randint(0, CLASSES, (8,))
+        loss = F.cross_entropy(model(x), y) + 1e-3 * ydrop.information_kl(model)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert math.isfinite(loss.item())
+    if method == "information":  # alpha_layer over the features, trained
+        for name, layer in layers.items():
+            assert layer.num_units == (FEEDFORWARD if name.endswith(".dropout") else D_MODEL), name
+            assert layer.alpha_layer.weight.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("method", [m[0] for m in BASELINE_METHODS])
+def test_a_channel_dropout_converted_to_a_baseline_drops_whole_channels(method):
+    torch.manual_seed(2)
+    model = ydrop.convert(nn.Sequential(nn.Dropout1d(0.4), nn.Dropout(0.4)), method)
+    assert model[0].unit_dim == 1 and model[1].unit_dim is None
+    if method == "curriculum":
+        model[0].set_iteration(10**6)  # past the start, where it keeps everything
+    x = torch.rand(500, 6, 10) + 0.5  # (B, C, L)
+    ratio = model[0].train()(x) / x
+    torch.testing.assert_close(ratio, ratio[:, :, :1].expand_as(ratio))
+    assert ratio[:, :, 0].unique().numel() > 1
+
+
 # --------------------------------------------------------------- ResNet-style
 RESNET_CASES = [
     ("ydrop", {"warmup_epochs": 0}, None, 3),                # conductance through the residual adds

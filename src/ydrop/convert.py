@@ -11,9 +11,11 @@ al., *Excitation Dropout*)::
     ydrop.convert(model, "ydrop")          # every dropout is now a YDrop layer
     guide = ydrop.Guide(model)
 
-Shapes: a guided layer keeps its input's shape; its units follow ``unit_dim``
-(``layers/base.py``): the D features of a transformer's (B, T, D) activations, the
-C channels of a (B, C, H, W) conv map, the N features of a (B, N) head.
+Shapes: the new layer keeps its input's shape; its units follow ``unit_dim``
+(``layers/base.py``), for the guided layers and the baselines ("dropout",
+"curriculum", "standout", "information") alike: the D features of a transformer's
+(B, T, D) activations, the C channels of a (B, C, H, W) conv map, the N features of
+a (B, N) head.
 """
 
 from __future__ import annotations

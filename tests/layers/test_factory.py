@@ -55,7 +55,7 @@ def test_unknown_name_lists_allowed_names():
 def test_unknown_keyword_is_named_with_accepted_ones():
     with pytest.raises(TypeError, match=r"'curriculum' got unknown keyword argument 'p'; it accepts: keep_bar, gamma"):
         create_dropout("curriculum", p=0.5)
-    with pytest.raises(TypeError, match=r"'rate', 'q'.*accepts: p$"):
+    with pytest.raises(TypeError, match=r"'rate', 'q'.*accepts: p, unit_dim$"):
         create_dropout("dropout", rate=0.5, q=1)
     with pytest.raises(TypeError, match="'none' got unknown keyword argument 'p'; it accepts: no keyword arguments"):
         create_dropout("none", p=0.5)
@@ -98,7 +98,7 @@ def test_instances_and_non_modules_are_refused():
 
 
 def test_accepted_keywords():
-    assert accepted_keywords(Dropout) == ("p",)
+    assert accepted_keywords(Dropout) == ("p", "unit_dim")
     assert accepted_keywords(DROPOUT_METHODS["none"]) == ()
     assert "num_units" in accepted_keywords(YDrop)
     assert accepted_keywords(lambda **kw: None) is None

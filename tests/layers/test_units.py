@@ -14,7 +14,16 @@ import pytest
 import torch
 
 import ydrop.scores.registry as registry
-from ydrop import ActivationDropout, ExcitationDropout, YDrop, register_score
+from ydrop import (
+    ActivationDropout,
+    CurriculumDropout,
+    Dropout,
+    ExcitationDropout,
+    InformationDropout,
+    StandoutDropout,
+    YDrop,
+    register_score,
+)
 from ydrop.layers.functional import retain_probability
 
 SAMPLES, TOKENS, FEATURES = 2500, 8, 32  # 20000 rows of 32 units
@@ -179,7 +188,8 @@ def test_a_negative_unit_dim_counts_from_the_end():
 
 
 # ------------------------------------------------------------ unit_dim checks
-@pytest.mark.parametrize("layer_class", [YDrop, ExcitationDropout, ActivationDropout])
+@pytest.mark.parametrize("layer_class", [YDrop, ExcitationDropout, ActivationDropout, Dropout, CurriculumDropout,
+                                         StandoutDropout, InformationDropout])
 def test_unit_dim_is_stored_shown_and_checked(layer_class):
     assert layer_class().unit_dim is None and "unit_dim" not in repr(layer_class())
     layer = layer_class(unit_dim=2)

@@ -1,4 +1,5 @@
-"""Dropout layers: the guided policies (Y-Drop, Excitation, Activation)."""
+"""Dropout layers: the guided policies (Y-Drop, Excitation, Activation) and the
+baselines, all with units along ``unit_dim`` (``base.py``)."""
 
 from .base import GuidedDropout, ScoreRequest
 from .baselines import CurriculumDropout, Dropout, InformationDropout, StandoutDropout, information_kl

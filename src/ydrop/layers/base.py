@@ -21,6 +21,8 @@ draws one value per (sample, unit) that is shared by every position *after* the
 unit dim (whole channels of a conv map: mask (B, C, 1, 1)) and one value per
 element over the dims *before* it (a (B, T, D) sequence: mask (B, T, D), each
 element at its unit's rate, as ``nn.Dropout`` does inside a transformer).
+The baselines (``layers/baselines.py``) take the same ``unit_dim`` and follow the
+same rule.
 
 In eval mode every guided layer is the identity, like ``nn.Dropout``. The training
 forward reads state set from outside (the Guide's scores, the epoch, counters), so
@@ -45,12 +47,13 @@ __all__ = [
     "ScoreRequest",
     "GuidedDropout",
     "check_unit_dim",
-    "unit_view",
-    "broadcast_units",
     "input_unit_dim",
     "unit_keep_shape",
     "rows_to_keep_shape",
     "spread_mask",
+    "mean_after_units",
+    "unit_dim_repr",
+    "unit_count_error",
     "plain_dropout",
 ]
 
@@ -84,26 +87,7 @@ def check_unit_dim(unit_dim: object) -> int | None:
     return unit_dim
 
 
-# ------------------------------------------------------------------ baselines
-def unit_view(x: Tensor) -> tuple[int, int]:
-    """(batch, units) of a (B, N) input or a (B, C, ...) feature map (units = dim 1).
-
-    The baselines' convention (they take no ``unit_dim``)."""
-    if x.dim() < 2:
-        raise ValueError(
-            f"input must have shape (B, N) or (B, C, H, W), got a tensor of shape {tuple(x.shape)}"
-        )
-    return x.shape[0], x.shape[1]
-
-
-def broadcast_units(values: Tensor, x: Tensor) -> Tensor:
-    """Reshape a (B or 1, N) per-unit tensor so it broadcasts over ``x`` (B, N, *spatial)."""
-    if x.dim() == 2:
-        return values  # already (B or 1, N): no view op on every step
-    return values.reshape(values.shape + (1,) * (x.dim() - 2))
-
-
-# ------------------------------------------------------------ guided masks
+# ------------------------------------------------------------------ masks
 def unit_keep_shape(x: Tensor, dim: int) -> torch.Size:
     """The shape masks are drawn in, ``x.shape[:dim + 1]``: units last, one draw per
     element before them (a sequence's tokens), none after (a channel's positions)."""
@@ -122,6 +106,30 @@ def spread_mask(mask: Tensor, x: Tensor, dim: int) -> Tensor:
     position after the unit dim (a whole channel) with one value."""
     trailing = x.dim() - dim - 1
     return mask.reshape(mask.shape + (1,) * trailing) if trailing else mask
+
+
+def mean_after_units(x: Tensor, dim: int) -> Tensor:
+    """``x`` averaged over every position after the unit dim, shape
+    :func:`unit_keep_shape` (the inverse of :func:`spread_mask`): a channel's mean
+    over its positions for a conv map, ``x`` itself for (B, N) and (B, T, D)."""
+    return x.flatten(dim + 1).mean(dim=dim + 1) if x.dim() > dim + 1 else x
+
+
+def unit_dim_repr(unit_dim: int | None) -> str:
+    """The ``extra_repr`` suffix of a layer's ``unit_dim``: nothing for the default."""
+    return "" if unit_dim is None else f", unit_dim={unit_dim}"
+
+
+def unit_count_error(layer: nn.Module, built: int, x: Tensor, dim: int, unit_dim: int | None) -> ValueError:
+    """The error of a layer built for ``built`` units that gets an input with another
+    number along its unit dimension ``dim``."""
+    name = type(layer).__name__
+    return ValueError(
+        f"{name} was built for {built} units but its input has {x.shape[dim]} along its unit dimension {dim} "
+        f"(input shape {tuple(x.shape)}, unit_dim={unit_dim!r}); pass unit_dim= to name the dimension that "
+        "holds the units (the default is the features of (B, N) and (B, T, D), the channels of conv maps), "
+        f"and use one {name} module per place"
+    )
 
 
 def input_unit_dim(x: Tensor, unit_dim: int | None = None) -> int:
@@ -278,4 +286,4 @@ class GuidedDropout(nn.Module):
         raise NotImplementedError
 
     def _unit_dim_repr(self) -> str:
-        return "" if self.unit_dim is None else f", unit_dim={self.unit_dim}"
+        return unit_dim_repr(self.unit_dim)

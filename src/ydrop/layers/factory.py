@@ -97,7 +97,8 @@ def create_dropout(name: Any, **kwargs: Any) -> nn.Module:
             means "none"; or an
             ``nn.Module`` subclass or any callable returning an ``nn.Module``, called
             with ``kwargs`` as is.
-        **kwargs: the method's constructor arguments (e.g. ``p=0.3``). An argument
+        **kwargs: the method's constructor arguments (e.g. ``p=0.3``); every
+            method but "none" takes ``unit_dim`` (``layers/base.py``). An argument
             the method does not take raises a ``TypeError`` naming it and listing
             the ones it takes.
     """

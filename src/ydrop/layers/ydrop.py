@@ -29,7 +29,7 @@ from torch import Tensor
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
 from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
-from .base import GuidedDropout, ScoreRequest, spread_mask, unit_keep_shape
+from .base import GuidedDropout, ScoreRequest, spread_mask, unit_count_error, unit_keep_shape
 
 __all__ = ["YDrop"]
 
@@ -182,12 +182,7 @@ class YDrop(GuidedDropout):
         if self.drop_rate.numel() == 0:
             self.drop_rate = torch.full((units,), self.p0, device=x.device)
         elif self.drop_rate.numel() != units:
-            raise ValueError(
-                f"YDrop was built for {self.drop_rate.numel()} units but its input has {units} along its "
-                f"unit dimension {dim} (input shape {tuple(x.shape)}, unit_dim={self.unit_dim!r}); pass "
-                "unit_dim= to name the dimension that holds the units (the default is the features of "
-                "(B, N) and (B, T, D), the channels of conv maps), and use one YDrop module per place"
-            )
+            raise unit_count_error(self, self.drop_rate.numel(), x, dim, self.unit_dim)
 
     def _bucket_rates(self, strong: Tensor) -> Tensor:
         """g_B (N,): this step's draws of the bucket rates (Eq. 8) on the ``strong`` units (N,)."""
