@@ -9,6 +9,7 @@ loss. Then the argument handling of ``convert`` itself.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -151,6 +152,7 @@ BASELINE_METHODS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:.*eval fast path")  # standout's eval (tested below)
 @pytest.mark.parametrize("method, layer_class", BASELINE_METHODS, ids=[m[0] for m in BASELINE_METHODS])
 def test_a_transformer_encoder_converted_to_a_baseline_trains_on_two_sequence_lengths(method, layer_class):
     torch.manual_seed(0)
@@ -303,3 +305,27 @@ def test_a_rate_the_method_refuses_names_the_module():
     with pytest.raises(ValueError, match=r"converting '1' \(Dropout\(p=1.0.*\)\): p must be a number in \[0, 1\)"):
         ydrop.convert(model, "excitation")
     assert isinstance(model[0], nn.Dropout)  # nothing swapped
+
+
+def test_a_layer_whose_eval_is_not_the_identity_inside_a_transformer_layer_warns_of_the_fast_path():
+    # nn.TransformerEncoderLayer's eval fast path (no autograd) skips its dropout modules.
+    with pytest.warns(UserWarning, match=r"encoder\.layers\.0\.dropout1.*set_fastpath_enabled\(False\)"):
+        model = ydrop.convert(SequenceClassifier(), "standout")
+    x = torch.randn(4, 5, D_MODEL)
+    model.eval()
+    with torch.no_grad():
+        skipped = model(x)
+    assert not torch.allclose(skipped, model(x).detach())  # with autograd on, the slow path applies them
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            assert torch.allclose(model(x), model(x.clone().requires_grad_()).detach())  # the advice works
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+
+
+@pytest.mark.parametrize("method", ["dropout", "ydrop", "curriculum", "information"])
+def test_layers_that_are_the_identity_in_eval_convert_a_transformer_without_a_warning(method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ydrop.convert(SequenceClassifier(), method)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -98,12 +99,29 @@ def convert(model: nn.Module, method: Any, *, include: Include = None, **kwargs:
     device = _device_of(model)
     # Build every replacement before swapping any: a bad keyword leaves the model as it was.
     replacements = [(name, _replacement(name, old, method, factory, kwargs, device)) for name, old in selected]
+    _warn_if_skipped_in_eval(model, replacements)
     for name, new in replacements:
         if not name:
             return new
         parent_name, _, child_name = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child_name, new)
     return model
+
+
+def _warn_if_skipped_in_eval(model: nn.Module, replacements: list[tuple[str, nn.Module]]) -> None:
+    """Warn when a layer whose eval forward is not the identity (Standout's x * keep,
+    Information Dropout's mean) goes inside an ``nn.TransformerEncoderLayer``: that
+    layer's eval fast path (no autograd) skips its dropout modules altogether."""
+    from .scores.plan import identity_in_eval
+
+    fast = [name for name, module in model.named_modules() if isinstance(module, nn.TransformerEncoderLayer)]
+    skipped = [name for name, new in replacements
+               if not (identity_in_eval(new) or getattr(new, "eval_output", None) == "identity")
+               and any(name.startswith(f"{layer}.") for layer in fast)]
+    if skipped and torch.backends.mha.get_fastpath_enabled():
+        warnings.warn(f"{', '.join(skipped)} sit inside nn.TransformerEncoderLayer, whose eval fast path (under "
+                      "torch.no_grad) skips dropout modules, so their eval-mode output is not applied there; call "
+                      "torch.backends.mha.set_fastpath_enabled(False) to evaluate with them", UserWarning, stacklevel=3)
 
 
 def _include_filter(include: Include) -> Callable[[str, nn.Module], bool] | None:
