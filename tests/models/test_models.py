@@ -310,3 +310,21 @@ def test_wide_resnet_blocks_and_dropout_slots():
     assert model.block2[0].shortcut is not None and model.block2[1].shortcut is None
     assert model.block2[0].conv1.stride == (2, 2) and model.block2[1].conv1.stride == (1, 1)
     assert model(torch.rand(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_state_dict_file_finds_the_state_dict(tmp_path):
+    model = create("fc1", in_shape=(1, 2, 2), hidden=(3,))
+    state = model.state_dict()
+    for wrapper in ({"model_state_dict": state, "epoch": 1}, {"model": state}):
+        torch.save(wrapper, tmp_path / "c.pt")
+        assert not load_state_dict_file(model, tmp_path / "c.pt").missing_keys
+    # "model" naming the model holds no state dict, and the rest is not one either.
+    torch.save({"model": "fc1", **state}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"'state_dict', 'model_state_dict' or 'model'$"):
+        load_state_dict_file(model, tmp_path / "c.pt")
+    # Only a prefix on every key is DataParallel's: otherwise the keys are left alone.
+    torch.save({"module.extra": torch.zeros(1), **state}, tmp_path / "p.pt")
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\) in state_dict: \"module.extra\""):
+        load_state_dict_file(model, tmp_path / "p.pt")
+    with pytest.raises(TypeError, match="path must be a file path \\(str or os.PathLike\\), got int"):
+        load_state_dict_file(model, 3)
