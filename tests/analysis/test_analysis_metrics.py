@@ -218,3 +218,17 @@ def test_feeding_layer_is_the_linear_whose_rows_are_the_units():
     assert all(not m._forward_hooks for m in model.modules())
     with pytest.raises(ValueError, match="nothing feeds its units"):
         feeding_layer(model, "flatten", x)
+
+
+def test_feeding_layer_ignores_modules_after_the_layer_and_unused_ones():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Identity(), nn.Linear(6, 6), nn.Linear(6, 3))
+    model[1].spare = nn.Identity()  # registered inside the ReLU, never called
+    x = torch.randn(3, 4)
+    # The (6, 6) Linear after the layer has a row per unit too, but runs after it.
+    assert feeding_layer(model, "2", x) == "0"
+    assert feeding_layer(model, "3", x) == "3"
+    with pytest.raises(ValueError, match=r"layer '1.spare' did not run in the model's forward"):
+        feeding_layer(model, "1.spare", x)
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model.training  # the probe's eval mode is undone

@@ -184,3 +184,19 @@ def test_links_in_archive_are_refused(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         extract_tar_members(archive, ["../escape"], tmp_path / "out")
     assert not (tmp_path / "escape").exists()
+
+
+def test_batch_entries_of_the_wrong_kind():
+    data = np.zeros((2, 3072), np.uint8)
+    with pytest.raises(DatasetFormatError, match=r"f: 'data' must be a uint8 array of shape \(N, 3072\), got list"):
+        read_cifar_batch(cifar_batch_bytes([0, 1], [0, 1]), "f", "labels", 10)
+    with pytest.raises(DatasetFormatError, match=r"got float32 array of shape \(2, 3072\)"):
+        read_cifar_batch(cifar_batch_bytes(data.astype(np.float32), [0, 1]), "f", "labels", 10)
+    with pytest.raises(DatasetFormatError, match=r"f: 'labels' is not a list of integers"):
+        read_cifar_batch(cifar_batch_bytes(data, [0, 1], extra={"labels": ["a", "b"]}), "f", "labels", 10)
+    with pytest.raises(DatasetFormatError, match=r"f: 2 images but 4 entries in 'labels'"):
+        read_cifar_batch(cifar_batch_bytes(data, [0, 1], extra={"labels": [[0, 1], [1, 0]]}), "f", "labels", 10)
+    with pytest.raises(DatasetFormatError, match=r"'labels' holds values in \[-1, 0\], expected \[0, 9\]"):
+        read_cifar_batch(cifar_batch_bytes(data, [-1, 0]), "f", "labels", 10)
+    with pytest.raises(DatasetFormatError, match=r"no 'data' entry \(it has 'labels'\)"):
+        read_cifar_batch(pickle.dumps({"labels": [0]}, protocol=2), "f", "labels", 10)

@@ -63,3 +63,40 @@ def test_image_dataset_validation():
     ds = ImageDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]), info, split="train")
     image, label = ds[1]
     assert image.shape == (1, 2, 2) and label == 1 and "n=2" in repr(ds)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (("t", 0, (1, 2, 2), (0.5,), (0.5,)), ValueError, r"num_classes must be an integer >= 1, got 0"),
+    (("t", True, (1, 2, 2), (0.5,), (0.5,)), ValueError, r"num_classes must be an integer >= 1, got True"),
+    (("t", 2, (1, 2), (0.5,), (0.5,)), ValueError, r"in_shape must be three positive integers \(C, H, W\), got \(1, 2\)"),
+    (("t", 2, (1, 0, 2), (0.5,), (0.5,)), ValueError, r"in_shape must be three positive integers"),
+    (("t", 2, (2, 2, 2), (0.5,), (0.5, 0.5)), ValueError, r"mean must have one value per channel \(2\), got \(0.5,\)"),
+    (("t", 2, (1, 2, 2), (float("nan"),), (0.5,)), ValueError, r"mean values must be finite, got \(nan,\)"),
+    (("t", 2, (1, 2, 2), (0.5,), (float("inf"),)), ValueError, r"std values must be finite and > 0, got \(inf,\)"),
+    (("t", 2, (1, 2, 2), (0.5,), (0.5,), ("a",)), ValueError, r"class_names must have num_classes=2 entries, got 1"),
+])
+def test_dataset_info_refuses(args, error, message):
+    with pytest.raises(error, match=message):
+        DatasetInfo(*args)
+
+
+def test_dataset_info_normalises_fields():
+    info = DatasetInfo("t", 2, [1, 2, 2], [1], [2], class_names=[0, "b"])
+    assert info.in_shape == (1, 2, 2) and info.mean == (1.0,) and info.std == (2.0,)
+    assert isinstance(info.mean[0], float) and info.class_names == ("0", "b")
+
+
+def test_image_dataset_refuses_bad_info_and_labels():
+    info = DatasetInfo("t", 2, (1, 2, 2), (0.5,), (0.5,))
+    with pytest.raises(TypeError, match="info must be a DatasetInfo, got dict"):
+        ImageDataset(torch.zeros(1, 1, 2, 2), torch.tensor([0]), {})
+    with pytest.raises(ValueError, match=r"images must be a float32 tensor of shape \(N, C, H, W\), got list"):
+        ImageDataset([0.0], torch.tensor([0]), info)
+    with pytest.raises(ValueError, match=r"labels must be an int64 tensor of shape \(N,\), got torch.int32 tensor of shape \(1,\)"):
+        ImageDataset(torch.zeros(1, 1, 2, 2), torch.tensor([0], dtype=torch.int32), info)
+    with pytest.raises(ValueError, match=r"labels must be an int64 tensor of shape \(N,\), got list"):
+        ImageDataset(torch.zeros(1, 1, 2, 2), [0], info)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for 't', found -1"):
+        ImageDataset(torch.zeros(2, 1, 2, 2), torch.tensor([-1, 5]), info)
+    empty = ImageDataset(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long), info)
+    assert len(empty) == 0

@@ -113,3 +113,31 @@ def test_stl10_damage(tmp_path):
     (folder / "train_y.bin").write_bytes(bytes([0, 3]))
     with pytest.raises(DatasetFormatError, match=r"labels in \[0, 3\], expected 1..10"):
         load_dataset("stl10", tmp_path, download=False)
+
+
+def test_svhn_reader_accepts_row_labels_and_refuses_the_rest(tmp_path, monkeypatch):
+    from ydrop.data.svhn import read_svhn_mat
+
+    path = tmp_path / "s.mat"
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[10, 4]], np.uint8)})
+    images, labels = read_svhn_mat(path)  # y stored as (1, N): read as N labels
+    assert images.shape == (2, 3, 32, 32) and labels.tolist() == [0, 4] and labels.dtype == np.int64
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 2), np.float32), "y": np.ones((2, 1), np.uint8)})
+    with pytest.raises(DatasetFormatError, match=r"'X' must be a uint8 array of shape \(32, 32, 3, N\), got float32"):
+        read_svhn_mat(path)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.ones((2, 2), np.uint8)})
+    with pytest.raises(DatasetFormatError, match=r"'X' holds 4 images but 'y' has shape \(2, 2\), expected \(4, 1\)"):
+        read_svhn_mat(path)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 1), np.uint8)})
+    with pytest.raises(DatasetFormatError, match=r"s.mat: the file has no variable 'y' \(an SVHN file holds 'X' and 'y'\)"):
+        read_svhn_mat(path)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 1), np.uint8), "y": np.array([[11]], np.uint8)})
+    with pytest.raises(DatasetFormatError, match=r"'y' holds values in \[11, 11\], expected 1..10 \(10 stands for digit 0\)"):
+        read_svhn_mat(path)
+
+    def v73(*_args, **_kwargs):
+        raise NotImplementedError("Please use HDF reader for matlab v7.3 files")
+
+    monkeypatch.setattr(scipy.io, "loadmat", v73)
+    with pytest.raises(DatasetFormatError, match=r"s.mat: MATLAB v7.3 \(HDF5\) files are not supported"):
+        read_svhn_mat(path)

@@ -288,3 +288,43 @@ def test_bad_dropout_keyword_names_it():
         meta("fc1", dropout="dropout", dropout_kwargs={"rate": 0.3})
     with pytest.raises(TypeError, match="dropout_kwargs must be a dict"):
         meta("fc1", dropout_kwargs=[("p", 0.3)])
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"depth": True}, r"depth of a wide ResNet must be 6n \+ 4 with n >= 1 \(10, 16, 22, 28, \.\.\.\), got True"),
+    ({"depth": 12}, r"got 12$"),
+    ({"widen_factor": 0}, r"widen_factor of a wide ResNet must be an integer >= 1, got 0"),
+    ({"widen_factor": 2.0}, r"widen_factor of a wide ResNet must be an integer >= 1, got 2.0"),
+])
+def test_wide_resnet_refuses_bad_sizes(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        WideResNet(**kwargs)
+
+
+def test_wide_resnet_blocks_and_dropout_slots():
+    model = WideResNet(16, 1, width=0.25, dropout_at=[1, 4])
+    assert model.name == "wrn-16-1" and model.dropout_paths == ["block1.1.dropout", "block3.0.dropout"]
+    assert [len(getattr(model, f"block{g}")) for g in (1, 2, 3)] == [2, 2, 2]
+    assert [type(block.dropout).__name__ for g in (1, 2, 3) for block in getattr(model, f"block{g}")] == [
+        "Identity", "Dropout", "Identity", "Identity", "Dropout", "Identity"]
+    assert model.block2[0].shortcut is not None and model.block2[1].shortcut is None
+    assert model.block2[0].conv1.stride == (2, 2) and model.block2[1].conv1.stride == (1, 1)
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_state_dict_file_finds_the_state_dict(tmp_path):
+    model = create("fc1", in_shape=(1, 2, 2), hidden=(3,))
+    state = model.state_dict()
+    for wrapper in ({"model_state_dict": state, "epoch": 1}, {"model": state}):
+        torch.save(wrapper, tmp_path / "c.pt")
+        assert not load_state_dict_file(model, tmp_path / "c.pt").missing_keys
+    # "model" naming the model holds no state dict, and the rest is not one either.
+    torch.save({"model": "fc1", **state}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"'state_dict', 'model_state_dict' or 'model'$"):
+        load_state_dict_file(model, tmp_path / "c.pt")
+    # Only a prefix on every key is DataParallel's: otherwise the keys are left alone.
+    torch.save({"module.extra": torch.zeros(1), **state}, tmp_path / "p.pt")
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\) in state_dict: \"module.extra\""):
+        load_state_dict_file(model, tmp_path / "p.pt")
+    with pytest.raises(TypeError, match="path must be a file path \\(str or os.PathLike\\), got int"):
+        load_state_dict_file(model, 3)

@@ -49,3 +49,25 @@ def test_pick_by_validation_reports_its_test_accuracy():
         (1e-3, 2, 91.0, 98.0, False), (1e-2, 2, 95.0, 81.0, True)]
     text = sweep_markdown(rows)
     assert "alpha = 0.01, K = 1 (validation 95.00 %), test accuracy 81.00 ± 1.41 %" in text
+
+
+def test_summary_groups_defaults_other_arguments_and_ties():
+    import inspect
+
+    from ydrop import YDrop
+
+    default = {k: inspect.signature(YDrop).parameters[k].default for k in ("elasticity", "warmup_epochs")}
+    defaults = _run(0, 0, 0, 80.0, 70.0)
+    defaults["config"]["method_kwargs"] = None  # neither argument set: YDrop's defaults
+    other = _run(1e-3, 1, 0, 80.0, 60.0)
+    other["config"]["method_kwargs"]["steps"] = 3  # another Y-Drop argument: its own model row
+    unfinished = _run(1e-3, 1, 2, 99.0, 99.0)
+    unfinished["history"] = []  # no epoch finished: ignored
+    rows = summarize_sweep([_run(1e-2, 1, 0, 90.0, 50.0), _run(1e-3, 1, 0, 90.0, 40.0), defaults, other, unfinished])
+    assert [(r["model"], r["elasticity"], r["warmup_epochs"]) for r in rows] == sorted(
+        [("fc1", 1e-3, 1), ("fc1", 1e-2, 1), ("fc1", default["elasticity"], default["warmup_epochs"]),
+         ("fc1, ydrop(steps=3)", 1e-3, 1)])  # sorted by (dataset, model, alpha, K)
+    assert all(r["n"] == 1 and r["val_std"] is None and r["test_std"] is None for r in rows)
+    picked = [(r["model"], r["elasticity"], r["warmup_epochs"]) for r in rows if r["picked"]]
+    # A tie on validation goes to the first in (alpha, K) order; each model has its own pick.
+    assert picked == [("fc1", 1e-3, 1), ("fc1, ydrop(steps=3)", 1e-3, 1)]

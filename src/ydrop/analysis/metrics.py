@@ -31,6 +31,7 @@ from .._validation import check_non_negative, check_positive_int
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ..scores._units import normalise_rows, per_unit
+from ..scores.plan import _probe
 
 __all__ = [
     "DEFAULT_TOP_FRACTIONS",
@@ -372,36 +373,36 @@ def feeding_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> str:
     a ReLU and a dropout slot. One forward of ``inputs[:1]`` in eval mode finds it.
     """
     _, target = _one_layer(model, layer)
-    order: list[str] = []
-    units: list[int] = []
-    handles = []
-
-    def record(name: str):
-        def hook(module, _inputs, output):
-            if not units:  # modules run after the layer do not count
-                order.append(name)
-                if module is target:
-                    units.append(output.shape[1])
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            weight = getattr(module, "weight", None)
-            if module is target or (isinstance(weight, Tensor) and weight.dim() >= 2):
-                handles.append(module.register_forward_hook(record(name)))
-        with torch.no_grad(), eval_mode(model):
-            model(inputs[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not units:
+    calls = _calls_until(model, target, inputs[:1])
+    if not calls:
         raise ValueError(f"layer {layer!r} did not run in the model's forward")
-    modules = dict(model.named_modules())
-    for name in reversed(order):
-        weight = getattr(modules[name], "weight", None)
-        if isinstance(weight, Tensor) and weight.dim() >= 2 and weight.shape[0] == units[0]:
-            return name
-    raise ValueError(f"no module with a ({units[0]}, ...) weight runs before layer {layer!r}: nothing feeds its units")
+    units = calls[-1][1].shape[1]
+    names = {id(module): name for name, module in model.named_modules()}
+    for module, _ in reversed(calls):
+        if _weight_rows(module) == units:
+            return names[id(module)]
+    raise ValueError(f"no module with a ({units}, ...) weight runs before layer {layer!r}: nothing feeds its units")
+
+
+def _calls_until(model: nn.Module, target: nn.Module, probe: Tensor) -> list[tuple[nn.Module, Tensor]]:
+    """(module, output) of every call of ``target`` and of the modules with a weight of
+    two or more dimensions, in call order, up to and including ``target``'s first call
+    (modules run after it do not feed it); empty when ``target`` did not run. One
+    forward of ``probe`` in eval mode without gradients."""
+    watched = [module for module in model.modules() if module is target or _weight_rows(module) is not None]
+    with torch.no_grad(), eval_mode(model):
+        calls = _probe(model, watched, probe)[0]
+    for index, (module, _, _) in enumerate(calls):
+        if module is target:
+            return [(called, output) for called, _, output in calls[:index + 1]]
+    return []
+
+
+def _weight_rows(module: nn.Module) -> int | None:
+    """N of the module's weight of shape (N, ...) (Linear, conv), or None when it has
+    no weight of two or more dimensions."""
+    weight = getattr(module, "weight", None)
+    return weight.shape[0] if isinstance(weight, Tensor) and weight.dim() >= 2 else None
 
 
 class ConservativeUnits:

@@ -70,6 +70,32 @@ def _line(axis, x, mean, std, label):
     return line
 
 
+def _spread_label(name: str, group: list[SpreadResult], total: float) -> str:
+    """Legend entry of one model on the cumulative panel: its total conductance and,
+    when the results hold them, the shares (%) of its top units, averaged over ``group``."""
+    fractions = list(group[0].top_shares)
+    if not fractions:
+        return f"{name} (total {total:.3g})"
+    shares = "/".join(f"{100 * np.mean([s.top_shares[f] for s in group]):.1f}" for f in fractions)
+    percents = "/".join(f"{100 * f:g}" for f in fractions)
+    return f"{name} (total {total:.3g}; top {percents} %: {shares} %)"
+
+
+def _draw_spread(left, right, name: str, group: list[SpreadResult]) -> None:
+    """One model's lines: its sorted mean conductance per unit (N,) on ``left``, its
+    cumulative conductance (N,) on ``right`` with the top-fraction units marked, each
+    the mean over ``group`` with the std between its results shaded."""
+    units = np.arange(1, group[0].sorted.numel() + 1)
+    sorted_mean, sorted_std = _mean_std([s.sorted.numpy() for s in group])
+    cum_mean, cum_std = _mean_std([s.sorted.cumsum(0).numpy() for s in group])
+    _line(left, units, sorted_mean, sorted_std, name)
+    # The top-fraction shares go into the legend and are marked on the curve:
+    # written next to the points they overlap as soon as two models are close.
+    tops = [max(1, math.ceil(fraction * units[-1] - 1e-9)) for fraction in group[0].top_shares]
+    line = _line(right, units, cum_mean, cum_std, _spread_label(name, group, cum_mean[-1]))
+    right.plot(tops, [cum_mean[k - 1] for k in tops], "o", color=line.get_color(), markersize=4)
+
+
 def plot_conductance_spread(
     spreads: Mapping[str, SpreadResult | Sequence[SpreadResult]], path: str | os.PathLike, title: str = ""
 ) -> Path:
@@ -84,20 +110,7 @@ def plot_conductance_spread(
             raise ValueError(f"spreads[{name!r}] mixes layers of different widths: {[s.sorted.numel() for s in group]}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, group in groups.items():
-        units = np.arange(1, group[0].sorted.numel() + 1)
-        sorted_mean, sorted_std = _mean_std([s.sorted.numpy() for s in group])
-        cum_mean, cum_std = _mean_std([s.sorted.cumsum(0).numpy() for s in group])
-        _line(left, units, sorted_mean, sorted_std, name)
-        # The top-fraction shares go into the legend and are marked on the curve:
-        # written next to the points they overlap as soon as two models are close.
-        fractions = list(group[0].top_shares)
-        tops = [max(1, math.ceil(fraction * units[-1] - 1e-9)) for fraction in fractions]
-        shares = "/".join(f"{100 * np.mean([s.top_shares[f] for s in group]):.1f}" for f in fractions)
-        percents = "/".join(f"{100 * f:g}" for f in fractions)
-        label = f"{name} (total {cum_mean[-1]:.3g}; top {percents} %: {shares} %)" if fractions else \
-            f"{name} (total {cum_mean[-1]:.3g})"
-        line = _line(right, units, cum_mean, cum_std, label)
-        right.plot(tops, [cum_mean[k - 1] for k in tops], "o", color=line.get_color(), markersize=4)
+        _draw_spread(left, right, name, group)
     left.set(xlabel="unit (sorted by mean conductance)", ylabel="mean conductance", title="(a) mean conductance")
     right.set(xlabel="number of top units", ylabel="cumulative conductance", title="(b) cumulative conductance")
     left.legend(fontsize="small")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatasetFormatError
+from .errors import DatasetFormatError, check_label_range
 
 __all__ = ["read_cifar_batch", "IMAGE_BYTES"]
 
@@ -94,20 +94,27 @@ def read_cifar_batch(content: bytes, source: str | Path, label_key: str, num_cla
             raise DatasetFormatError(
                 f"{source}: the batch has no {key!r} entry (it has {', '.join(map(repr, sorted(map(str, batch))))})"
             )
-    data = batch["data"]
+    data = _batch_images(batch["data"], source)
+    labels = _batch_labels(batch[label_key], label_key, data.shape[0], num_classes, source)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _batch_images(data: Any, source: str) -> np.ndarray:
+    """The batch's ``data`` entry, checked to be a uint8 array (N, 3072)."""
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
         got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetFormatError(f"{source}: 'data' must be a uint8 array of shape (N, {IMAGE_BYTES}), got {got}")
+    return data
+
+
+def _batch_labels(entry: Any, label_key: str, n: int, num_classes: int, source: str) -> np.ndarray:
+    """The batch's ``label_key`` entry as an int64 array (n,) of class indices in
+    [0, num_classes)."""
     try:
-        labels = np.asarray(batch[label_key], dtype=np.int64)
+        labels = np.asarray(entry, dtype=np.int64)
     except (TypeError, ValueError) as exc:
         raise DatasetFormatError(f"{source}: {label_key!r} is not a list of integers ({exc})") from exc
-    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
-        raise DatasetFormatError(
-            f"{source}: {data.shape[0]} images but {labels.size} entries in {label_key!r}"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DatasetFormatError(
-            f"{source}: {label_key!r} holds values in [{labels.min()}, {labels.max()}], expected [0, {num_classes - 1}]"
-        )
-    return data.reshape(-1, 3, 32, 32), labels
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise DatasetFormatError(f"{source}: {n} images but {labels.size} entries in {label_key!r}")
+    check_label_range(labels, 0, num_classes - 1, f"{source}: {label_key!r} holds values", f"[0, {num_classes - 1}]")
+    return labels

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._validation import check_positive_int
+
 __all__ = ["DatasetInfo", "ImageDataset", "normalize"]
 
 
@@ -45,30 +47,49 @@ class DatasetInfo:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-            raise ValueError(f"num_classes must be an integer >= 1, got {self.num_classes!r}")
-        shape = tuple(self.in_shape)
-        if len(shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
-            raise ValueError(f"in_shape must be three positive integers (C, H, W), got {self.in_shape!r}")
+        check_positive_int("num_classes", self.num_classes)
+        shape = _check_in_shape(self.in_shape)
         object.__setattr__(self, "in_shape", shape)
-        channels = shape[0]
         for field in ("mean", "std"):
-            values = tuple(float(v) for v in getattr(self, field))
-            if len(values) != channels:
-                raise ValueError(
-                    f"{field} must have one value per channel ({channels}), got {getattr(self, field)!r}"
-                )
-            if not all(math.isfinite(v) for v in values) or (field == "std" and min(values) <= 0):
-                allowed = "finite and > 0" if field == "std" else "finite"
-                raise ValueError(f"{field} values must be {allowed}, got {values!r}")
-            object.__setattr__(self, field, values)
+            object.__setattr__(self, field, _channel_stats(field, getattr(self, field), shape[0]))
         if self.class_names is not None:
-            names = tuple(str(n) for n in self.class_names)
-            if len(names) != self.num_classes:
-                raise ValueError(
-                    f"class_names must have num_classes={self.num_classes} entries, got {len(names)}"
-                )
-            object.__setattr__(self, "class_names", names)
+            object.__setattr__(self, "class_names", _class_names(self.class_names, self.num_classes))
+
+
+def _check_in_shape(in_shape: Any) -> tuple[int, int, int]:
+    """``in_shape`` as a tuple (C, H, W) of positive integers."""
+    shape = tuple(in_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise ValueError(f"in_shape must be three positive integers (C, H, W), got {in_shape!r}")
+    return shape
+
+
+def _channel_stats(field: str, given: Any, channels: int) -> tuple[float, ...]:
+    """``mean`` or ``std`` (``field``) as a tuple of ``channels`` finite floats; a std
+    must also be > 0, since :func:`normalize` divides by it."""
+    values = tuple(float(v) for v in given)
+    if len(values) != channels:
+        raise ValueError(f"{field} must have one value per channel ({channels}), got {given!r}")
+    if not all(math.isfinite(v) for v in values) or (field == "std" and min(values) <= 0):
+        allowed = "finite and > 0" if field == "std" else "finite"
+        raise ValueError(f"{field} values must be {allowed}, got {values!r}")
+    return values
+
+
+def _class_names(given: Any, num_classes: int) -> tuple[str, ...]:
+    """``class_names`` as a tuple of ``num_classes`` strings."""
+    names = tuple(str(n) for n in given)
+    if len(names) != num_classes:
+        raise ValueError(f"class_names must have num_classes={num_classes} entries, got {len(names)}")
+    return names
+
+
+def _describe(value: Any) -> str:
+    """How an error message names a value that should have been a tensor: its dtype
+    and shape, or the type of a non-tensor."""
+    if isinstance(value, Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 class ImageDataset(Dataset):
@@ -87,24 +108,8 @@ class ImageDataset(Dataset):
     def __init__(self, images: Tensor, labels: Tensor, info: DatasetInfo, split: str | None = None) -> None:
         if not isinstance(info, DatasetInfo):
             raise TypeError(f"info must be a DatasetInfo, got {type(info).__name__}")
-        if not isinstance(images, Tensor) or images.dim() != 4 or images.dtype != torch.float32:
-            got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a float32 tensor of shape (N, C, H, W), got {got}")
-        if tuple(images.shape[1:]) != info.in_shape:
-            raise ValueError(
-                f"images have per-image shape {tuple(images.shape[1:])}, but info.in_shape is {info.in_shape}"
-            )
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype != torch.int64:
-            got = f"{labels.dtype} tensor of shape {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(f"labels must be an int64 tensor of shape (N,), got {got}")
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"images hold {images.shape[0]} samples but labels hold {labels.shape[0]}")
-        if labels.numel() > 0:
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= info.num_classes:
-                raise ValueError(
-                    f"labels must be in [0, {info.num_classes - 1}] for {info.name!r}, found {low if low < 0 else high}"
-                )
+        _check_images(images, info)
+        _check_labels(labels, images.shape[0], info)
         self.images = images
         self.labels = labels
         self.info = info
@@ -135,6 +140,31 @@ class ImageDataset(Dataset):
         )
 
 
+def _check_images(images: Any, info: DatasetInfo) -> None:
+    """``images`` must be a float32 tensor (N, C, H, W) with (C, H, W) = ``info.in_shape``."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.dtype != torch.float32:
+        raise ValueError(f"images must be a float32 tensor of shape (N, C, H, W), got {_describe(images)}")
+    if tuple(images.shape[1:]) != info.in_shape:
+        raise ValueError(
+            f"images have per-image shape {tuple(images.shape[1:])}, but info.in_shape is {info.in_shape}"
+        )
+
+
+def _check_labels(labels: Any, count: int, info: DatasetInfo) -> None:
+    """``labels`` must be an int64 tensor (count,) of class indices in [0, info.num_classes)."""
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be an int64 tensor of shape (N,), got {_describe(labels)}")
+    if labels.shape[0] != count:
+        raise ValueError(f"images hold {count} samples but labels hold {labels.shape[0]}")
+    if labels.numel() > 0:
+        # The extremes are enough to find an out-of-range label and to echo one.
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= info.num_classes:
+            raise ValueError(
+                f"labels must be in [0, {info.num_classes - 1}] for {info.name!r}, found {low if low < 0 else high}"
+            )
+
+
 def normalize(images: Tensor, info: DatasetInfo | Any) -> Tensor:
     """Per-channel ``(images - mean) / std`` with the dataset's published statistics.
 
@@ -146,8 +176,9 @@ def normalize(images: Tensor, info: DatasetInfo | Any) -> Tensor:
         A new tensor of the same shape, dtype and device.
     """
     if not isinstance(images, Tensor) or images.dim() not in (3, 4) or not images.is_floating_point():
-        got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a floating tensor of shape (N, C, H, W) or (C, H, W), got {got}")
+        raise ValueError(
+            f"images must be a floating tensor of shape (N, C, H, W) or (C, H, W), got {_describe(images)}"
+        )
     mean = torch.as_tensor(info.mean, dtype=images.dtype, device=images.device)
     std = torch.as_tensor(info.std, dtype=images.dtype, device=images.device)
     channels = images.shape[-3]

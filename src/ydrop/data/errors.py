@@ -6,7 +6,12 @@ or ``ValueError`` keep working; the message always names the file(s) concerned.
 
 from __future__ import annotations
 
-__all__ = ["DatasetNotFoundError", "DatasetFormatError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["DatasetNotFoundError", "DatasetFormatError", "check_label_range"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -30,3 +35,11 @@ class DatasetFormatError(ValueError):
     number, size that disagrees with the header, unreadable gzip or pickle, ...),
     so that a truncated download never turns into a silently wrong dataset.
     """
+
+
+def check_label_range(labels: np.ndarray, low: int, high: int, what: str, expected: str) -> None:
+    """Raise a :class:`DatasetFormatError` "``what`` in [min, max], expected ``expected``"
+    when some entry of the integer array ``labels`` (any shape) lies outside
+    [``low``, ``high``]. ``what`` names the file and its labels; an empty array passes."""
+    if labels.size and (labels.min() < low or labels.max() > high):
+        raise DatasetFormatError(f"{what} in [{labels.min()}, {labels.max()}], expected {expected}")

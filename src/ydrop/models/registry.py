@@ -219,17 +219,29 @@ def load_state_dict_file(
         raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path {os.fspath(path)!r} is not a file: no state dict to load")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, Mapping):
+    state = _state_dict_in(torch.load(path, map_location=map_location, weights_only=True), path)
+    return model.load_state_dict(_without_data_parallel_prefix(state), strict=strict)
+
+
+def _state_dict_in(loaded: Any, path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    """The state dict in what ``path`` held: ``loaded`` itself, or the first mapping
+    found under "state_dict", "model_state_dict" or "model" of a checkpoint dict."""
+    if isinstance(loaded, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
+            if isinstance(loaded.get(key), Mapping):
+                loaded = loaded[key]
                 break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ValueError(
             f"path {os.fspath(path)!r} does not hold a state dict (a mapping of names to tensors), "
             f"nor a checkpoint with one under 'state_dict', 'model_state_dict' or 'model'"
         )
+    return loaded
+
+
+def _without_data_parallel_prefix(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """``state`` with the "module." prefix that ``nn.DataParallel`` puts on every key
+    removed; unchanged when some key lacks it (then it is part of the model's names)."""
     if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
-    return model.load_state_dict(state, strict=strict)
+        return {key[len("module."):]: value for key, value in state.items()}
+    return state

@@ -45,6 +45,33 @@ class WideBasicBlock(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(activated))
 
 
+def _check_depth(depth: Any) -> None:
+    """Refuse a depth that is not 6n + 4 blocks' worth of layers, n >= 1."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"depth of a wide ResNet must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {depth!r}")
+
+
+def _check_widen_factor(widen_factor: Any) -> None:
+    """Refuse a widen factor k that is not an integer >= 1."""
+    if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
+        raise ValueError(f"widen_factor of a wide ResNet must be an integer >= 1, got {widen_factor!r}")
+
+
+def _wide_group(
+    in_planes: int, planes: int, stride: int, slots: list[bool], make_dropout: DropoutMaker
+) -> nn.Sequential:
+    """One group of ``len(slots)`` blocks with ``planes`` output channels; the first
+    block takes ``in_planes`` channels and applies ``stride``. Block b gets
+    ``make_dropout(planes)`` where ``slots[b]`` is true, else an ``nn.Identity``."""
+    blocks = []
+    for b, slot in enumerate(slots):
+        # Each block's dropout is built just before the block itself: the order in which
+        # modules draw their initial weights from torch's generator, kept for seeded runs.
+        dropout = make_dropout(planes) if slot else nn.Identity()
+        blocks.append(WideBasicBlock(in_planes if b == 0 else planes, planes, stride if b == 0 else 1, dropout))
+    return nn.Sequential(*blocks)
+
+
 class WideResNet(DropoutSlots, nn.Module):
     """WRN-depth-widen_factor (see the module docstring).
 
@@ -69,10 +96,8 @@ class WideResNet(DropoutSlots, nn.Module):
         name: str | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-            raise ValueError(f"depth of a wide ResNet must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {depth!r}")
-        if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
-            raise ValueError(f"widen_factor of a wide ResNet must be an integer >= 1, got {widen_factor!r}")
+        _check_depth(depth)
+        _check_widen_factor(widen_factor)
         make_dropout = make_dropout or DropoutMaker("dropout")
         self.name = name or f"wrn-{depth}-{widen_factor}"
         self.depth, self.widen_factor = depth, widen_factor
@@ -82,16 +107,14 @@ class WideResNet(DropoutSlots, nn.Module):
         widths = [scaled(16 * widen_factor, width), scaled(32 * widen_factor, width), scaled(64 * widen_factor, width)]
         self.conv1 = nn.Conv2d(in_channels, stem, 3, padding=1, bias=False)
         self.dropout_paths = []
-        previous, index = stem, 0
+        previous = stem
         for group, (planes, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
-            blocks = []
-            for b in range(blocks_per_group):
-                dropout = make_dropout(planes) if index in positions else nn.Identity()
-                if index in positions:
-                    self.dropout_paths.append(f"block{group}.{b}.dropout")
-                blocks.append(WideBasicBlock(previous, planes, stride if b == 0 else 1, dropout))
-                previous, index = planes, index + 1
-            setattr(self, f"block{group}", nn.Sequential(*blocks))
+            # Global block indices of this group: dropout_at counts blocks across groups.
+            first = (group - 1) * blocks_per_group
+            slots = [index in positions for index in range(first, first + blocks_per_group)]
+            setattr(self, f"block{group}", _wide_group(previous, planes, stride, slots, make_dropout))
+            self.dropout_paths += [f"block{group}.{b}.dropout" for b, slot in enumerate(slots) if slot]
+            previous = planes
         self.bn = nn.BatchNorm2d(previous)
         self.relu = nn.ReLU()
         self.avgpool = nn.AdaptiveAvgPool2d(1)

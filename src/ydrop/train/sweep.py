@@ -84,21 +84,38 @@ def summarize_sweep(results: Iterable[Any]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
         data = _as_dict(result)
-        config = data["config"]
-        if config["method"] != "ydrop" or not data.get("history"):
-            continue
-        kwargs = config.get("method_kwargs") or {}
-        other = {k: v for k, v in kwargs.items() if k not in SWEEP_KEYS}
-        model = model_label(config) + (f", {_label('ydrop', other)}" if other else "")
-        key = (config["dataset"], model, kwargs.get("elasticity", _default("elasticity")),
-               kwargs.get("warmup_epochs", _default("warmup_epochs")))
-        groups[key].append(data)
-    rows = []
-    for (dataset, model, alpha, warmup), runs in sorted(groups.items(), key=lambda item: item[0]):
-        val_mean, val_std = _mean_std([r["history"][r["best_epoch"]]["val_acc"] for r in runs])
-        test_mean, test_std = _mean_std([r["test_acc"] for r in runs])
-        rows.append(dict(dataset=dataset, model=model, elasticity=alpha, warmup_epochs=warmup, n=len(runs),
-                         val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std, picked=False))
+        if data["config"]["method"] == "ydrop" and data.get("history"):
+            groups[_sweep_cell(data["config"])].append(data)
+    rows = [_sweep_row(cell, runs) for cell, runs in sorted(groups.items(), key=lambda item: item[0])]
+    _mark_picks(rows)
+    return rows
+
+
+def _sweep_cell(config: dict[str, Any]) -> tuple[str, str, Any, Any]:
+    """(dataset, model, alpha, K) of a Y-Drop run's config. Y-Drop arguments other than
+    the two swept go into the model label, so runs that differ in them are never
+    compared; an unset alpha or K is YDrop's default."""
+    kwargs = config.get("method_kwargs") or {}
+    other = {k: v for k, v in kwargs.items() if k not in SWEEP_KEYS}
+    model = model_label(config) + (f", {_label('ydrop', other)}" if other else "")
+    return (config["dataset"], model, kwargs.get("elasticity", _default("elasticity")),
+            kwargs.get("warmup_epochs", _default("warmup_epochs")))
+
+
+def _sweep_row(cell: tuple[str, str, Any, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary row of one (dataset, model, alpha, K) cell over its runs (seeds),
+    not yet picked."""
+    dataset, model, alpha, warmup = cell
+    # A run's validation accuracy is that of its best epoch, whose checkpoint gave test_acc.
+    val_mean, val_std = _mean_std([r["history"][r["best_epoch"]]["val_acc"] for r in runs])
+    test_mean, test_std = _mean_std([r["test_acc"] for r in runs])
+    return dict(dataset=dataset, model=model, elasticity=alpha, warmup_epochs=warmup, n=len(runs),
+                val_mean=val_mean, val_std=val_std, test_mean=test_mean, test_std=test_std, picked=False)
+
+
+def _mark_picks(rows: list[dict[str, Any]]) -> None:
+    """Set ``picked`` on the row with the best mean validation accuracy of each
+    (dataset, model); on a tie the earlier row keeps the pick."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["dataset"], row["model"])
@@ -106,7 +123,6 @@ def summarize_sweep(results: Iterable[Any]) -> list[dict[str, Any]]:
             best[key] = row
     for row in best.values():
         row["picked"] = True
-    return rows
 
 
 def _pm(mean: float, std: float | None) -> str:
