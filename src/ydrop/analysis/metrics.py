@@ -31,7 +31,7 @@ from .._validation import check_non_negative, check_positive_int
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ..scores._units import normalise_rows, per_unit
-from ..scores.plan import _probe
+from ..scores.plan import recorded_calls
 
 __all__ = [
     "DEFAULT_TOP_FRACTIONS",
@@ -391,7 +391,7 @@ def _calls_until(model: nn.Module, target: nn.Module, probe: Tensor) -> list[tup
     forward of ``probe`` in eval mode without gradients."""
     watched = [module for module in model.modules() if module is target or _weight_rows(module) is not None]
     with torch.no_grad(), eval_mode(model):
-        calls = _probe(model, watched, probe)[0]
+        calls = recorded_calls(model, watched, probe)[0]
     for index, (module, _, _) in enumerate(calls):
         if module is target:
             return [(called, output) for called, _, output in calls[:index + 1]]

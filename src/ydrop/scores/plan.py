@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from ._hooks import eval_mode
 
-__all__ = ["Anchor", "lowest_anchor", "stem_anchor", "chain_leaves", "identity_in_eval", "trains_differently"]
+__all__ = ["Anchor", "lowest_anchor", "stem_anchor", "chain_leaves", "identity_in_eval", "trains_differently",
+           "recorded_calls"]
 
 AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -93,8 +94,7 @@ def _find_lowest(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> An
 
 
 def _find_stem(model: nn.Module, layers: list[nn.Module], probe: Tensor) -> Anchor | None:
-    # Only an affine module in a plain nn.Sequential can have a chain above it: the
-    # module tree spares other models the probe's forward.
+    # Only an affine module in a plain nn.Sequential can have a chain above it (no probe needed to tell).
     if not any(type(m) in AFFINE and _in_plain_sequential(model, m) for m in model.modules()):
         return None
     stem = _affine_stem(model, probe)
@@ -150,7 +150,7 @@ def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> tuple[nn.M
     return tuple(tail)
 
 
-def _probe(model: nn.Module, modules: list[nn.Module], probe: Tensor) -> tuple[list[tuple], object]:
+def recorded_calls(model: nn.Module, modules: list[nn.Module], probe: Tensor) -> tuple[list[tuple], object]:
     """Run ``probe`` through ``model``: every call of ``modules`` as (module, first
     input, output), in call order, and the model's output."""
     calls: list[tuple] = []
@@ -168,7 +168,7 @@ def _probe(model: nn.Module, modules: list[nn.Module], probe: Tensor) -> tuple[l
 
 
 def _returns_model_output(model: nn.Module, node: nn.Module, layer: nn.Module, probe: Tensor) -> bool:
-    calls, output = _probe(model, [node, layer], probe)
+    calls, output = recorded_calls(model, [node, layer], probe)
     node_outputs = [out for module, _, out in calls if module is node]
     return len(calls) == 2 and len(node_outputs) == 1 and node_outputs[0] is output
 
@@ -178,7 +178,7 @@ def _affine_stem(model: nn.Module, probe: Tensor) -> nn.Module | None:
     ``probe`` itself or through exact ``nn.Flatten`` / ``nn.Identity`` leaves."""
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
     expected: object = probe
-    for module, first_input, output in _probe(model, leaves, probe)[0]:
+    for module, first_input, output in recorded_calls(model, leaves, probe)[0]:
         if first_input is not expected:
             return None
         if type(module) in AFFINE:
