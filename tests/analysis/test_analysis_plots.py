@@ -51,3 +51,13 @@ def test_spread_figure_refuses_mixed_widths(drawn, tmp_path):
     with pytest.raises(ValueError, match=r"spreads\['m'\] mixes layers of different widths: \[3, 4\]"):
         plots.plot_conductance_spread({"m": mixed}, tmp_path / "s.png")
     assert not drawn
+
+
+def test_spread_figure_that_fails_while_drawing_leaves_no_figure_open(drawn, tmp_path):
+    # Seeds of one model scored with different top fractions cannot be averaged.
+    seeds = [spread_from_scores(torch.tensor([4.0, 1.0, 3.0, 2.0]), (0.25,)),
+             spread_from_scores(torch.tensor([2.0, 2.0, 6.0, 0.0]), (0.5,))]
+    open_before = plots.plt.get_fignums()
+    with pytest.raises(KeyError):
+        plots.plot_conductance_spread({"ydrop": seeds}, tmp_path / "s.png")
+    assert plots.plt.get_fignums() == open_before and not drawn

@@ -109,8 +109,12 @@ def plot_conductance_spread(
         if len({s.sorted.numel() for s in group}) != 1:
             raise ValueError(f"spreads[{name!r}] mixes layers of different widths: {[s.sorted.numel() for s in group]}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, group in groups.items():
-        _draw_spread(left, right, name, group)
+    try:
+        for name, group in groups.items():
+            _draw_spread(left, right, name, group)
+    except BaseException:  # as plot_robustness_panels: no figure left open in pyplot
+        plt.close(fig)
+        raise
     left.set(xlabel="unit (sorted by mean conductance)", ylabel="mean conductance", title="(a) mean conductance")
     right.set(xlabel="number of top units", ylabel="cumulative conductance", title="(b) cumulative conductance")
     left.legend(fontsize="small")
