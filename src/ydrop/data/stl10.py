@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DatasetFormatError
+from .errors import DatasetFormatError, check_label_range
 
 __all__ = ["decode_stl10", "IMAGE_BYTES"]
 
@@ -36,10 +36,7 @@ def decode_stl10(x_content: bytes, y_content: bytes, x_source: str, y_source: st
             f"{y_source}: {len(y_content)} labels, but {x_source} holds {n} images"
         )
     labels = np.frombuffer(y_content, dtype=np.uint8).astype(np.int64)
-    if labels.min() < 1 or labels.max() > 10:
-        raise DatasetFormatError(
-            f"{y_source}: labels in [{labels.min()}, {labels.max()}], expected 1..10"
-        )
+    check_label_range(labels, 1, 10, f"{y_source}: labels", "1..10")
     images = np.frombuffer(x_content, dtype=np.uint8).reshape(n, 3, 96, 96)
     # column-major channels: swap the last two axes to get (N, C, H, W)
     return np.ascontiguousarray(images.transpose(0, 1, 3, 2)), labels - 1
