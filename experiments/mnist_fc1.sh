@@ -14,23 +14,11 @@ DATA=${1:-../shared/data}
 RUNS=${2:-runs/mnist-fc1}
 YDROP=${YDROP:-ydrop}
 SEEDS=${SEEDS:-3}
+GRID=mnist-fc1
 common=(--dataset mnist --model fc1 --data-dir "$DATA" --out "$RUNS" --seeds "$SEEDS" --no-progress)
-# Several processes (or machines sharing the folder) split the cells through lock files.
-if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
-
-# Finished cells only (those with a result.json): an interrupted cell stays in $RUNS.
-export_results() {
-  (cd "$RUNS" && find . -name result.json) | while read -r f; do
-    cell=$(dirname "$f")
-    mkdir -p "docs/results/mnist-fc1/$cell"
-    cp "$RUNS/$cell/result.json" "$RUNS/$cell/config.json" "docs/results/mnist-fc1/$cell/"
-  done
-}
-
-# Cells finished in an earlier session (or on another machine) are in git: seed the
-# runs folder with them so they are skipped, not trained again.
-mkdir -p "$RUNS"
-cp -rn docs/results/mnist-fc1/. "$RUNS"/
+# SHARD=i/n (lock files split the cells), export_results and seed_runs: see _resumable.sh.
+source "$(dirname "$0")/_resumable.sh"
+seed_runs
 
 # 1. The paper's row: no dropout, dropout 0.5, Y-Drop with the authors' MNIST pick (alpha 1e-2, K 2).
 $YDROP compare "${common[@]}" --methods none,dropout
