@@ -116,8 +116,7 @@ def _warn_if_skipped_in_eval(model: nn.Module, replacements: list[tuple[str, nn.
 
     fast = [name for name, module in model.named_modules() if isinstance(module, nn.TransformerEncoderLayer)]
     skipped = [name for name, new in replacements
-               if not (identity_in_eval(new) or getattr(new, "eval_output", None) == "identity")
-               and any(name.startswith(f"{layer}.") for layer in fast)]
+               if not identity_in_eval(new) and any(name.startswith(f"{layer}.") for layer in fast)]
     if skipped and torch.backends.mha.get_fastpath_enabled():
         warnings.warn(f"{', '.join(skipped)} sit inside nn.TransformerEncoderLayer, whose eval fast path (under "
                       "torch.no_grad) skips dropout modules, so their eval-mode output is not applied there; call "

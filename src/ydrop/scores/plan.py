@@ -29,11 +29,12 @@ _NORMS_WITH_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatc
 
 
 def identity_in_eval(module: nn.Module) -> bool:
-    """Whether ``module``'s eval forward returns its input: nn.Identity, torch's
-    dropout, ydrop's guided layers and its plain and curriculum dropout."""
-    from ..layers import CurriculumDropout, Dropout, GuidedDropout  # ``layers`` imports ``scores``
+    """Whether ``module``'s eval forward returns its input: nn.Identity, torch's dropout, ydrop's
+    guided layers, its plain and curriculum dropout and information dropout's "identity" eval."""
+    from ..layers import CurriculumDropout, Dropout, GuidedDropout, InformationDropout  # ``layers`` imports ``scores``
 
-    return isinstance(module, (nn.Identity, *_TORCH_DROPOUTS, GuidedDropout, Dropout, CurriculumDropout))
+    plain = isinstance(module, InformationDropout) and module.eval_output == "identity"
+    return plain or isinstance(module, (nn.Identity, *_TORCH_DROPOUTS, GuidedDropout, Dropout, CurriculumDropout))
 
 
 def trains_differently(module: nn.Module) -> bool:
@@ -151,8 +152,7 @@ def chain_above(model: nn.Module, layer: nn.Module, probe: Tensor) -> tuple[nn.M
 
 
 def recorded_calls(model: nn.Module, modules: list[nn.Module], probe: Tensor) -> tuple[list[tuple], object]:
-    """Run ``probe`` through ``model``: every call of ``modules`` as (module, first
-    input, output), in call order, and the model's output."""
+    """Run ``probe`` through ``model``: each call of ``modules`` (module, first input, output) in order; the output."""
     calls: list[tuple] = []
 
     def record(module, args, output):
