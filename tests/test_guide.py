@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -553,3 +554,60 @@ def test_which_models_score_conductance_in_the_forward(name, options, fast):
     assert (guide.step(x, y) == {}) is fast
     model(x).sum().backward()
     assert all(layer.mean_score.numel() > 0 for layer in guide.layers.values())
+
+
+def _two_step_counts_net(steps_first: int, steps_second: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), YDrop(warmup_epochs=0, steps=steps_first),
+                         nn.Linear(16, 16), nn.ReLU(), YDrop(warmup_epochs=0, steps=steps_second), nn.Linear(16, 3))
+
+
+def test_layers_with_different_steps_are_all_scored_as_by_the_separate_pass():
+    # Two conductance groups (n_c 5 and 7) share the stem as their anchor inside the
+    # training forward: each must get its own scores, equal to the separate pass's.
+    torch.manual_seed(0)
+    model = _two_step_counts_net(5, 7)
+    x, y = torch.randn(14, 8), torch.randint(0, 3, (14,))
+    means = []
+    for reuse_forward in (True, False):
+        copy_ = copy.deepcopy(model).train()
+        guide = Guide(copy_, reuse_forward=reuse_forward)
+        guide.set_epoch(0)
+        torch.manual_seed(1)
+        guide.step(x, y)
+        copy_(x)
+        assert guide.scored_layers == ["2", "5"]
+        means.append([copy_[2].mean_score.clone(), copy_[5].mean_score.clone()])
+    for in_forward, separate in zip(*means):
+        assert in_forward.shape == (16,)
+        torch.testing.assert_close(in_forward, separate, rtol=1e-5, atol=1e-6)
+
+
+def test_a_score_function_that_leaves_out_a_layer_or_rows_is_named(monkeypatch):
+    from ydrop.scores import registry
+
+    monkeypatch.setattr(registry, "_SCORES", dict(registry._SCORES))  # the registrations end with the test
+    ydrop.register_score("partial_test", lambda model, inputs, target, layers: {})
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), ExcitationDropout(score="partial_test"), nn.Linear(16, 3))
+    x, y = torch.randn(6, 8), torch.randint(0, 3, (6,))
+    guide = Guide(model.train())
+    with pytest.raises(ValueError, match=r"score 'partial_test' returned None for layer '2'.*one row per sample \(6\)"):
+        guide.step(x, y)
+    ydrop.register_score("partial_test", lambda model, inputs, target, layers: {layers[0]: torch.ones(5, 16)})
+    with pytest.raises(ValueError, match=r"score 'partial_test' returned shape \(5, 16\) for layer '2'"):
+        guide.step(x, y)
+
+
+def test_a_guided_layer_the_forward_never_runs_is_named():
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), YDrop(warmup_epochs=0), nn.Linear(16, 3))
+            self.spare = YDrop(warmup_epochs=0)
+
+        def forward(self, x):
+            return self.body(x)
+
+    guide = Guide(WithSpare().train())
+    guide.set_epoch(0)
+    with pytest.raises(ValueError, match=r"layer 'spare' \(YDrop\) did not run in the model's forward"):
+        guide.step(torch.randn(10, 8), torch.randint(0, 3, (10,)))

@@ -102,7 +102,7 @@ class Guide:
         """
         self._warn_if_epoch_never_set()
         for tap in self._taps.values():  # armed at the last step but never fired: stale
-            tap.callback = None
+            tap.callbacks.clear()
         self.scored_layers = []
         active = {name: layer for name, layer in self.layers.items() if layer.needs_guide}
         for name, layer in self.layers.items():
@@ -138,7 +138,7 @@ class Guide:
         chosen, chosen_target = (inputs, target) if rows is None else (inputs[rows], target[rows])
         with eval_mode(self.model):
             scores = kind.fn(self.model, chosen, chosen_target, layers)
-        return hand_out([scores[layer] for layer in layers])
+        return hand_out([_checked(kind_name, scores, layer, name, len(chosen)) for name, layer in zip(names, layers)])
 
     def _hand_out(self, names: list[str], per_sample: list[bool], subset: Tensor | None,
                   scores: list[Tensor]) -> dict[str, Tensor]:
@@ -168,15 +168,15 @@ class Guide:
 
         def score(value: Tensor) -> None:
             if value.shape[0] != batch:
-                raise ValueError(f"guide.step was given a batch of {batch} samples but the next training forward "
-                                 f"has {value.shape[0]}; call guide.step(inputs, target) with the forward's batch")
+                raise ValueError(f"guide.step was given a batch of {batch} samples but the next training forward has "
+                                 f"{value.shape[0]} rows; call guide.step(inputs, target) with its batch, batch first")
             value = value.detach() if rows is None else value.detach()[rows]
             hand_out(kind.along(chain, value, scored_target, layers, anchor))
 
         key = (id(anchor), not at_stem)
         if key not in self._taps:
             self._taps[key] = _Tap(anchor, read_input=not at_stem)
-        self._taps[key].callback = score
+        self._taps[key].callbacks.append(score)  # groups sharing an anchor (e.g. two n_c) each get one
         return True
 
     def _warn_if_epoch_never_set(self) -> None:
@@ -188,23 +188,31 @@ class Guide:
         self._warned_no_epoch = True
 
 
+def _checked(kind_name: str, scores: Any, layer: nn.Module, name: str, rows: int) -> Tensor:
+    """``scores[layer]`` from a score function, refused unless it is (rows, N)."""
+    value = scores.get(layer) if isinstance(scores, dict) else None
+    if isinstance(value, Tensor) and value.dim() == 2 and value.shape[0] == rows:
+        return value
+    got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else f"{value!r:.40}"
+    raise ValueError(f"score {kind_name!r} returned {got} for layer {name!r}; a score function must return "
+                     f"{{layer: Tensor (samples, units)}} with one row per sample ({rows}) for every layer it is given")
+
+
 class _Tap:
     """A hook on an anchor module that hands its input (``read_input``) or output in
-    the next training forward to ``callback``, once; inert while not armed."""
+    the next training forward to each of ``callbacks``, once; inert while not armed."""
 
     def __init__(self, module: nn.Module, read_input: bool) -> None:
-        self.callback: Callable[[Tensor], None] | None = None
+        self.callbacks: list[Callable[[Tensor], None]] = []
         self.read_input = read_input
-        if read_input:
-            self.handle = module.register_forward_pre_hook(self)
-        else:
-            self.handle = module.register_forward_hook(self)
+        register = module.register_forward_pre_hook if read_input else module.register_forward_hook
+        self.handle = register(self)
 
     @torch.compiler.disable
     def __call__(self, module: nn.Module, args: tuple, output: Any = None) -> None:
-        if self.callback is None or not module.training:
+        if not self.callbacks or not module.training:
             return
-        callback, self.callback = self.callback, None
+        callbacks, self.callbacks = self.callbacks, []
         value = args[0] if self.read_input else output
-        if isinstance(value, Tensor):
+        for callback in callbacks if isinstance(value, Tensor) else ():
             callback(value)

@@ -415,3 +415,31 @@ def test_a_model_that_does_not_return_logits_is_refused_by_name():
     tokens = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Dropout(), nn.Linear(8, 4), nn.Unflatten(1, (2, 2)))
     with pytest.raises(ValueError, match=r"logits of shape \(B, classes\), got \(18, 2, 2\)"):
         conductance(tokens, x, y, [tokens[2]])
+
+
+def test_integer_inputs_are_refused_with_what_to_use_instead():
+    # Token ids have no path between them: linspace in int64 would put five of six points at zero.
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(8 * 7, 16), nn.ReLU(), nn.Linear(16, 3))
+    ids, y = torch.randint(1, 50, (4, 7)), torch.randint(0, 3, (4,))
+    with pytest.raises(TypeError, match=r"floating-point inputs, got torch.int64.*score='gradxact'"):
+        conductance(model, ids, y, [model[3]])
+
+
+class SequenceFirst(nn.Module):
+    """A (T, B, D) model, as nn.TransformerEncoderLayer(batch_first=False) runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.unit, self.head = nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x):  # x (B, T, 6)
+        h = self.unit(self.embed(x).transpose(0, 1))  # (T, B, 8)
+        return self.head(h.mean(dim=0))
+
+
+def test_an_activation_that_is_not_batch_first_is_refused():
+    # (A length of exactly steps + 1 times the batch cannot be told from a batch.)
+    model = SequenceFirst()
+    x, y = torch.randn(1, 7, 6), torch.tensor([2])
+    with pytest.raises(ValueError, match=r"layer 'unit' \(ReLU\) gave an output of shape .* batch first"):
+        conductance(model, x, y, [model.unit], steps=5)

@@ -300,3 +300,26 @@ def test_layer_that_never_runs_is_refused():
     model.spare = nn.ReLU()
     with pytest.raises(ValueError, match="did not run"):
         excitation_backprop(model, torch.randn(2, 2, 6, 6), 0, [model.head[1], model.spare])
+
+
+def test_one_and_three_dimensional_maps_equal_the_two_dimensional_ones():
+    # Conv1d / pools 1d and Conv3d / BatchNorm3d / pools 3d on maps with a unit height
+    # (depth) are the 2-d modules checked against the reference above.
+    torch.manual_seed(3)
+    net2d = nn.Sequential(nn.Conv2d(2, 4, (1, 3)), ydrop.ExcitationDropout(unit_dim=1), nn.BatchNorm2d(4), nn.MaxPool2d((1, 2)),
+                          nn.AvgPool2d((1, 2)), nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten(), nn.Linear(8, 3)).eval()
+    net2d[2].running_mean.uniform_(-0.2, 0.2)
+    net1d = nn.Sequential(nn.Conv1d(2, 4, 3), ydrop.ExcitationDropout(unit_dim=1), nn.BatchNorm1d(4), nn.MaxPool1d(2), nn.AvgPool1d(2),
+                          nn.AdaptiveAvgPool1d(2), nn.Flatten(), nn.Linear(8, 3)).eval()
+    net3d = nn.Sequential(nn.Conv3d(2, 4, (1, 1, 3)), ydrop.ExcitationDropout(unit_dim=1), nn.BatchNorm3d(4), nn.MaxPool3d((1, 1, 2)),
+                          nn.AvgPool3d((1, 1, 2)), nn.AdaptiveMaxPool3d((1, 1, 2)), nn.Flatten(), nn.Linear(8, 3))
+    net3d.eval()
+    for other in (net1d, net3d):
+        shapes = {name: tensor.shape for name, tensor in other.state_dict().items()}
+        other.load_state_dict({name: tensor.reshape(shapes[name]) for name, tensor in net2d.state_dict().items()})
+    x, y = torch.rand(5, 2, 1, 12), torch.randint(0, 3, (5,))
+    want = excitation_backprop(net2d, x, y, [net2d[1]])[net2d[1]]
+    torch.testing.assert_close(excitation_backprop(net1d, x[:, :, 0], y, [net1d[1]])[net1d[1]], want)
+    # AdaptiveMaxPool3d to two windows of 2 after the two pools of 2: each window's max of
+    # one value is the AdaptiveAvgPool2d's mean of it.
+    torch.testing.assert_close(excitation_backprop(net3d, x[:, :, None], y, [net3d[1]])[net3d[1]], want)

@@ -265,7 +265,7 @@ class Utilisation:
         _, module = _one_layer(model, self.layer)
         with torch.no_grad(), eval_mode(model), capture_outputs([module]) as captured:
             model(x)
-        (output,) = single_call_outputs([module], captured)
+        (output,) = single_call_outputs([module], captured, model, x.shape[0])
         p_eb = excitation_backprop(model, x, y, module)[module]
         self.update_scores(output, p_eb)
 

@@ -95,8 +95,7 @@ def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[
             torch.set_grad_enabled(True)  # autograd records from the first scored output on
             tracked = output if output.requires_grad else output.detach().requires_grad_()
             slot.append(tracked)
-            # The network goes on with a copy: an in-place op above (ReLU(inplace=True))
-            # cannot change what was recorded.
+            # The network goes on with a copy, which an in-place op above (ReLU(inplace=True)) may change.
             return tracked.clone()
 
         return hook
@@ -108,7 +107,7 @@ def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[
     finally:
         for handle in handles:
             handle.remove()
-    outputs, classes = single_call_outputs(modules, captured), check_logits(logits, target, batch)
+    outputs, classes = single_call_outputs(modules, captured, model, rows.shape[0]), check_logits(logits, target, batch)
     grads: Sequence[Tensor | None] = [None] * len(outputs)
     if logits.requires_grad:
         chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()

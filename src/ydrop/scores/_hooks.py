@@ -77,10 +77,8 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
     def make_hook(slot: list[Tensor]):
         def hook(module, _inputs, output):
             if not isinstance(output, Tensor):
-                raise TypeError(
-                    f"{module.__class__.__name__} returned {type(output).__name__}; "
-                    "scores need a layer whose output is a single tensor"
-                )
+                raise TypeError(f"{module.__class__.__name__} returned {type(output).__name__}; "
+                                "scores need a layer whose output is a single tensor")
             slot.append(output)
 
         return hook
@@ -95,15 +93,19 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
             handle.remove()
 
 
-def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor]]) -> list[Tensor]:
-    """The one output of each module, refusing a layer that did not run or ran twice."""
-    outputs = []
+def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor]], model: nn.Module,
+                        rows: int) -> list[Tensor]:
+    """The one output of each module, refusing a layer that did not run, ran twice,
+    or whose output is not batch-first (``rows`` rows, as the model's input)."""
     for module, calls in zip(modules, captured):
-        if len(calls) != 1:
-            what = "did not run" if not calls else f"ran {len(calls)} times"
-            raise ValueError(
-                f"layer {module.__class__.__name__}({module.extra_repr()}) {what} in the model's "
-                "forward; a scored layer must run exactly once per forward"
-            )
-        outputs.append(calls[0])
-    return outputs
+        if len(calls) == 1 and calls[0].shape[0] == rows:
+            continue
+        name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
+        if len(calls) == 1:
+            problem = (f"gave an output of shape {tuple(calls[0].shape)} for {rows} input rows: scores need the "
+                       "batch first at every scored layer (e.g. nn.TransformerEncoderLayer(batch_first=True))")
+        else:
+            problem = (f"{f'ran {len(calls)} times' if calls else 'did not run'} in the model's forward; a scored "
+                       "layer must run exactly once per forward (convert(..., include=) can leave one out)")
+        raise ValueError(f"layer {name!r} ({type(module).__name__}) {problem}")
+    return [calls[0] for calls in captured]

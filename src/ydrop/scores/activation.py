@@ -29,6 +29,6 @@ def activation(
     modules = [module for _, module in resolve_layers(model, layers)]
     with torch.no_grad(), eval_mode(model), capture_outputs(modules) as captured:
         model(inputs)
-    outputs = single_call_outputs(modules, captured)
+    outputs = single_call_outputs(modules, captured, model, inputs.shape[0])
     return {module: activation_score(output, getattr(module, "unit_dim", None))
             for module, output in zip(modules, outputs)}

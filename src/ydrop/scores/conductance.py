@@ -71,10 +71,8 @@ def conductance(
 
 def _expand_baseline(baseline: Tensor | float | None, inputs: Tensor) -> Tensor:
     """``baseline`` as a (B, *) tensor (a shared one stays a broadcast view)."""
-    if baseline is None:
-        baseline = 0.0
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return inputs.new_full((), float(baseline)).expand_as(inputs)
+    if baseline is None or isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return inputs.new_full((), float(baseline or 0.0)).expand_as(inputs)
     if not isinstance(baseline, Tensor):
         raise TypeError(f"baseline must be None, a number or a tensor, got {type(baseline).__name__}")
     try:
@@ -88,6 +86,9 @@ def path_points(start: Tensor, end: Tensor, steps: int) -> Tensor:
     """The path's points x' + (i / steps) (x - x'), i = 0 .. steps, point-major:
     ((steps + 1) B, *) rows from ``start`` and ``end`` (B, *). Captum's floats
     (``linspace``) and rounding (a product, then a sum)."""
+    if not end.is_floating_point():  # a path between token ids is not one
+        raise TypeError(f"conductance interpolates the inputs, so it needs floating-point inputs, got {end.dtype} "
+                        "(token ids? use score='gradxact', or score conductance above the embedding)")
     delta = end - start
     alphas = torch.linspace(0, 1, steps + 1, dtype=delta.dtype, device=delta.device)
     points = alphas.reshape((-1,) + (1,) * delta.dim()) * delta + start

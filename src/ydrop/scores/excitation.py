@@ -72,10 +72,13 @@ def _pool(module: nn.Module, a: Tensor) -> Tensor:
 
 _RULES: dict[type, Rule] = {
     nn.Linear: _linear, nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
-    nn.AvgPool2d: _pool, nn.AdaptiveAvgPool2d: _pool,
-    nn.BatchNorm1d: "pass", nn.BatchNorm2d: "pass", nn.ReLU: "pass",
-    **{kind: "gradient" for kind in (nn.MaxPool2d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-                                     nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Flatten, nn.Identity)},
+    nn.AvgPool1d: _pool, nn.AvgPool2d: _pool, nn.AvgPool3d: _pool,
+    nn.AdaptiveAvgPool1d: _pool, nn.AdaptiveAvgPool2d: _pool, nn.AdaptiveAvgPool3d: _pool,
+    nn.BatchNorm1d: "pass", nn.BatchNorm2d: "pass", nn.BatchNorm3d: "pass", nn.ReLU: "pass",
+    **{kind: "gradient" for kind in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
+                                     nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Dropout, nn.Dropout1d,
+                                     nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                                     nn.Flatten, nn.Identity)},
 }
 
 
@@ -162,7 +165,7 @@ def _forward(model: nn.Module, inputs: Tensor, modules: list[nn.Module]) -> tupl
     state = _State()
     with torch.enable_grad(), _excitation_hooks(model, modules, state), capture_outputs(modules) as captured:
         logits = model(inputs)
-    return single_call_outputs(modules, captured), logits
+    return single_call_outputs(modules, captured, model, inputs.shape[0]), logits
 
 
 @contextmanager
@@ -244,8 +247,9 @@ def _rule_hook(name: str, rule: Rule, state: _State):
             if output.shape != a.shape:
                 raise ValueError(f"{where}: the 'pass' rule needs equal input and output shapes, got "
                                  f"{tuple(a.shape)} -> {tuple(output.shape)}")
-            return _PassThrough.apply(a, [output.detach()])
-        return _ExcitationRule.apply(a, [output.detach()], module, rule)
+        # ``output`` is boxed in a list so autograd sees a new tensor, not an input
+        # returned as is (which it would turn into a view of that input).
+        return _ExcitationRule.apply(a, [output.detach()], module, None if rule == "pass" else rule)
 
     return hook
 
@@ -256,13 +260,10 @@ def _check_hook(name: str, state: _State):
             return None  # the feature extractor below the requested layers: anything goes
         if not any(isinstance(arg, Tensor) and arg.requires_grad for arg in args):
             return None  # not fed by a requested layer
-        supported = ", ".join(cls.__name__ for cls in _rules())
-        raise ValueError(
-            f"excitation_backprop has no rule for module {name or 'model'!r} ({type(module).__name__}), "
-            "which runs between a requested layer and the model's output. Supported types: "
-            f"{supported}. Request a layer above it, or add a rule with "
-            "ydrop.register_excitation_rule(module_type, rule)."
-        )
+        raise ValueError(f"excitation_backprop has no rule for module {name or 'model'!r} ({type(module).__name__}), "
+                         "which runs between a requested layer and the model's output. Supported types: "
+                         f"{', '.join(cls.__name__ for cls in _rules())}. Request a layer above it, or add a "
+                         "rule with ydrop.register_excitation_rule(module_type, rule).")
 
     return hook
 
@@ -279,26 +280,13 @@ def _requested_hook(state: _State):
     return hook
 
 
-class _PassThrough(torch.autograd.Function):
-    """Forward: the module's own output values. Backward: P unchanged."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, output: list[Tensor]) -> Tensor:
-        # ``output`` is boxed in a list so autograd sees a new tensor, not an input
-        # returned as is (which it would turn into a view of that input).
-        return output[0]
-
-    @staticmethod
-    def backward(ctx, p_out: Tensor):
-        return p_out, None
-
-
 class _ExcitationRule(torch.autograd.Function):
     """Forward: the module's own output values. Backward: the EB rule (Eq. 1-2)
-    P_in = a+ * (dz/da+)^T (P_out / z), z = positive_map(a+), 0 where z == 0."""
+    P_in = a+ * (dz/da+)^T (P_out / z), z = positive_map(a+), 0 where z == 0; with
+    no map (the "pass" rule) P_in = P_out."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, output: list[Tensor], module: nn.Module, positive_map: PositiveMap) -> Tensor:
+    def forward(ctx, a: Tensor, output: list[Tensor], module: nn.Module, positive_map: PositiveMap | None) -> Tensor:
         ctx.save_for_backward(a)  # version-checked: an in-place change of ``a`` raises
         ctx.module = module
         ctx.positive_map = positive_map
@@ -307,6 +295,8 @@ class _ExcitationRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, p_out: Tensor):
         (a,) = ctx.saved_tensors
+        if ctx.positive_map is None:
+            return p_out, None, None, None
         with torch.enable_grad():
             a_pos = a.detach().clamp(min=0).requires_grad_()
             z = ctx.positive_map(ctx.module, a_pos)
