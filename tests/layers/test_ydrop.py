@@ -380,3 +380,50 @@ def test_a_float32_ema_round_trips_through_a_model_cast_to_bf16():
     fresh = YDrop(num_units=UNITS, elasticity=0.01).to(torch.bfloat16)
     fresh.load_state_dict(state)
     assert fresh.drop_rate.dtype == torch.float32 and torch.equal(fresh.drop_rate, layer.drop_rate)
+
+
+# ------------------------------------------------------- a state saved lazy
+def _a_model(num_units=None):
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                               YDrop(warmup_epochs=0, num_units=num_units), torch.nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("num_units", [None, 16])
+def test_a_state_saved_before_the_first_guided_step_loads_into_a_stepped_layer(num_units):
+    """Loading it resets the layer to a fresh one: lazy, no scores, and the next
+    steps draw what a fresh layer draws."""
+    import copy
+
+    torch.manual_seed(1)
+    model = _a_model()
+    before = copy.deepcopy(model.state_dict())
+    assert before["2.drop_rate"].shape == (0,)
+    x = torch.rand(6, 16)
+
+    def steps(layer):
+        torch.manual_seed(2)
+        outs = []
+        for _ in range(3):
+            layer.set_scores(ranked_scores(16))
+            outs.append(layer(x))
+        return outs, layer.drop_rate.clone()
+
+    steps(started(model[2]))  # now allocated (16,) with a kept mean
+    for target in (model, _a_model(num_units)):
+        target.load_state_dict(before)
+        layer = target[2]
+        assert layer.drop_rate.shape == (0,) and layer.mean_score.shape == (0,) and layer.reuses_left.item() == -1
+        assert "units=lazy" in repr(layer)
+        assert {k: v.shape for k, v in target.state_dict().items()} == {k: v.shape for k, v in before.items()}
+        got, fresh = steps(started(layer)), steps(started(YDrop(warmup_epochs=0)))
+        assert all(torch.equal(a, b) for a, b in zip(got[0], fresh[0])) and torch.equal(got[1], fresh[1])
+    # and a stepped state still loads into a lazy layer
+    lazy = _a_model()
+    lazy.load_state_dict(model.state_dict())
+    assert torch.equal(lazy[2].drop_rate, model[2].drop_rate)
+
+
+def test_two_different_unit_counts_still_fail_to_load():
+    stepped = started(YDrop(num_units=8))
+    with pytest.raises(RuntimeError, match="size mismatch for drop_rate"):
+        stepped.load_state_dict(YDrop(num_units=16).state_dict())

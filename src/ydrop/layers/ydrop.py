@@ -253,12 +253,14 @@ def _fit_ema_to_saved(module: YDrop, saved: object) -> None:
     """Shape the ``drop_rate`` buffer to receive ``saved``.
 
     The EMA is sized lazily on the first guided step, so a lazy layer takes a
-    trained one's size. The buffer is float32 at
+    trained one's size, and a state saved before the first guided step (empty)
+    makes the layer lazy again, as a fresh one. Two sizes that are both set and
+    differ are left for ``load_state_dict`` to report. The buffer is float32 at
     least, so that loading into a model cast to bf16 keeps the saved EMA exact."""
     if not isinstance(saved, Tensor):
         return
     current = module.drop_rate
-    lazy = current.numel() == 0
+    lazy = current.numel() == 0 or saved.numel() == 0
     shape, dtype = (saved.shape, saved.dtype) if lazy else (current.shape, current.dtype)
     dtype = _ema_dtype(dtype)
     if (shape, dtype) != (current.shape, current.dtype):
@@ -273,7 +275,7 @@ def _before_load(module: YDrop, state_dict: dict, prefix: str, *args) -> None:
     leaves the caller's dict alone."""
     _fit_ema_to_saved(module, state_dict.get(prefix + "drop_rate"))
     # The kept mean is empty until the first scoring, so it takes whatever size
-    # was saved.
+    # was saved (an empty one too: no scores yet, as in a fresh layer).
     saved = state_dict.get(prefix + "mean_score")
     if isinstance(saved, Tensor) and saved.shape != module.mean_score.shape:
         module.mean_score = torch.empty_like(saved, device=module.mean_score.device)
