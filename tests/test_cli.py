@@ -53,7 +53,9 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     (["train", "--set", "width=3"], "--set width=3: model 'fc1' got unknown keyword argument 'width'"),
     (["train", "--set", "hidden=16"], "--set hidden=16: hidden must be"),
     (["train", "--seed", "-1"], "--seed must be"),
-    (["table", "/nonexistent/folder"], "is not a folder"),
+    (["table", "/nonexistent/folder"], "RUNS_DIR '/nonexistent/folder' is not a folder; allowed: a folder holding "
+                                       "finished runs (their result.json) in it or below it, such as the --out folder "
+                                       "of ydrop compare, sweep or train"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
 ])
 def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):

@@ -470,15 +470,16 @@ def _table(args: argparse.Namespace) -> int:
 
     if args.sweep and args.format == "latex":
         raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
-    try:
-        results = collect_results(args.runs_dir)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from exc
-    if not results:
-        from .train.store import RUN_FOLDER_HOLDS
+    from .train.store import RUN_FOLDER_HOLDS
 
+    allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
+               f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
+    if not Path(args.runs_dir).is_dir():
+        raise UsageError(f"RUNS_DIR {args.runs_dir!r} is not a folder; {allowed}")
+    results = collect_results(args.runs_dir)
+    if not results:
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
-                         f"in it or below it); {RUN_FOLDER_HOLDS}")
+                         f"in it or below it); {allowed}")
     if args.sweep:
         from .train import summarize_sweep, sweep_csv, sweep_markdown
 
