@@ -69,6 +69,28 @@ def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "--alphas", "2"], "error: --alphas must be a non-empty list of numbers in [0, 1]; got [2.0]"),
+    (["sweep", "--warmups", "-1"], "error: --warmups must be a non-empty list of integers >= 0; got [-1]"),
+    (["sweep", "--set", "ydrop.elasticity=0.1"], "error: --set ydrop.elasticity=...: the sweep varies it"),
+    (["train", "--set", "momentum=2"], "error: --set momentum=2: momentum must be"),
+    (["compare", "--methods", "ydrop", "--set", "ydrop.num_units=3"], "error: --set ydrop.num_units=3: "),
+])
+def test_a_usage_error_on_a_busy_machine_comes_without_the_busy_warning(argv, message, tmp_path, monkeypatch,
+                                                                         capsys):
+    from ydrop.train import threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--threads", "2", "--dry-run", "--no-progress"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err
+    assert "busy" not in err and err.startswith(f"ydrop {argv[0]}: error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("download", ["--no-download", "--mirror=http://127.0.0.1:9/nothing"])
 def test_a_missing_dataset_fails_with_cli_advice_and_leaves_nothing_on_disk(download, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -315,8 +315,8 @@ def _set_item_named(message: str, sets: Sequence[str]) -> str:
 
 
 def _base_config(args: argparse.Namespace, methods: Sequence[str]):
-    """The checked base config and per-method kwargs; then, all options being valid,
-    the one-line warning when the machine is too busy for the threads asked for."""
+    """The checked base config and per-method kwargs. The command checks its own
+    options next, then calls :func:`_warn_if_busy`."""
     from .train import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -325,10 +325,15 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     config = _make_config(args, changes, model_kwargs)
     _check_models(config, methods, method_kwargs, args.sets)
+    return config, method_kwargs
+
+
+def _warn_if_busy(args: argparse.Namespace) -> None:
+    """The one-line warning when the machine is too busy for the threads asked for:
+    only once every option is checked, so that a usage error comes alone."""
     warning = getattr(args, "busy_warning", lambda: None)()
     if warning:
         print(warning, file=sys.stderr)
-    return config, method_kwargs
 
 
 def _methods(text: str, option: str = "--methods") -> list[str]:
@@ -394,6 +399,7 @@ def _compare(args: argparse.Namespace) -> int:
         return {"table.md": to_markdown(rows), "table.csv": to_csv(rows), "table.tex": to_latex(rows)}
 
     configs = grid_configs(config, methods, args.seeds, method_kwargs=method_kwargs)
+    _warn_if_busy(args)
     mine, finished, texts = _run_cells(args, configs, tables)
     if not distributed.is_main_process():
         return 0
@@ -421,6 +427,7 @@ def _sweep(args: argparse.Namespace) -> int:
                                 args.alphas, args.warmups, args.seeds)
     except ValueError as exc:
         raise UsageError(str(exc).replace("alphas", "--alphas").replace("warmups", "--warmups")) from exc
+    _warn_if_busy(args)
     started = time.perf_counter()
 
     def tables(results):
@@ -445,6 +452,7 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be an integer >= 0; got {args.seed}")
     config, method_kwargs = _base_config(args, method)
     config = config.replace(method=method[0], seed=args.seed, method_kwargs=method_kwargs.get(method[0], {}))
+    _warn_if_busy(args)
     result = train_run(config, progress=not args.no_progress, tensorboard=args.tensorboard)
     if result.world_size > 1 and dist_rank() != 0:
         return 0  # rank 0 reports
