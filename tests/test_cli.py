@@ -50,10 +50,32 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     (["compare", "--set", "lr=-1"], "--set lr=-1: lr must be a number > 0"),
     (["compare", "--set", "nonsense"], "--set expects key=value"),
     (["compare", "--set", "ydrop.elasticity=7"], "--set ydrop.elasticity=7: elasticity must be"),
-    (["train", "--set", "width=3"], "--set width=3: model 'fc1' got unknown keyword argument 'width'"),
     (["train", "--set", "hidden=16"], "--set hidden=16: hidden must be"),
     (["train", "--seed", "-1"], "--seed must be"),
-    (["table", "/nonexistent/folder"], "is not a folder"),
+    (["table", "/nonexistent/folder"], "RUNS_DIR '/nonexistent/folder' is not a folder; allowed: a folder holding "
+                                       "finished runs (their result.json) in it or below it, such as the --out folder "
+                                       "of ydrop compare, sweep or train"),
+    # every --set error starts with the item as typed
+    (["train", "--method", "ydrop", "--set", "ydrop.score=nosuch"],
+     "error: --set ydrop.score=nosuch: score='nosuch' is not a registered score; registered: activation"),
+    (["train", "--set", "=1"], "error: --set =1: the key before '=' is empty; expected key=value"),
+    (["train", "--method", "ydrop", "--set", "ydrop.=1"], "error: --set ydrop.=1: the key after 'ydrop.' is empty"),
+    (["compare", "--methods", "none", "--set", "dropout.p=0.3"],
+     "error: --set dropout.p=0.3: method 'dropout' is not run here (methods: none)"),
+    (["train", "--method", "ydrop", "--set", "lr=0.1", "--set", "ydrop.lr=1"],
+     "error: --set ydrop.lr=1: dropout method 'ydrop' got unknown keyword argument 'lr'"),
+    (["train", "--method", "ydrop", "--set", "ydrop.p_low_max=0.05"],
+     "error: --set ydrop.p_low_max=0.05: mu_low must be <= p_low_max = 0.05"),
+    # optimizer settings that train to NaN are refused
+    (["train", "--set", "momentum=2"], "error: --set momentum=2: momentum must be a number in [0, 1) or None; got 2"),
+    (["train", "--set", "momentum=1.0"], "error: --set momentum=1.0: momentum must be a number in [0, 1)"),
+    (["train", "--set", "weight_decay=-1e-4"], "error: --set weight_decay=-1e-4: weight_decay must be a number >= 0"),
+    # a layer built for units its place does not have fails before training, not after the warm-up
+    (["train", "--method", "ydrop", "--set", "ydrop.num_units=3"],
+     "error: --set ydrop.num_units=3: num_units must be the number of units of every place the method is put "
+     "(1024 here), or be left out"),
+    (["compare", "--methods", "dropout,information", "--set", "information.num_units=3"],
+     "error: --set information.num_units=3: num_units must be the number of units"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
 ])
 def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):
@@ -65,6 +87,50 @@ def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp
     assert message in err and "Traceback" not in err
     assert "max_epochs" not in err and "data_dir" not in err  # field names the user never typed
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+@pytest.mark.parametrize("key", ["epochs", "width"])
+def test_an_unknown_plain_set_key_lists_the_model_options_and_the_config_fields(key, capsys, tmp_path, monkeypatch):
+    """A plain --set key=value sets a config field, else a model option: the error lists both."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--set", f"{key}=3"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert err.startswith(f"ydrop train: error: --set {key}=3: model 'fc1' got unknown keyword argument '{key}'; "
+                          "it accepts: hidden, width_multiplier, dropout_at; ")
+    assert f"nor is '{key}' a config field, which a plain --set key=value sets: " in err
+    for field in ("lr", "momentum", "patience", "max_epochs (--epochs)", "dataset (--dataset)"):
+        assert f" {field}," in err or err.rstrip().endswith(f" {field}")
+    assert "model_kwargs" not in err and "method_kwargs" not in err  # --set refuses those
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_set_num_units_that_fits_its_places_trains(tmp_path, capsys):
+    assert main(["train", "--dry-run", "--method", "ydrop", "--out", str(tmp_path), "--no-progress",
+                 "--set", "hidden=8,8", "--set", "ydrop.num_units=8"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "--alphas", "2"], "error: --alphas must be a non-empty list of numbers in [0, 1]; got [2.0]"),
+    (["sweep", "--warmups", "-1"], "error: --warmups must be a non-empty list of integers >= 0; got [-1]"),
+    (["sweep", "--set", "ydrop.elasticity=0.1"], "error: --set ydrop.elasticity=...: the sweep varies it"),
+    (["train", "--set", "momentum=2"], "error: --set momentum=2: momentum must be"),
+    (["compare", "--methods", "ydrop", "--set", "ydrop.num_units=3"], "error: --set ydrop.num_units=3: "),
+])
+def test_a_usage_error_on_a_busy_machine_comes_without_the_busy_warning(argv, message, tmp_path, monkeypatch,
+                                                                         capsys):
+    from ydrop.train import threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--threads", "2", "--dry-run", "--no-progress"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err
+    assert "busy" not in err and err.startswith(f"ydrop {argv[0]}: error: ")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("download", ["--no-download", "--mirror=http://127.0.0.1:9/nothing"])

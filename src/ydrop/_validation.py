@@ -8,6 +8,7 @@ the source to learn why a call was refused. ``assert`` is never used for user in
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "as_real",
+    "as_int",
+    "describe",
     "check_rate",
     "check_open_unit",
     "check_non_negative",
@@ -27,41 +31,80 @@ __all__ = [
 ]
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _scalar(value: Any) -> Any:
+    """A 0-d tensor of a real, non-bool dtype as the Python number it holds;
+    anything else unchanged."""
+    if isinstance(value, Tensor) and value.dim() == 0 and value.dtype != torch.bool and not value.is_complex():
+        return value.item()
+    return value
+
+
+def as_real(value: Any) -> float | None:
+    """``value`` as a Python float when it is a finite real scalar (a Python or numpy
+    int or float, a 0-d tensor of a real dtype), else None. Bools are not numbers here."""
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer scalar (a Python or numpy int,
+    a 0-d tensor of an integer dtype), else None. Bools and floats are not integers here."""
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def describe(value: Any, wanted: type = numbers.Real) -> str:
+    """``value`` for an error message: its repr, and its type or shape when it is
+    not a scalar of the ``wanted`` kind (``numbers.Real`` or ``numbers.Integral``)."""
+    if isinstance(value, Tensor) and value.dim() > 0:
+        return f"a tensor of shape {tuple(value.shape)}"
+    if not isinstance(value, bool) and isinstance(_scalar(value), wanted):
+        return repr(value)
+    kind = f", a {value.dtype} tensor" if isinstance(value, Tensor) else f" of type {type(value).__name__}"
+    return f"{value!r}{kind}"
 
 
 def check_rate(name: str, value: Any, *, allow_one: bool = False) -> float:
-    """A drop rate in [0, 1) (or [0, 1] when ``allow_one``)."""
-    if not _is_real(value) or not (value >= 0 and (value <= 1 if allow_one else value < 1)):
+    """A drop rate in [0, 1) (or [0, 1] when ``allow_one``), as a Python float."""
+    number = as_real(value)
+    if number is None or not (number >= 0 and (number <= 1 if allow_one else number < 1)):
         allowed = "[0, 1]" if allow_one else "[0, 1)"
-        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}")
-    return float(value)
+        raise ValueError(f"{name} must be a number in {allowed}, got {describe(value)}")
+    return number
 
 
 def check_open_unit(name: str, value: Any) -> float:
-    """A fraction strictly between 0 and 1."""
-    if not _is_real(value) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
+    """A fraction strictly between 0 and 1, as a Python float."""
+    number = as_real(value)
+    if number is None or not 0 < number < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {describe(value)}")
+    return number
 
 
 def check_non_negative(name: str, value: Any) -> float:
-    if not _is_real(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    number = as_real(value)
+    if number is None or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {describe(value)}")
+    return number
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    number = as_int(value)
+    if number is None or number < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {describe(value, numbers.Integral)}")
+    return number
 
 
 def check_non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
+    number = as_int(value)
+    if number is None or number < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {describe(value, numbers.Integral)}")
+    return number
 
 
 def check_choice(name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:

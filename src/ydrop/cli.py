@@ -27,6 +27,7 @@ import argparse
 import ast
 import dataclasses
 import functools
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,10 @@ DEFAULT_METHODS = "none,dropout,ydrop,excitation,activation"
 # compare on the embedded digits with the default model: FC-1 narrowed from 2x1024 to
 # 2x256 (8x8 inputs), so the whole comparison takes a few minutes on 2 cores.
 DIGITS_FC_HIDDEN = (256, 256)
+
+
+# What a --set item looks like, for the errors about one.
+SET_FORM = "key=value (e.g. ydrop.elasticity=0.01, hidden=128,128, lr=0.05)"
 
 
 class UsageError(Exception):
@@ -54,6 +59,19 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _split_set(item: str) -> tuple[str | None, str, Any]:
+    """One ``--set`` item -> (scope before the '.', None for a plain key; key; value)."""
+    if "=" not in item:
+        raise UsageError(f"--set expects {SET_FORM}; got {item!r}")
+    key, _, raw = item.partition("=")
+    key, value = key.strip(), _parse_value(raw)
+    scope, dot, name = key.partition(".") if "." in key else ("", "", key)
+    if not name:
+        where = f"after '{scope}.'" if dot else "before '='"
+        raise UsageError(f"--set {item}: the key {where} is empty; expected {SET_FORM}")
+    return (scope if dot else None), name, tuple(value) if isinstance(value, list) else value
+
+
 def _parse_sets(items: Sequence[str], config_fields: set[str], methods: Sequence[str]):
     """``--set`` items -> (config changes, model kwargs, {method: kwargs})."""
     from .layers.factory import DROPOUT_METHODS
@@ -62,29 +80,19 @@ def _parse_sets(items: Sequence[str], config_fields: set[str], methods: Sequence
     model_kwargs: dict[str, Any] = {}
     method_kwargs: dict[str, dict[str, Any]] = {}
     for item in items:
-        if "=" not in item:
-            raise UsageError(f"--set expects key=value (e.g. ydrop.elasticity=0.01, hidden=128,128, lr=0.05); got {item!r}")
-        key, _, raw = item.partition("=")
-        key, value = key.strip(), _parse_value(raw)
-        if isinstance(value, list):
-            value = tuple(value)
-        if "." in key:
-            scope, _, name = key.partition(".")
-            if scope == "model":
-                model_kwargs[name] = value
-            elif scope in DROPOUT_METHODS:
-                if scope not in methods:
-                    raise UsageError(f"--set {item!r} sets method {scope!r}, which is not run here (methods: {', '.join(methods)})")
-                method_kwargs.setdefault(scope, {})[name] = value
-            else:
-                raise UsageError(
-                    f"--set {item!r}: the part before '.' must be 'model' or a method "
-                    f"({', '.join(DROPOUT_METHODS)}); got {scope!r}"
-                )
-        elif key in config_fields:
-            changes[key] = value
+        scope, key, value = _split_set(item)
+        if scope is None:
+            # A config field, else a model option (e.g. hidden=128,128), checked against the model below.
+            (changes if key in config_fields else model_kwargs)[key] = value
+        elif scope == "model":
+            model_kwargs[key] = value
+        elif scope not in DROPOUT_METHODS:
+            raise UsageError(f"--set {item}: the part before '.' must be 'model' or a method "
+                             f"({', '.join(DROPOUT_METHODS)}); got {scope!r}")
+        elif scope not in methods:
+            raise UsageError(f"--set {item}: method {scope!r} is not run here (methods: {', '.join(methods)})")
         else:
-            model_kwargs[key] = value  # e.g. hidden=128,128; checked against the model below
+            method_kwargs.setdefault(scope, {})[key] = value
     return changes, model_kwargs, method_kwargs
 
 
@@ -281,7 +289,8 @@ def _make_config(args: argparse.Namespace, changes: dict[str, Any], model_kwargs
         config = TrainConfig(**values)
         config.resolved()
     except (ValueError, TypeError) as exc:
-        raise UsageError(_as_typed(str(exc), changes, args.sets)) from exc
+        plain = [item for item in args.sets if "." not in item.partition("=")[0]]  # the config fields' items
+        raise UsageError(_as_typed(str(exc), changes, plain)) from exc
     return config
 
 
@@ -294,29 +303,64 @@ def _check_models(config, methods: Sequence[str], method_kwargs: dict[str, dict[
     from .models import create
 
     info = dataset_info(config.dataset) if config.dataset != "image-folder" else None
-    try:
-        for method in methods:
+    for method in methods:
+        try:
             with torch.device("meta"):
                 create(config.model, num_classes=info.num_classes if info else 10,
                        in_shape=info.in_shape if info else None, dropout=method,
                        dropout_kwargs={**config.method_kwargs, **method_kwargs.get(method, {})}, **config.model_kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(_set_item_named(str(exc).replace("model name must be", "--model must be"), sets)) from exc
+        except (ValueError, TypeError) as exc:
+            raise UsageError(_build_error(exc, _build_items(sets, method))) from exc
+
+
+def _build_items(sets: Sequence[str], method: str) -> list[str]:
+    """The ``--set`` items a model build with ``method`` reads: model options and
+    ``method``'s kwargs, not config fields nor other methods' kwargs."""
+    from .train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    items = []
+    for item in sets:
+        scope, key, _ = _split_set(item)
+        if scope in ("model", method) or (scope is None and key not in fields):
+            items.append(item)
+    return items
+
+
+def _build_error(exc: Exception, items: Sequence[str]) -> str:
+    """The message of a failed model build, prefixed with the ``--set`` item at fault."""
+    message = str(exc).replace("model name must be", "--model must be")
+    if isinstance(exc, TypeError):  # an unknown keyword argument
+        message = _with_config_fields(message, items)
+    return _set_item_named(message, items)
+
+
+def _with_config_fields(message: str, items: Sequence[str]) -> str:
+    """The model's "unknown keyword argument" ``message`` about a plain ``--set key=value``
+    (which sets a config field, else a model option): the config fields listed too."""
+    from .train import TrainConfig
+
+    named = [key for scope, key, _ in map(_split_set, items) if scope is None and f"'{key}'" in message]
+    if not named:
+        return message
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("method_kwargs", "model_kwargs")]
+    listed = ", ".join(f"{name} ({_OPTION_OF[name]})" if name in _OPTION_OF else name for name in fields)
+    return f"{message}; nor is {named[0]!r} a config field, which a plain --set key=value sets: {listed}"
 
 
 def _set_item_named(message: str, sets: Sequence[str]) -> str:
-    """``message`` prefixed with the ``--set`` item it is about (the one whose key it names), if any."""
-    words = message.split()
+    """``message`` prefixed with the ``--set`` item it is about (the first whose key it
+    names as a word: ``score must be``, ``'width'``, ``score='x'``), if any."""
     for item in sets:
         key = item.partition("=")[0].strip().rpartition(".")[2]
-        if key and words and (words[0] == key or f"'{key}'" in message):
+        if key and re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message):
             return f"--set {item}: {message}"
     return message
 
 
 def _base_config(args: argparse.Namespace, methods: Sequence[str]):
-    """The checked base config and per-method kwargs; then, all options being valid,
-    the one-line warning when the machine is too busy for the threads asked for."""
+    """The checked base config and per-method kwargs. The command checks its own
+    options next, then calls :func:`_warn_if_busy`."""
     from .train import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -325,10 +369,15 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     config = _make_config(args, changes, model_kwargs)
     _check_models(config, methods, method_kwargs, args.sets)
+    return config, method_kwargs
+
+
+def _warn_if_busy(args: argparse.Namespace) -> None:
+    """The one-line warning when the machine is too busy for the threads asked for:
+    only once every option is checked, so that a usage error comes alone."""
     warning = getattr(args, "busy_warning", lambda: None)()
     if warning:
         print(warning, file=sys.stderr)
-    return config, method_kwargs
 
 
 def _methods(text: str, option: str = "--methods") -> list[str]:
@@ -394,6 +443,7 @@ def _compare(args: argparse.Namespace) -> int:
         return {"table.md": to_markdown(rows), "table.csv": to_csv(rows), "table.tex": to_latex(rows)}
 
     configs = grid_configs(config, methods, args.seeds, method_kwargs=method_kwargs)
+    _warn_if_busy(args)
     mine, finished, texts = _run_cells(args, configs, tables)
     if not distributed.is_main_process():
         return 0
@@ -421,6 +471,7 @@ def _sweep(args: argparse.Namespace) -> int:
                                 args.alphas, args.warmups, args.seeds)
     except ValueError as exc:
         raise UsageError(str(exc).replace("alphas", "--alphas").replace("warmups", "--warmups")) from exc
+    _warn_if_busy(args)
     started = time.perf_counter()
 
     def tables(results):
@@ -445,6 +496,7 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be an integer >= 0; got {args.seed}")
     config, method_kwargs = _base_config(args, method)
     config = config.replace(method=method[0], seed=args.seed, method_kwargs=method_kwargs.get(method[0], {}))
+    _warn_if_busy(args)
     result = train_run(config, progress=not args.no_progress, tensorboard=args.tensorboard)
     if result.world_size > 1 and dist_rank() != 0:
         return 0  # rank 0 reports
@@ -470,15 +522,16 @@ def _table(args: argparse.Namespace) -> int:
 
     if args.sweep and args.format == "latex":
         raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
-    try:
-        results = collect_results(args.runs_dir)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from exc
-    if not results:
-        from .train.store import RUN_FOLDER_HOLDS
+    from .train.store import RUN_FOLDER_HOLDS
 
+    allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
+               f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
+    if not Path(args.runs_dir).is_dir():
+        raise UsageError(f"RUNS_DIR {args.runs_dir!r} is not a folder; {allowed}")
+    results = collect_results(args.runs_dir)
+    if not results:
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
-                         f"in it or below it); {RUN_FOLDER_HOLDS}")
+                         f"in it or below it); {allowed}")
     if args.sweep:
         from .train import summarize_sweep, sweep_csv, sweep_markdown
 

@@ -85,7 +85,9 @@ def _train_run(out: Path) -> dict:
         result = run.train_run(config, progress=False)
     finally:
         store.atomic_write, run.create = original, original_create
-    weights = torch.cat([t.flatten().float() for t in [*models[0].parameters(), *models[0].buffers()]])
+    # The trained model: train_run first builds one on the meta device to check the kwargs.
+    trained = next(m for m in models if next(m.parameters()).device.type != "meta")
+    weights = torch.cat([t.flatten().float() for t in [*trained.parameters(), *trained.buffers()]])
     return {"writes": writes, "metrics": result.metrics(), "weights": weights.tolist(),
             "world_size": result.world_size}
 

@@ -168,6 +168,21 @@ def test_dropout_kwargs_and_num_units_reach_each_module():
     assert [m.drop_rate.numel() for m in meta("fc1", dropout="ydrop", dropout_kwargs={"num_units": None}).dropout_modules()] == [0, 0]
 
 
+def test_a_given_num_units_must_fit_every_place():
+    """A layer built for other units would fail only at its first guided step, after
+    the warm-up epochs: the model refuses it when it is built."""
+    for method in ("ydrop", "information"):
+        with pytest.raises(ValueError, match=r"^num_units must be the number of units of every place the method is "
+                                             r"put \(1024 here\), or be left out .*; got 3$"):
+            meta("fc1", dropout=method, dropout_kwargs={"num_units": 3})
+        with pytest.raises(ValueError, match=r"\(16 here\).*got 32"):  # one value cannot fit two widths
+            meta("fc2", dropout=method, hidden=(32, 16), dropout_kwargs={"num_units": 32})
+    assert [m.drop_rate.numel() for m in meta("fc1", dropout="ydrop", dropout_kwargs={"num_units": 1024})
+            .dropout_modules()] == [1024, 1024]
+    # with its own unit_dim the place's count is not the layer's: left to the layer
+    assert meta("fc1", dropout="ydrop", dropout_kwargs={"num_units": 3, "unit_dim": -1}).dropout_modules()
+
+
 def test_dropout_at_selects_slots():
     model = meta("fc3", dropout_at="first")
     assert model.dropout_paths == ["classifier.2"]

@@ -12,6 +12,12 @@ from ydrop.train import TrainConfig
         ("device", "tpu", "'cuda'"),
         ("protocol", "adam", "'excitation'"),
         ("lr", 0, "> 0"),
+        ("lr", float("inf"), "> 0"),
+        ("momentum", 1.0, "[0, 1)"),
+        ("momentum", 2, "[0, 1)"),
+        ("momentum", -0.1, "[0, 1)"),
+        ("weight_decay", -1e-4, ">= 0"),
+        ("lr_gamma", 0, "(0, 1]"),
         ("batch_size", 2.5, "integer >= 1"),
         ("patience", 0, "integer >= 1"),
         ("val_fraction", 1.0, "(0, 1)"),
@@ -39,6 +45,7 @@ def test_resolved_fills_protocol_defaults_and_device():
     assert e.augment is True
     assert TrainConfig(dry_run=True).resolved().max_epochs == 2
     assert TrainConfig(lr=0.1).resolved().lr == 0.1  # explicit values win
+    assert TrainConfig(momentum=0.99).resolved().momentum == 0.99
 
 
 def test_dict_round_trip_and_unknown_key():

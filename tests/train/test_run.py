@@ -86,6 +86,17 @@ def test_a_run_whose_data_is_missing_leaves_nothing_on_disk(tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no run folder with a config.json, no data/mnist/
 
 
+def test_a_run_whose_model_cannot_be_built_leaves_nothing_on_disk(tiny, tmp_path):
+    """Bad method kwargs fail before the run folder is written; a layer built for the
+    wrong number of units (here 3 for 16) used to fail after the warm-up epochs,
+    leaving a checkpoint and no result."""
+    for kwargs, error in (({"num_units": 3}, "num_units must be the number of units"),
+                          ({"elasticity": 2.0}, "elasticity must be")):
+        with pytest.raises(ValueError, match=error):
+            train_run(tiny(method="ydrop", method_kwargs=kwargs), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_early_stopping_after_patience(tiny):
     # lr so high that validation loss stops improving quickly
     result = train_run(tiny(method="none", lr=5.0, patience=2, max_epochs=30), progress=False)

@@ -37,7 +37,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_choice, check_non_negative, check_positive_int, check_rate
+from .._validation import (
+    as_real,
+    check_choice,
+    check_non_negative,
+    check_non_negative_int,
+    check_positive_int,
+    check_rate,
+    describe,
+)
 from .base import (
     check_unit_dim,
     input_unit_dim,
@@ -62,25 +70,18 @@ __all__ = [
 
 
 def _check_real(name: str, value: Any) -> float:
-    """A finite real number of any sign."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    """A finite real number of any sign, as a Python float."""
+    number = as_real(value)
+    if number is None:
+        raise ValueError(f"{name} must be a finite number, got {describe(value)}")
+    return number
 
 
 def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_iteration(name: str, value: Any) -> int:
-    """An integer >= 0 (a Python int or a 0-d integer tensor)."""
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
+    number = as_real(value)
+    if number is None or number <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {describe(value)}")
+    return number
 
 
 # --------------------------------------------------------------------------- Dropout
@@ -152,9 +153,11 @@ class CurriculumDropout(nn.Module):
 
     def __init__(self, keep_bar: float = 0.5, gamma: float = 5e-4, unit_dim: int | None = None) -> None:
         super().__init__()
-        if isinstance(keep_bar, bool) or not isinstance(keep_bar, (int, float)) or not 0 < keep_bar <= 1:
-            raise ValueError(f"keep_bar must be a number in (0, 1] (the final retain probability), got {keep_bar!r}")
-        self.keep_bar = float(keep_bar)
+        number = as_real(keep_bar)
+        if number is None or not 0 < number <= 1:
+            raise ValueError(f"keep_bar must be a number in (0, 1] (the final retain probability), "
+                             f"got {describe(keep_bar)}")
+        self.keep_bar = number
         self.gamma = check_non_negative("gamma", gamma)
         self.unit_dim = check_unit_dim(unit_dim)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
@@ -171,7 +174,7 @@ class CurriculumDropout(nn.Module):
 
     def set_iteration(self, iteration: int) -> None:
         """Jump the schedule to iteration t (e.g. when resuming without a state dict)."""
-        self.iteration.fill_(_check_iteration("iteration", iteration))
+        self.iteration.fill_(check_non_negative_int("iteration", iteration))
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:

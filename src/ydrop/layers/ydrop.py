@@ -62,6 +62,11 @@ class YDrop(GuidedDropout):
     of the Guide steps ``mean_score`` may still be reused for (-1: no scores yet).
     Without scores after warm-up the layer falls back to plain dropout at
     ``warmup_p`` and warns once.
+
+    Precision: the EMA accumulates in float32 (or float64) whatever the model is
+    cast to: after ``model.to(torch.bfloat16)`` (or fp16) ``drop_rate`` is float32
+    again from the next guided step (and after ``load_state_dict``), while the
+    output keeps the input's dtype.
     """
 
     drop_rate: Tensor
@@ -183,6 +188,11 @@ class YDrop(GuidedDropout):
             self.drop_rate = torch.full((units,), self.p0, device=x.device)
         elif self.drop_rate.numel() != units:
             raise unit_count_error(self, self.drop_rate.numel(), x, dim, self.unit_dim)
+        elif self.drop_rate.dtype != _ema_dtype(self.drop_rate.dtype):
+            # A model cast to bf16 / fp16 casts this buffer too, and the EMA's steps
+            # alpha (g - p) are below those dtypes' resolution near p0: it would
+            # freeze (bf16) or move in coarse jumps (fp16). It accumulates in float32.
+            self.drop_rate = self.drop_rate.float()
 
     def _bucket_rates(self, strong: Tensor) -> Tensor:
         """g_B (N,): this step's draws of the bucket rates (Eq. 8) on the ``strong`` units (N,)."""
@@ -230,18 +240,42 @@ class YDrop(GuidedDropout):
         )
 
 
+def _ema_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the EMA ``drop_rate`` is kept in: ``dtype``, or float32 for a
+    floating dtype coarser than it (bf16, fp16), whose resolution near p0 is too
+    coarse for steps of size elasticity * (g - p)."""
+    if dtype.is_floating_point and torch.finfo(dtype).eps > torch.finfo(torch.float32).eps:
+        return torch.float32
+    return dtype
+
+
+def _fit_ema_to_saved(module: YDrop, saved: object) -> None:
+    """Shape the ``drop_rate`` buffer to receive ``saved``.
+
+    The EMA is sized lazily on the first guided step, so a lazy layer takes a
+    trained one's size, and a state saved before the first guided step (empty)
+    makes the layer lazy again, as a fresh one. Two sizes that are both set and
+    differ are left for ``load_state_dict`` to report. The buffer is float32 at
+    least, so that loading into a model cast to bf16 keeps the saved EMA exact."""
+    if not isinstance(saved, Tensor):
+        return
+    current = module.drop_rate
+    lazy = current.numel() == 0 or saved.numel() == 0
+    shape, dtype = (saved.shape, saved.dtype) if lazy else (current.shape, current.dtype)
+    dtype = _ema_dtype(dtype)
+    if (shape, dtype) != (current.shape, current.dtype):
+        module.drop_rate = torch.empty(shape, dtype=dtype, device=current.device)
+
+
 def _before_load(module: YDrop, state_dict: dict, prefix: str, *args) -> None:
     """``load_state_dict`` pre-hook: shape the lazy buffers like the saved ones and
     accept the states of earlier versions.
 
     ``state_dict`` is ``load_state_dict``'s own copy, so adding or removing keys here
     leaves the caller's dict alone."""
-    # The EMA is sized lazily on the first guided step; a fresh module must still
-    # accept a trained one's. The kept mean is empty until the first scoring, so
-    # it takes whatever size was saved.
-    saved = state_dict.get(prefix + "drop_rate")
-    if isinstance(saved, Tensor) and module.drop_rate.numel() == 0:
-        module.drop_rate = torch.empty_like(saved, device=module.drop_rate.device)
+    _fit_ema_to_saved(module, state_dict.get(prefix + "drop_rate"))
+    # The kept mean is empty until the first scoring, so it takes whatever size
+    # was saved (an empty one too: no scores yet, as in a fresh layer).
     saved = state_dict.get(prefix + "mean_score")
     if isinstance(saved, Tensor) and saved.shape != module.mean_score.shape:
         module.mean_score = torch.empty_like(saved, device=module.mean_score.device)

@@ -48,7 +48,20 @@ class DropoutMaker:
 
     def __call__(self, units: int) -> nn.Module:
         kwargs = dict(self.kwargs, num_units=units) if self.takes_units else self.kwargs
-        return create_dropout(self.method, **kwargs)
+        module = create_dropout(self.method, **kwargs)
+        self._check_given_units(units)
+        return module
+
+    def _check_given_units(self, units: int) -> None:
+        """A ``num_units`` the user gave must be the place's: a layer built for others
+        fails only at its first guided step, after the warm-up epochs. Only with the
+        default ``unit_dim``, the one ``units`` counts along."""
+        given = self.kwargs.get("num_units")
+        if given is not None and self.kwargs.get("unit_dim") is None and given != units:
+            raise ValueError(
+                f"num_units must be the number of units of every place the method is put ({units} here), or be "
+                f"left out so that the model fills it in; got {given!r}"
+            )
 
 
 def dropout_positions(dropout_at: Any, places: int) -> set[int]:

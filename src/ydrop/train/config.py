@@ -188,7 +188,7 @@ def _checks() -> dict[str, tuple[Callable[[Any], bool], Any]]:
         "protocol": _one_of(PROTOCOLS),
         "optimizer": (_optional(lambda v: v in ("sgd", "adam")), "'sgd', 'adam' or None"),
         "lr": (_optional(_real_where(lambda v: v > 0)), "a number > 0 or None"),
-        "momentum": (_optional(_real_where(lambda v: v >= 0)), "a number >= 0 or None"),
+        "momentum": (_optional(_real_where(lambda v: 0 <= v < 1)), "a number in [0, 1) or None"),
         "weight_decay": (_optional(_real_where(lambda v: v >= 0)), "a number >= 0 or None"),
         "batch_size": optional_count,
         "lr_step_size": optional_count,

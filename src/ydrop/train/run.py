@@ -231,7 +231,8 @@ def train_run(
     ``tensorboard=True`` also writes TensorBoard event files into ``run_dir/tensorboard``
     (see :mod:`.tensorboard`; needs the ``tensorboard`` package).
 
-    The dataset is loaded before anything is written, so a run whose data is missing
+    The dataset is loaded and the model built on the meta device before anything is
+    written, so a run whose data is missing or whose model or method kwargs are wrong
     fails with nothing left on disk (no run folder, no empty dataset folder).
     """
     if not isinstance(config, TrainConfig):
@@ -245,6 +246,8 @@ def train_run(
     if not (folder / store.RESULT_FILE).exists() and not is_held(folder / LOCK_FILE):
         torch.manual_seed(c.seed)
         splits = load_splits(c, progress and dist_.is_main_process())
+        with torch.device("meta"):
+            build_model(c, splits[3])
     lock, stored = _decide(c, folder)
     if stored is not None:
         result = RunResult.from_dict(stored, trained=False)
