@@ -75,6 +75,8 @@ def test_resume_message_counts_epochs_from_one():
     assert resume_message(Path("r"), 1, 60) == "resuming r from epoch 2 of 60 (epoch 1 is in its checkpoint)"
     assert resume_message(Path("r"), 3, None) == "resuming r from epoch 4 (epochs 1-3 are in its checkpoint)"
     assert "all 60 epochs are in its checkpoint" in resume_message(Path("r"), 60, 60)
+    assert resume_message(Path("r"), 7, 60, stopped=True) == (
+        "resuming r: the run stopped after epoch 7 (in its checkpoint); testing its best epoch")
 
 
 def test_a_run_whose_data_is_missing_leaves_nothing_on_disk(tiny, tmp_path):
@@ -115,6 +117,39 @@ def test_a_diverged_run_stops_with_a_warning_and_tests_its_best_epoch(tiny):
     assert result.stopped_early and result.epochs < 30
     assert not math.isfinite(losses[-1]) and all(math.isfinite(l) for l in losses[:-1])
     assert result.best_epoch == 0 and math.isfinite(result.test_loss)  # epoch 0's weights, not the NaN ones
+
+
+@pytest.mark.filterwarnings("ignore:.*diverged:RuntimeWarning")
+@pytest.mark.parametrize("old_checkpoint", [False, True])
+def test_a_diverged_run_killed_after_its_checkpoint_resumes_to_the_same_result(tiny, tmp_path, capsys, old_checkpoint):
+    """The stop after a NaN / inf epoch is the checkpoint's too: resuming does not train on.
+    ``old_checkpoint``: one written before the stop was stored in it."""
+    def config(out):
+        return tiny(method="none", lr=1e6, patience=None, max_epochs=30, out=str(tmp_path / out))
+
+    whole = train_run(config("whole"), progress=False)
+    assert whole.stopped_early and whole.epochs < 30
+
+    def kill_when_diverged(epoch, record, folder):  # after the epoch's checkpoint, before result.json
+        if not math.isfinite(record["train_loss"]):
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_run(config("cut"), progress=False, callbacks=[kill_when_diverged])
+    folder = run_dir(config("cut").resolved())
+    if old_checkpoint:
+        ckpt = torch.load(folder / "checkpoint.pt", weights_only=False)
+        del ckpt["stopped_early"]
+        torch.save(ckpt, folder / "checkpoint.pt")
+    capsys.readouterr()
+    seen = []
+    resumed = train_run(config("cut"), progress=False, callbacks=[lambda e, r, f: seen.append(e)])
+    assert seen == []  # not one more epoch
+    assert resumed.stopped_early
+    # json: the history holds NaN, which is not == to itself
+    assert json.dumps(resumed.metrics()) == json.dumps(whole.metrics())
+    assert json.dumps(_metrics(folder)) == json.dumps(_metrics(run_dir(whole.config)))
+    assert f"the run stopped after epoch {whole.epochs}" in capsys.readouterr().err
 
 
 def test_host_reads_per_epoch_do_not_grow_with_the_number_of_steps(tiny, tmp_path, monkeypatch):

@@ -414,7 +414,6 @@ class _Trainer:
         else:
             torch.manual_seed(_rank_seed(self.c.seed, self.rank))
         s, c = self.state, self.c
-        s.stopped_early = bool(s.history) and c.patience is not None and s.bad_epochs >= c.patience
         done = s.stopped_early or (c.iterations is not None and s.step >= c.iterations)
         if self.tensorboard:
             self.board = TensorBoardLog(self.folder / TENSORBOARD_DIR, s.history)
@@ -427,13 +426,20 @@ class _Trainer:
             self.guide.load_state_dict(ckpt["guide"])
         self.state = _LoopState(epoch=ckpt["epoch"] + 1, step=ckpt["step"], history=ckpt["history"], best=ckpt["best"],
                                 bad_epochs=ckpt["bad_epochs"], elapsed=ckpt["elapsed"])
+        # The decision the run took after its last epoch. Checkpoints written before it was
+        # stored take it again from what they hold (the last epoch's loss, bad_epochs),
+        # by the same rule, so a run that diverged is not trained on when resumed.
+        stopped = ckpt.get("stopped_early")
+        if stopped is None:
+            stopped = bool(self.state.history) and _stops(self.c, self.state.history[-1], self.state.bad_epochs)
+        self.state.stopped_early = bool(stopped)
         by_rank = ckpt.get("rng_by_rank") or [ckpt["rng"]]
         if len(by_rank) == self.world:
             _set_rng_state(by_rank[self.rank])
         else:  # resumed with another number of processes: a fresh stream per rank
             torch.manual_seed(_rank_seed(self.c.seed, self.rank, self.state.epoch))
         if self.main:
-            _say(resume_message(self.folder, self.state.epoch, self.max_epochs))
+            _say(resume_message(self.folder, self.state.epoch, self.max_epochs, self.state.stopped_early))
 
     # ------------------------------------------------------------------ epochs
     def run(self, callbacks: Sequence[EpochCallback]) -> RunResult:
@@ -513,19 +519,16 @@ class _Trainer:
             s.bad_epochs = 0
         else:
             s.bad_epochs += 1
-        # A NaN / inf training loss never recovers; the epochs left would only
-        # burn time until patience runs out, so stop and test the best epoch.
-        diverged = not math.isfinite(record["train_loss"])
-        if diverged and self.main:
+        if not math.isfinite(record["train_loss"]) and self.main:
             _warn_diverged(self.folder, record, s.best)
-        s.stopped_early = diverged or (c.patience is not None and s.bad_epochs >= c.patience)
+        s.stopped_early = _stops(c, record, s.bad_epochs)
         rng_by_rank = dist_.all_gather_object(_rng_state()) if self.world > 1 else None
         if self.main:
             store.save_torch(self.folder / store.CHECKPOINT_FILE, dict(
                 model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                 guide=self.guide.state_dict() if self.guide is not None else None, rng=_rng_state(),
                 epoch=record["epoch"], step=s.step, history=s.history, best=s.best, bad_epochs=s.bad_epochs,
-                elapsed=s.elapsed, rng_by_rank=rng_by_rank,
+                elapsed=s.elapsed, rng_by_rank=rng_by_rank, stopped_early=s.stopped_early,
             ))
         return s.stopped_early or (c.iterations is not None and s.step >= c.iterations)
 
@@ -546,6 +549,15 @@ class _Trainer:
         return result
 
 
+def _stops(c: TrainConfig, record: dict[str, float], bad_epochs: int) -> bool:
+    """Whether the run stops after the epoch of ``record``: it diverged, or early stopping's
+    patience ran out."""
+    # A NaN / inf training loss never recovers; the epochs left would only burn time
+    # until patience runs out, so stop and test the best epoch.
+    diverged = not math.isfinite(record["train_loss"])
+    return diverged or (c.patience is not None and bad_epochs >= c.patience)
+
+
 def _warn_diverged(folder: Path, record: dict[str, float], best: dict[str, Any]) -> None:
     tested = (f"the best epoch so far, epoch {best['epoch'] + 1}, is tested" if best["state"] is not None
               else "no epoch had a finite validation loss; the last weights are tested")
@@ -555,8 +567,11 @@ def _warn_diverged(folder: Path, record: dict[str, float], best: dict[str, Any])
         RuntimeWarning, stacklevel=4)
 
 
-def resume_message(folder: Path, next_epoch: int, max_epochs: int | None) -> str:
-    """What a resumed run says: epochs counted from 1, as in every message and table."""
+def resume_message(folder: Path, next_epoch: int, max_epochs: int | None, stopped: bool = False) -> str:
+    """What a resumed run says: epochs counted from 1, as in every message and table.
+    ``stopped``: the checkpoint's last epoch ended the run (divergence, early stopping)."""
+    if stopped:
+        return f"resuming {folder}: the run stopped after epoch {next_epoch} (in its checkpoint); testing its best epoch"
     if max_epochs is not None and next_epoch >= max_epochs:
         return f"resuming {folder}: all {max_epochs} epochs are in its checkpoint; testing its best epoch"
     of = f" of {max_epochs}" if max_epochs is not None else ""
