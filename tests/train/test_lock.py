@@ -109,3 +109,52 @@ def test_cli_train_of_a_locked_run_exits_1_naming_the_holder(tiny, capsys):
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert "being trained by another process" in err and f"'pid': {os.getpid()}" in err
+
+
+def test_a_lock_of_this_host_is_stale_after_long_silence_even_if_its_pid_lives(tmp_path):
+    """After a reboot or a container restart the pid in an old lock belongs to another
+    process (pid 1 always exists): a live pid alone must not keep a lock forever."""
+    import socket
+
+    from ydrop.train.lock import STALE_AFTER, is_held
+
+    path = tmp_path / LOCK_FILE
+    _write_lock(path, socket.gethostname(), os.getpid(), age=3 * 86400.0)  # a live pid, silent 3 days
+    assert not is_held(path)
+    taken = try_lock(path)
+    assert taken is not None and lock_holder(path)["token"] != "t"
+    taken.release()
+    # A live owner of this host with a recent heartbeat is kept, also under a caller's
+    # short limit (meant for other hosts, as the tables lock's 120 s).
+    _write_lock(path, socket.gethostname(), os.getpid(), age=STALE_AFTER / 2)
+    assert try_lock(path, stale_after=120.0) is None and is_held(path, stale_after=120.0)
+
+
+def test_a_run_with_an_old_lock_of_a_reused_pid_is_trained(tiny):
+    import socket
+
+    config = tiny(max_epochs=1)
+    folder = run_dir(config.resolved())
+    folder.mkdir(parents=True)
+    _write_lock(folder / LOCK_FILE, socket.gethostname(), 1, age=3 * 86400.0)
+    assert train_run(config, progress=False).trained
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_training_refreshes_its_lock_every_epoch(tiny):
+    """An epoch may take longer than the heartbeat interval allows without a beat: the
+    end of every epoch refreshes the lock, whatever the step-wise throttling."""
+    from ydrop.train.lock import is_held
+
+    config = tiny(max_epochs=3)
+    seen = []
+
+    def check(epoch, record, folder):
+        lock = folder / LOCK_FILE
+        seen.append(is_held(lock))  # alive and fresh, as another process judges it
+        old = lock.stat().st_mtime - 3 * 86400.0  # as if the next epoch stalled for days
+        os.utime(lock, (old, old))
+
+    train_run(config, progress=False, callbacks=[check])
+    assert seen == [True, True, True]
+

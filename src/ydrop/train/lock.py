@@ -9,7 +9,15 @@ a random token. Its modification time is the owner's heartbeat.
 
 A lock is *stale*, and may be broken, when its owner is a dead process on this host,
 or when its heartbeat is older than ``stale_after`` seconds (the only test possible
-for an owner on another machine). Breaking renames the file aside first and checks
+for an owner on another machine). A live pid on this host is not proof either: after
+a reboot or a container restart the pid of a lock's dead owner is often taken by
+another process (pid 1 always is), so a lock on this host whose heartbeat is older
+than ``max(stale_after, STALE_AFTER)`` is stale whatever its pid. (The larger of the
+two: a caller's shorter limit, such as the tables lock's, is meant for owners on other
+hosts, whose pid cannot be looked at.) Training refreshes the heartbeat of its run's
+lock at least every ``HEARTBEAT_EVERY`` seconds while it trains or evaluates, and after
+every checkpoint, so only a stalled or gone owner goes that long without one.
+Breaking renames the file aside first and checks
 that the renamed file is the one judged stale, so two processes breaking the same
 lock at once do not remove each other's fresh lock.
 """
@@ -29,7 +37,11 @@ __all__ = ["FileLock", "RunLocked", "try_lock", "wait_lock", "lock_holder", "is_
 
 LOCK_FILE = ".lock"  # in a run folder, while the run trains
 TABLES_LOCK = ".tables.lock"  # in a grid's out folder, while its tables are collected and written
-# Seconds without a heartbeat after which another host's run lock counts as abandoned.
+# Seconds without a heartbeat after which a run lock counts as abandoned (another host's
+# at once; one of this host whose pid is alive too, since that pid may have been reused).
+# Far above HEARTBEAT_EVERY: a training run beats every step and every evaluation batch
+# (touching the file at most every HEARTBEAT_EVERY s) and after each checkpoint, so this
+# only has to outlast one batch, one checkpoint write or the loading of a dataset.
 STALE_AFTER = 2 * 3600.0
 # A training run calls heartbeat() every step; the file is touched at most this often.
 HEARTBEAT_EVERY = 60.0
@@ -47,10 +59,11 @@ class FileLock:
         self._content = content
         self._last_beat = time.monotonic()
 
-    def heartbeat(self) -> None:
-        """Refresh the modification time (at most every ``HEARTBEAT_EVERY`` seconds, so it
-        is cheap to call every step), so other hosts see the owner is alive."""
-        if time.monotonic() - self._last_beat < HEARTBEAT_EVERY:
+    def heartbeat(self, force: bool = False) -> None:
+        """Refresh the modification time (at most every ``HEARTBEAT_EVERY`` seconds unless
+        ``force``, so it is cheap to call every step), so other processes see the owner is
+        alive."""
+        if not force and time.monotonic() - self._last_beat < HEARTBEAT_EVERY:
             return
         self._last_beat = time.monotonic()
         try:
@@ -112,7 +125,7 @@ def _is_stale(path: Path, content: bytes, stale_after: float) -> bool:
     except ValueError:
         owner = None  # created but not yet written, or garbage: only age can tell
     if isinstance(owner, dict) and owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
-        return not _pid_alive(owner["pid"])
+        return not _pid_alive(owner["pid"]) or age > max(stale_after, STALE_AFTER)
     return age > stale_after
 
 

@@ -159,14 +159,17 @@ class _EpochSums:
         return loss, correct, self.count
 
 
-def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None) -> tuple[float, float]:
-    """(mean loss, accuracy %) over the loader, in eval mode."""
+def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None,
+              heartbeat: Callable[[], None] | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy %) over the loader, in eval mode; ``heartbeat()`` called per batch."""
     model.eval()
     sums = _EpochSums()
     with torch.no_grad():
         for i, (x, y) in enumerate(loader):
             if limit is not None and i >= limit:
                 break
+            if heartbeat is not None:
+                heartbeat()  # a large validation or test set may take long too
             x, y = dist_.shard_rows(x, y)
             if y.numel() == 0:
                 continue  # a batch smaller than the number of ranks
@@ -401,10 +404,16 @@ class _Trainer:
         self.board = None
         self.tensorboard = tensorboard and self.main
 
+    def _heartbeat(self, force: bool = False) -> None:
+        """Show other processes the run's owner is alive (rank 0 holds the lock)."""
+        if self.lock is not None:
+            self.lock.heartbeat(force)
+
     # ------------------------------------------------------------------ start
     def _start(self) -> bool:
         """Write the initial weights, restore the checkpoint if any (saying so); returns
         whether the run is already done."""
+        self._heartbeat(force=True)  # loading the data may have taken a while
         initial_path = self.folder / store.INITIAL_FILE
         if self.main and not initial_path.exists():
             store.save_torch(initial_path, _state_copy(self.model, "cpu"))
@@ -482,7 +491,7 @@ class _Trainer:
             lr = self._train_step(*dist_.shard_rows(x, y), sums)
             bars.batch()
         total_loss, correct, count = sums.totals()
-        val_loss, val_acc = _evaluate(model, self.val_loader, self.batch_limit)
+        val_loss, val_acc = _evaluate(model, self.val_loader, self.batch_limit, self._heartbeat)
         seconds = time.perf_counter() - started
         s.elapsed += seconds
         return dict(epoch=s.epoch, train_loss=total_loss / max(count, 1), train_acc=100.0 * correct / max(count, 1),
@@ -504,8 +513,7 @@ class _Trainer:
         loss.backward()
         self.optimizer.step()
         s.step += 1
-        if self.lock is not None:
-            self.lock.heartbeat()  # an epoch may outlast the staleness limit
+        self._heartbeat()  # an epoch may outlast the staleness limit
         sums.add(loss.detach().double() * y.numel(), logits, y)
         return lr
 
@@ -530,6 +538,7 @@ class _Trainer:
                 epoch=record["epoch"], step=s.step, history=s.history, best=s.best, bad_epochs=s.bad_epochs,
                 elapsed=s.elapsed, rng_by_rank=rng_by_rank, stopped_early=s.stopped_early,
             ))
+            self._heartbeat(force=True)
         return s.stopped_early or (c.iterations is not None and s.step >= c.iterations)
 
     # ------------------------------------------------------------------ end
@@ -537,7 +546,7 @@ class _Trainer:
         s = self.state
         if s.best["state"] is not None:
             self.model.load_state_dict(s.best["state"])
-        test_loss, test_acc = _evaluate(self.model, self.test_loader, self.batch_limit)
+        test_loss, test_acc = _evaluate(self.model, self.test_loader, self.batch_limit, self._heartbeat)
         result = RunResult(
             config=self.c.to_dict(), history=s.history, best_epoch=s.best["epoch"], best_val_loss=s.best["val_loss"],
             test_acc=test_acc, test_loss=test_loss, epochs=len(s.history), stopped_early=s.stopped_early,
