@@ -158,3 +158,23 @@ def test_training_refreshes_its_lock_every_epoch(tiny):
     train_run(config, progress=False, callbacks=[check])
     assert seen == [True, True, True]
 
+
+def test_compare_says_once_which_cell_it_waits_for_and_who_holds_it(tiny, capsys):
+    configs = [tiny(max_epochs=1, seed=s) for s in range(2)]
+    folder = run_dir(configs[0].resolved())
+    folder.mkdir(parents=True)
+    _write_lock(folder / LOCK_FILE, "another-host", 4242)  # fresh: that process is alive
+    looks = []
+
+    def train(config, progress):
+        if config.seed == 0:
+            looks.append(1)
+            if len(looks) == 4:  # the other process is done (and gone) after three looks
+                (folder / LOCK_FILE).unlink()
+        return train_run(config, progress=progress)
+
+    results = run_configs(configs, progress=False, train=train, poll=0)
+    assert [r.trained for r in results] == [True, True] and len(looks) == 4
+    err = capsys.readouterr().err
+    expected = f"waiting for digits/fc1/dropout/seed0 ({folder}), which another process trains (host another-host, pid 4242)"
+    assert err.count("waiting for") == 1 and expected in err

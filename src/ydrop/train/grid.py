@@ -13,6 +13,7 @@ waits for it (and trains it itself if its owner died and the lock went stale).
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -107,28 +108,44 @@ def run_configs(
     """Run the cells of ``configs`` (of shard ``shard``), one result per cell, in order.
 
     Finished cells are loaded, interrupted ones resumed. Cells locked by another
-    process are left for the end and waited for (``poll`` seconds between looks).
+    process are left for the end and waited for (``poll`` seconds between looks); the
+    first wait for a cell says on stderr which cell it is and who holds it.
     """
     cells = shard_cells(configs, shard)
     results: dict[int, RunResult] = {}
     progress = progress and dist_.is_main_process()
+    announced: set[int] = set()  # locked cells the user was told about
     with tqdm(total=len(cells), disable=not progress, desc="grid", unit="run") as bar:
         pending = list(range(len(cells)))
         while pending:
-            locked = []
+            locked: dict[int, RunLocked] = {}
             for index in pending:
                 config = cells[index]
                 bar.set_postfix_str(f"{config.dataset}/{config.model}/{config.method}/seed{config.seed}")
                 try:
                     results[index] = train(config, progress=progress)
-                except RunLocked:
-                    locked.append(index)
+                except RunLocked as exc:
+                    locked[index] = exc
                     continue
                 bar.update(1)
             if locked and len(locked) == len(pending):
-                time.sleep(poll)  # nothing left to do but wait for the other processes
-            pending = locked
+                # Nothing left to do but wait for the other processes: say for what, once.
+                for index in sorted(set(locked) - announced):
+                    announced.add(index)
+                    if dist_.is_main_process():
+                        tqdm.write(_waiting_message(cells[index], locked[index]), file=sys.stderr)
+                time.sleep(poll)
+            pending = list(locked)
     return [results[index] for index in range(len(cells))]
+
+
+def _waiting_message(config: TrainConfig, locked: RunLocked) -> str:
+    """Which cell the grid waits for, and who holds it (so a wait is not taken for a hang)."""
+    holder = locked.holder
+    who = f"host {holder.get('host')}, pid {holder.get('pid')}" if isinstance(holder, dict) else "holder unknown"
+    where = f" ({locked.folder})" if locked.folder is not None else ""
+    return (f"waiting for {config.dataset}/{config.model}/{config.method}/seed{config.seed}{where}, "
+            f"which another process trains ({who})")
 
 
 def run_grid(

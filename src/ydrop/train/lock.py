@@ -48,7 +48,16 @@ HEARTBEAT_EVERY = 60.0
 
 
 class RunLocked(RuntimeError):
-    """The run is being trained by another process (its lock is held and not stale)."""
+    """The run is being trained by another process (its lock is held and not stale).
+
+    ``folder``: the run's folder; ``holder``: the lock's owner ({host, pid, token, time})
+    when known."""
+
+    def __init__(self, message: str, folder: str | os.PathLike | None = None,
+                 holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.holder = holder
 
 
 class FileLock:

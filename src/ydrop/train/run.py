@@ -293,7 +293,8 @@ def _open_run(c: TrainConfig, folder: Path) -> tuple[FileLock | None, dict[str, 
         return None, _stored_result(result_path, c, folder)
     lock = try_lock(folder / LOCK_FILE)
     if lock is None:
-        raise RunLocked(f"run {str(folder)!r} is being trained by another process ({lock_holder(folder / LOCK_FILE)})")
+        holder = lock_holder(folder / LOCK_FILE)
+        raise RunLocked(f"run {str(folder)!r} is being trained by another process ({holder})", folder, holder)
     try:
         if result_path.exists():  # finished by that process while we waited for the lock
             lock.release()
