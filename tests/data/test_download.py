@@ -134,6 +134,22 @@ def test_archive_download_then_extract(tmp_path, http_server, monkeypatch):
     assert load_dataset("cifar10", tmp_path, split="test", download=False).labels.tolist() == [4, 2]
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=lambda m: f"umask{m:03o}")
+def test_downloaded_and_extracted_files_get_the_mode_open_would_give_them(tmp_path, http_server, umask, mask):
+    """Not mkstemp's 0600, so a group can share a data folder when the umask says so."""
+    import stat
+
+    from ydrop.data.archive import extract_tar_members
+
+    base, www = http_server
+    archive = tar_gz(www / "a.tar.gz", {"inner/member.bin": b"xyz"})
+    umask(mask)
+    dest = download_file([f"{base}/a.tar.gz"], tmp_path / "data" / "a.tar.gz", md5(archive), progress=False)
+    (member,) = extract_tar_members(dest, ["inner/member.bin"], tmp_path / "data")
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(member.stat().st_mode) == 0o666 & ~mask
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is absent")
 def test_real_file_passes_official_md5(tmp_path, http_server):
     base, www = http_server

@@ -206,6 +206,25 @@ def test_atomic_writes_leave_no_temp_files(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["result.json"]  # no temp file, no partial new.json
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077], ids=lambda m: f"umask{m:03o}")
+def test_written_files_get_the_mode_open_would_give_them(tiny, tmp_path, umask, mask):
+    """Not mkstemp's 0600: a group shares a runs folder when the umask says so."""
+    import stat
+
+    umask(mask)
+    config = tiny(max_epochs=1)
+    train_run(config, progress=False)
+    folder = run_dir(config.resolved())
+    with open(tmp_path / "plain", "w"):
+        pass
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert expected == 0o666 & ~mask
+    files = ["config.json", "initial.pt", "checkpoint.pt", "result.json"]
+    assert {name: stat.S_IMODE((folder / name).stat().st_mode) for name in files} == dict.fromkeys(files, expected)
+    store.atomic_write(tmp_path / "table.md", lambda f: f.write(b"| a |\n"))  # tables and plots go this way
+    assert stat.S_IMODE((tmp_path / "table.md").stat().st_mode) == expected
+
+
 def test_interrupted_run_leaves_no_result_or_temp_files(tiny):
     config = tiny(max_epochs=3)
 

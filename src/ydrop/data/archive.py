@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .._files import create_temp
 from .errors import DatasetFormatError
 
 __all__ = ["iter_tar_members", "read_tar_members", "extract_tar_members"]
@@ -100,12 +100,12 @@ def extract_tar_members(archive: Path, names: Sequence[str], dest: Path) -> list
     for name, content in iter_tar_members(archive, names):
         target = targets[name]
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp = create_temp(target.parent, f".{target.name}.", ".part")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     return [targets[name] for name in names]

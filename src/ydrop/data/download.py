@@ -16,11 +16,12 @@ import hashlib
 import http.client
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Sequence
+
+from .._files import create_temp
 
 __all__ = ["download_file", "DownloadError", "DOWNLOAD_TIMEOUT", "md5_of"]
 
@@ -53,8 +54,7 @@ def _fetch(url: str, dest: Path, md5: str, progress: bool, timeout: float) -> No
     from tqdm.auto import tqdm
 
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = create_temp(dest.parent, f".{dest.name}.", ".part")
     try:
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:

@@ -10,7 +10,8 @@ Layout::
 
 Every file is written to a temporary file in the same folder, fsynced, then moved
 into place with ``os.replace``: a reader sees the old file or the new one, never a
-partial one.
+partial one. Files get the mode ``open(path, "w")`` would give them (0666 minus the
+umask), so a group can share a runs folder.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from .._files import create_temp
 
 __all__ = ["kwargs_hash", "run_dir", "atomic_write", "write_json", "read_json", "save_torch", "is_run_result",
            "read_run_result", "RUN_FOLDER_HOLDS", "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE"]
@@ -59,7 +61,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
     """Call ``write(binary file)`` on a temp file next to ``path``, fsync, then ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    fd, tmp = create_temp(path.parent, TMP_PREFIX + path.name + ".")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
