@@ -5,6 +5,8 @@ Every request goes to 127.0.0.1 (a server started by the test, or a closed port)
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -148,6 +150,65 @@ def test_downloaded_and_extracted_files_get_the_mode_open_would_give_them(tmp_pa
     (member,) = extract_tar_members(dest, ["inner/member.bin"], tmp_path / "data")
     assert stat.S_IMODE(dest.stat().st_mode) == 0o666 & ~mask
     assert stat.S_IMODE(member.stat().st_mode) == 0o666 & ~mask
+
+
+def _aged(path, seconds):
+    stamp = path.stat().st_mtime - seconds
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_a_download_removes_the_part_files_killed_downloads_of_its_file_left(tmp_path, http_server):
+    import fcntl
+
+    base, www = http_server
+    (www / "blob.bin").write_bytes(b"abc" * 1000)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    killed = [_aged(write_bytes(folder / name, b"x" * 500), 60) for name in
+              (".blob.bin.k3j4h5g6.part", ".blob.bin.abcd1234.part")]  # mkstemp's names and ours
+    other_file = _aged(write_bytes(folder / ".other.bin.abcd1234.part", b"x"), 60)
+    just_created = write_bytes(folder / ".blob.bin.00000000.part", b"")  # a writer may not hold it yet
+    live = _aged(write_bytes(folder / ".blob.bin.11111111.part", b"x"), 60)
+    with open(live, "rb+") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another process is downloading it now
+        download_file([f"{base}/blob.bin"], folder / "blob.bin", md5(www / "blob.bin"), progress=False)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["blob.bin", other_file.name, just_created.name, live.name])
+    assert not any(p.exists() for p in killed)
+
+
+def test_an_interrupted_download_leaves_no_empty_folder(tmp_path, no_proxy):
+    import signal
+    import socket
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt  # what Ctrl-C raises
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with socket.socket() as silent:  # accepts the connection, never answers: the download hangs
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(1)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt):
+                download_file([f"http://127.0.0.1:{silent.getsockname()[1]}/x.bin"], tmp_path / "new" / "deeper" / "x.bin",
+                              "0" * 32, progress=False, timeout=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert list(tmp_path.iterdir()) == []  # neither the .part file nor the folders made for it
+
+
+def test_extraction_removes_the_part_files_killed_extractions_left(tmp_path):
+    from ydrop.data.archive import extract_tar_members
+
+    archive = tar_gz(tmp_path / "a.tar.gz", {"inner/member.bin": b"xyz"})
+    inner = tmp_path / "out" / "inner"
+    inner.mkdir(parents=True)
+    left = _aged(write_bytes(inner / ".member.bin.k3j4h5g6.part", b"xy"), 60)
+    assert extract_tar_members(archive, ["inner/member.bin"], tmp_path / "out") == [inner / "member.bin"]
+    assert sorted(p.name for p in inner.iterdir()) == ["member.bin"] and not left.exists()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared/data/mnist is absent")

@@ -238,6 +238,35 @@ def test_interrupted_run_leaves_no_result_or_temp_files(tiny):
     assert not [n for n in names if n.startswith(store.TMP_PREFIX)]
 
 
+def test_a_run_that_takes_its_lock_removes_what_killed_writes_left(tiny):
+    """A SIGKILL during an atomic write leaves ``.tmp-<file>.<8 random>`` behind; the next
+    process to hold the run's lock removes those (and nothing else), one that is refused
+    the lock touches nothing."""
+    from ydrop.train import RunLocked
+    from ydrop.train.lock import LOCK_FILE, try_lock
+
+    config = tiny(max_epochs=2)
+
+    def stop(epoch, record, folder):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_run(config, progress=False, callbacks=[stop])
+    folder = run_dir(config.resolved())
+    left = [".tmp-checkpoint.pt.k3j4h5g6", ".tmp-result.json.0a1b2c3d", ".tmp-config.json.x_yz9876"]
+    for name in left:
+        (folder / name).write_bytes(b"\0" * 1000)
+    others = [".tmp-notes.txt.abcdefgh", ".tmp-checkpoint.pt.my-own-backup", "notes.txt"]  # not ydrop's
+    for name in others:
+        (folder / name).write_text("keep")
+    with try_lock(folder / LOCK_FILE):
+        with pytest.raises(RunLocked):
+            train_run(config, progress=False)
+        assert set(left) <= set(os.listdir(folder))  # the holder may be writing them
+    assert train_run(config, progress=False).epochs == 2
+    assert sorted(n for n in os.listdir(folder) if n.startswith(".") or n == "notes.txt") == sorted(others)
+
+
 def test_setting_added_later_counts_as_its_default(tiny):
     import json
 

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .._files import create_temp
+from .._files import create_temp, hold, remove_abandoned, temp_glob
 from .errors import DatasetFormatError
 
 __all__ = ["iter_tar_members", "read_tar_members", "extract_tar_members"]
@@ -100,7 +100,9 @@ def extract_tar_members(archive: Path, names: Sequence[str], dest: Path) -> list
     for name, content in iter_tar_members(archive, names):
         target = targets[name]
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(target.parent, temp_glob(f".{target.name}.", ".part"))  # left by killed extractions
         fd, tmp = create_temp(target.parent, f".{target.name}.", ".part")
+        hold(fd)  # so that another process extracting the same member leaves it alone
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)

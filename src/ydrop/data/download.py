@@ -2,9 +2,11 @@
 
 The file is streamed to a temporary file in the destination folder while its md5 is
 computed; only when the md5 equals the expected one is it renamed onto its final
-name (``os.replace``, atomic on one file system). A failed or refused download leaves
-nothing behind (not even the folders it created), so a later load never sees a
-partial or wrong file.
+name (``os.replace``, atomic on one file system). A failed, refused or interrupted
+(Ctrl-C) download leaves nothing behind (not even the folders it created), so a later
+load never sees a partial or wrong file. A download killed outright leaves its
+temporary ``.part`` file; the next download of that file removes it (unless another
+process is still writing it: see :mod:`ydrop._files`).
 
 Several URLs (mirrors) may be given; they are tried in order. When all fail,
 :class:`DownloadError` lists each URL with the reason it failed.
@@ -21,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from .._files import create_temp
+from .._files import create_temp, hold, remove_abandoned, temp_glob
 
 __all__ = ["download_file", "DownloadError", "DOWNLOAD_TIMEOUT", "md5_of"]
 
@@ -55,6 +57,7 @@ def _fetch(url: str, dest: Path, md5: str, progress: bool, timeout: float) -> No
 
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     fd, tmp = create_temp(dest.parent, f".{dest.name}.", ".part")
+    hold(fd)  # so that a download of the same file in another process leaves it alone
     try:
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
@@ -113,23 +116,28 @@ def download_file(
     if timeout is None:
         timeout = DOWNLOAD_TIMEOUT
     created = _make_folder(dest.parent)
+    remove_abandoned(dest.parent, temp_glob(f".{dest.name}.", ".part"))  # left by killed downloads
     attempts: list[tuple[str, str]] = []
-    for url in urls:
-        try:
-            _fetch(url, dest, md5, progress, timeout)
-            return dest
-        except _Refused as exc:
-            attempts.append((url, str(exc)))
-        except urllib.error.HTTPError as exc:
-            attempts.append((url, f"HTTP {exc.code} {exc.reason}"))
-        except urllib.error.URLError as exc:
-            attempts.append((url, f"cannot connect ({exc.reason})"))
-        except (socket.timeout, TimeoutError) as exc:
-            attempts.append((url, f"timed out after {timeout:g} s ({exc})"))
-        except (http.client.HTTPException, ConnectionError, ValueError) as exc:
-            # ValueError: a malformed URL (e.g. a mirror without a scheme)
-            attempts.append((url, f"{type(exc).__name__}: {exc}"))
-    _remove_empty(created)  # a failed download leaves no empty dataset folder behind
+    try:
+        for url in urls:
+            try:
+                _fetch(url, dest, md5, progress, timeout)
+                return dest
+            except _Refused as exc:
+                attempts.append((url, str(exc)))
+            except urllib.error.HTTPError as exc:
+                attempts.append((url, f"HTTP {exc.code} {exc.reason}"))
+            except urllib.error.URLError as exc:
+                attempts.append((url, f"cannot connect ({exc.reason})"))
+            except (socket.timeout, TimeoutError) as exc:
+                attempts.append((url, f"timed out after {timeout:g} s ({exc})"))
+            except (http.client.HTTPException, ConnectionError, ValueError) as exc:
+                # ValueError: a malformed URL (e.g. a mirror without a scheme)
+                attempts.append((url, f"{type(exc).__name__}: {exc}"))
+    finally:
+        # A failed or interrupted download leaves no empty dataset folder behind (after
+        # a success the folder holds the file, and stays).
+        _remove_empty(created)
     raise DownloadError(dest, attempts)
 
 

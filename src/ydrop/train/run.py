@@ -299,6 +299,9 @@ def _open_run(c: TrainConfig, folder: Path) -> tuple[FileLock | None, dict[str, 
         if result_path.exists():  # finished by that process while we waited for the lock
             lock.release()
             return None, _stored_result(result_path, c, folder)
+        # What a process killed mid-write left (a checkpoint-sized file, maybe): nobody
+        # else writes here while we hold the lock, so none of these is being written.
+        store.remove_temp_files(folder)
         config_path = folder / store.CONFIG_FILE
         if config_path.exists():
             _check_same_config(store.read_json(config_path), c, folder)

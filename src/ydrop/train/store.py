@@ -24,15 +24,17 @@ from typing import Any, Callable
 
 import torch
 
-from .._files import create_temp
+from .._files import create_temp, temp_glob
 
-__all__ = ["kwargs_hash", "run_dir", "atomic_write", "write_json", "read_json", "save_torch", "is_run_result",
-           "read_run_result", "RUN_FOLDER_HOLDS", "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE"]
+__all__ = ["kwargs_hash", "run_dir", "atomic_write", "remove_temp_files", "write_json", "read_json", "save_torch",
+           "is_run_result", "read_run_result", "RUN_FOLDER_HOLDS", "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE",
+           "INITIAL_FILE", "RUN_FILES"]
 
 CONFIG_FILE = "config.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 INITIAL_FILE = "initial.pt"
+RUN_FILES = (CONFIG_FILE, INITIAL_FILE, CHECKPOINT_FILE, RESULT_FILE)
 TMP_PREFIX = ".tmp-"
 # What error messages say a run folder is, for users who pointed at another folder.
 RUN_FOLDER_HOLDS = (f"a ydrop run folder holds the {CONFIG_FILE}, {INITIAL_FILE}, {CHECKPOINT_FILE} and "
@@ -74,6 +76,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_temp_files(folder: str | os.PathLike, names: tuple[str, ...] = RUN_FILES) -> list[Path]:
+    """Remove the temporary files (``.tmp-<name>.<random>``) that atomic writes of ``names``
+    killed mid-write left in ``folder``; returns those removed.
+
+    Only for a caller that holds the folder's lock: the temporary file of a live
+    writer looks the same.
+    """
+    removed = []
+    for name in names:
+        for path in sorted(Path(folder).glob(temp_glob(f"{TMP_PREFIX}{name}."))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
