@@ -290,3 +290,24 @@ def test_analyze_bad_input_exits_2_naming_the_argument(case, analysed_dry_runs, 
     assert info.value.code == 2 and "Traceback" not in err
     assert err.startswith("ydrop analyze: error: ") and all(part in err for part in expected)
     assert not (tmp_path / "report").exists()  # refused before anything was written
+
+
+def test_table_and_analyze_name_each_unreadable_result_and_report_the_rest(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["compare", "--dry-run", "--seeds", "2", "--methods", "none", "--out", str(out), "--no-progress",
+                 "--set", "hidden=8,"]) == 0
+    broken = sorted(out.rglob("result.json"))[0]
+    broken.write_text(broken.read_text()[:23])
+    capsys.readouterr()
+    for argv in (["table", str(out)], ["analyze", str(out), "--repeats", "1", "--no-progress"]):
+        assert main(argv) == 0
+        printed = capsys.readouterr()
+        assert printed.err.startswith(f"ydrop {argv[0]}: warning: skipped a run: '{broken}' is not valid JSON")
+        assert "delete it and run the command that trained the run again" in printed.err
+        assert "| digits | fc1(hidden=8) | none |" in printed.out and "| 1 |" in printed.out  # the other seed
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--dry-run", "--seeds", "2", "--methods", "none", "--out", str(out), "--no-progress",
+              "--set", "hidden=8,"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    assert f"ydrop compare: error: '{broken}' is not valid JSON (" in err and "delete it" in err

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import functools
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -620,12 +622,34 @@ def _failure(exc: Exception) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _skipped_results_reported(command: str):
+    """Each result.json skipped as unreadable reported on stderr as one line
+    ``ydrop <command>: warning: skipped '<path>' ...``, however often the process has
+    warned about it before (Python shows a warning once per place by default)."""
+    from .train.store import UnreadableResultWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UnreadableResultWarning)
+        show = warnings.showwarning
+
+        def report(message, category, *rest, **kwargs):
+            if issubclass(category, UnreadableResultWarning):
+                print(f"ydrop {command}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *rest, **kwargs)
+
+        warnings.showwarning = report
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command in ("table", "analyze"):
-            return {"table": _table, "analyze": _analyze}[args.command](args)
+            with _skipped_results_reported(args.command):
+                return {"table": _table, "analyze": _analyze}[args.command](args)
         return _training(args)
     except UsageError as exc:
         parser.exit(2, f"ydrop {args.command}: error: {exc}\n")

@@ -24,7 +24,7 @@ from ydrop.analysis import (
 )
 from ydrop.analysis.report import to_csv, to_markdown
 from ydrop.data import dataset_info, load_dataset, train_val_split
-from ydrop.train import TrainConfig, run_dir, train_run
+from ydrop.train import TrainConfig, run_dir, store, train_run
 
 METHODS = ("none", "ydrop")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -72,12 +72,14 @@ def test_find_runs_skips_folders_of_other_tools(runs, tmp_path):
     (tmp_path / "other-tool" / "broken" / "result.json").write_text("{not json")
     shutil.copytree(other.parent, tmp_path / "mixed" / "other-tool")
     shutil.copytree(folders[0], tmp_path / "mixed" / "a-run")
-    assert find_runs(tmp_path / "mixed") == [tmp_path / "mixed" / "a-run"]
-    with pytest.raises(ValueError) as info:
+    # a result.json that is not JSON may be a run of ours cut short: skipped, but said so
+    with pytest.warns(store.UnreadableResultWarning, match=r"skipped a run: '.*broken/result.json' is not valid JSON"):
+        assert find_runs(tmp_path / "mixed") == [tmp_path / "mixed" / "a-run"]
+    with pytest.raises(ValueError) as info, pytest.warns(store.UnreadableResultWarning):
         find_runs(tmp_path / "other-tool", name="RUN_DIR")
     message = str(info.value)
     assert message.startswith(f"RUN_DIR {str(tmp_path / 'other-tool')!r} holds no finished run")
-    assert "skipped 2 folder(s) whose result.json ydrop did not write" in message and str(other) in message
+    assert "skipped 1 folder(s) whose result.json ydrop did not write" in message and str(other) in message
     assert "config.json, initial.pt, checkpoint.pt and result.json" in message  # what a run folder holds
 
 

@@ -1,6 +1,7 @@
 import csv
 import io
 import math
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,23 @@ def test_plot_validation_curves(tmp_path, monkeypatch):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
     assert texts == [BAND_CAPTION] and "band: ± 1 sample standard deviation over seeds" in BAND_CAPTION
+
+
+def test_an_unreadable_result_is_reported_by_path_and_the_others_still_collected(tiny):
+    from ydrop.train import store
+
+    base = tiny(max_epochs=1)
+    run_grid(base, ["none"], 2, progress=False)
+    broken = sorted(Path(base.out).rglob("result.json"))[0]
+    broken.write_text(broken.read_text()[:23])  # cut short, as by a full disk
+    with pytest.warns(store.UnreadableResultWarning) as caught:
+        results = collect_results(base.out)
+    assert [r["config"]["seed"] for r in results] == [1]
+    assert len(caught) == 1 and f"'{broken}' is not valid JSON (" in str(caught[0].message)
+    # whoever reads it directly (train_run on a finished run, a grid) learns which file and what to do
+    with pytest.raises(ValueError, match=r"^'.*seed0/result\.json' is not valid JSON \(.*\); delete it and run "):
+        store.read_json(broken)
+    with pytest.raises(ValueError, match="seed0/result.json' is not valid JSON"):
+        train_run(base.replace(method="none", seed=0), progress=False)
+    broken.unlink()  # as the message says: the run is tested again from its checkpoint
+    assert train_run(base.replace(method="none", seed=0), progress=False).epochs == 1

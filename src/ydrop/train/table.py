@@ -53,17 +53,13 @@ def model_label(config: dict[str, Any]) -> str:
 
 def collect_results(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every run's ``result.json`` below ``runs_dir`` (sorted by path), each with ``run_dir``
-    set; files of that name that ydrop did not write (another tool's) are skipped."""
+    set; files of that name that ydrop did not write (another tool's) are skipped, and so
+    are unreadable ones, each with a :class:`~ydrop.train.store.UnreadableResultWarning`."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs_dir {os.fspath(runs_dir)!r} is not a folder")
-    results = []
-    for path in sorted(root.rglob(store.RESULT_FILE)):
-        data = store.read_run_result(path)
-        if data is not None:
-            data["run_dir"] = str(path.parent)
-            results.append(data)
-    return results
+    runs, _ = store.find_run_results(root)
+    return [{**data, "run_dir": str(path.parent)} for path, data in runs.items()]
 
 
 def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
