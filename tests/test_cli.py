@@ -311,3 +311,21 @@ def test_table_and_analyze_name_each_unreadable_result_and_report_the_rest(tmp_p
     err = capsys.readouterr().err
     assert info.value.code == 1 and "Traceback" not in err
     assert f"ydrop compare: error: '{broken}' is not valid JSON (" in err and "delete it" in err
+
+
+def test_table_keeps_runs_of_other_settings_apart_and_counts_a_copied_run_once(tmp_path, capsys):
+    import shutil
+
+    common = ["compare", "--dry-run", "--seeds", "1", "--methods", "none", "--no-progress", "--set", "hidden=8,"]
+    assert main([*common, "--out", str(tmp_path / "mix" / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "mix" / "b"), "--set", "lr=0.1"]) == 0
+    shutil.copytree(tmp_path / "mix" / "a", tmp_path / "mix" / "c")
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "mix")]) == 0
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if line.startswith("| digits")]
+    assert [line.split(" | ")[2:3] + line.split(" | ")[6:7] for line in lines] == [["none [lr=0.01]", "1"],
+                                                                                      ["none [lr=0.1]", "1"]]
+    copy = next((tmp_path / "mix" / "c").rglob("seed0"))
+    assert printed.err == (f"ydrop table: warning: left out {copy}: a copy (same config and seed) of a run that "
+                           "row 'none [lr=0.01]' (digits, fc1(hidden=8)) counts already\n")

@@ -543,10 +543,19 @@ def _table(args: argparse.Namespace) -> int:
         print({"md": sweep_markdown, "csv": sweep_csv}[args.format](rows), end="")
         return 0
     rows = summarize(results)
+    _warn_copies("table", rows)
     print({"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](rows), end="")
     if args.plot:
         plot_validation_curves(results, args.plot)
     return 0
+
+
+def _warn_copies(command: str, rows: list[dict[str, Any]]) -> None:
+    """One stderr line per run a row left out as a copy of one it counts (same config and seed)."""
+    for row in rows:
+        for copy in row.get("copies", ()):
+            print(f"ydrop {command}: warning: left out {copy}: a copy (same config and seed) of a run that row "
+                  f"{row['method']!r} ({row['dataset']}, {row['model']}) counts already", file=sys.stderr)
 
 
 def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args: argparse.Namespace,
@@ -556,6 +565,7 @@ def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args:
     report = analyze(runs, out=out, layer=layer, repeats=repeats, device=args.device, data_dir=args.data_dir,
                      conservative_delta=delta, progress=not args.no_progress)
     folder = report.files["table.md"].parent
+    _warn_copies(args.command, report.rows)
     print(f"\nanalysis of layer {', '.join(sorted({a.layer for a in report.analyses}))} "
           f"({len(report.analyses)} run(s)):\n\n{report.markdown}")
     print(f"wrote {', '.join(report.files)} into {folder} ({report.seconds:.0f} s)")

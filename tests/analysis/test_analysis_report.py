@@ -182,3 +182,16 @@ def test_one_set_of_figures_per_dataset_model_and_layer(analyses, tmp_path):
     assert figures == sorted(f"{kind}-digits-{model}-classifier.5.png" for kind in ("spread", "removal", "peb_removal")
                              for model in ("fc1_hidden=16x16_", "fc1_hidden=8x8_"))
     assert len((tmp_path / "table.md").read_text().splitlines()) == 2 + 2
+
+
+def test_runs_of_other_settings_are_other_rows_and_a_copy_of_a_run_counts_once(analyses, tmp_path):
+    first, second = analyses[:2]  # no dropout, seeds 0 and 1
+    assert first.config["device"] == "cpu" and first.config["dry_run"] is True  # the config it trained with
+    faster = dataclasses.replace(second, config={**second.config, "lr": 0.5})
+    copy = dataclasses.replace(first, run_dir="elsewhere/seed0")
+    rows = summarize_analyses([first, faster, copy])
+    assert [(row["method"], row["seeds"], row["copies"]) for row in rows] == [
+        ("none [lr=0.01]", 1, ["elsewhere/seed0"]), ("none [lr=0.5]", 1, [])]
+    assert summarize_analyses(analyses[:2])[0]["method"] == "none"  # same settings: plain label, pooled
+    files = write_report([first, faster, copy], tmp_path)
+    assert len(files["table.md"].read_text().splitlines()) == 2 + 2

@@ -163,3 +163,63 @@ def test_an_unreadable_result_is_reported_by_path_and_the_others_still_collected
         train_run(base.replace(method="none", seed=0), progress=False)
     broken.unlink()  # as the message says: the run is tested again from its checkpoint
     assert train_run(base.replace(method="none", seed=0), progress=False).epochs == 1
+
+
+def _with(result, run_dir="", **config):
+    return {**result, "run_dir": run_dir, "config": {**result["config"], **config}}
+
+
+def _default(field):
+    import dataclasses
+
+    from ydrop.train import TrainConfig
+
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}[field]  # hand-made results lack the field
+
+
+def test_runs_of_other_training_settings_get_rows_of_their_own_and_deltas_of_their_own():
+    # a grid at lr 0.01 / 4 epochs, and next to it one at lr 0.1 / 2 epochs (seed 0 again)
+    slow = [_with(_result(m, acc, seed), lr=0.01, max_epochs=4)
+            for m, acc, seed in (("none", 90.0, 0), ("none", 92.0, 1), ("dropout", 93.0, 0), ("dropout", 95.0, 1))]
+    fast = [_with(_result("none", 80.0, 0), lr=0.1, max_epochs=2), _with(_result("dropout", 70.0, 0), lr=0.1,
+                                                                              max_epochs=2)]
+    rows = {row["method"]: row for row in summarize(slow + fast)}
+    assert list(rows) == ["none [lr=0.01, max_epochs=4]", "dropout [lr=0.01, max_epochs=4]",
+                          "none [lr=0.1, max_epochs=2]", "dropout [lr=0.1, max_epochs=2]"]
+    assert [row["n"] for row in rows.values()] == [2, 2, 1, 1]  # seed 0 of each setting once
+    assert rows["none [lr=0.01, max_epochs=4]"]["mean"] == 91.0
+    assert rows["dropout [lr=0.01, max_epochs=4]"]["delta_none"] == pytest.approx(3.0)  # 94 - 91, same settings
+    assert rows["dropout [lr=0.1, max_epochs=2]"]["delta_none"] == pytest.approx(-10.0)  # 70 - 80
+    assert rows["none [lr=0.1, max_epochs=2]"]["delta_dropout"] == pytest.approx(10.0)
+    md = to_markdown(list(rows.values()))
+    assert "| digits | fc1 | none [lr=0.1, max_epochs=2] | 80.00 | – | +10.00 | 1 |" in md
+    assert "the same dataset and model with the same settings" in md and "never pooled" in md
+    # the other fields that change results split rows too; a homogeneous folder keeps plain labels
+    for field, value in (("patience", 3), ("protocol", "excitation"), ("dry_run", True), ("device", "cuda")):
+        labels = [row["method"] for row in summarize(slow[:2] + [_with(slow[0], **{field: value})])]
+        assert labels == [f"none [{field}={_default(field)}]", f"none [{field}={value}]"]
+    assert [row["method"] for row in summarize(slow)] == ["none", "dropout"]
+
+
+def test_paths_and_download_settings_do_not_split_rows_and_a_copy_of_a_run_counts_once():
+    runs = [_with(_result("none", 90.0, 0), "a/none/seed0", out="a", data_dir="data"),
+            _with(_result("none", 92.0, 1), "b/none/seed1", out="b", data_dir="/mnt/data", download=False,
+                  mirror="http://host/mnist"),
+            _with(_result("none", 90.0, 0), "c/none/seed0", out="c"),  # a copy of a/none/seed0
+            _with(_result("dropout", 93.0, 0), "a/dropout/seed0", information_beta=1e-3)]  # a field older runs lack
+    rows = summarize(runs)
+    assert [(row["method"], row["n"], row["mean"], row["copies"]) for row in rows] == [
+        ("none", 2, 91.0, ["c/none/seed0"]), ("dropout", 1, 93.0, [])]
+    assert rows[1]["delta_none"] == pytest.approx(2.0)
+
+
+def test_the_sweep_keeps_runs_of_other_settings_apart():
+    from ydrop.train import summarize_sweep
+
+    def run(seed, val, **config):
+        return _with({**_result("ydrop", 90.0 + seed, seed, kwargs={"elasticity": 0.01, "warmup_epochs": 1}),
+                      "best_epoch": 0, "history": [{"val_acc": val}]}, **config)
+
+    rows = summarize_sweep([run(0, 80.0, lr=0.01), run(1, 82.0, lr=0.01), run(0, 99.0, lr=0.5), run(0, 99.0, lr=0.5)])
+    assert [(row["model"], row["n"], row["picked"]) for row in rows] == [
+        ("fc1 [lr=0.01]", 2, True), ("fc1 [lr=0.5]", 1, True)]

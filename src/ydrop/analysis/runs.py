@@ -215,6 +215,7 @@ class RunAnalysis:
     conservative: int
     conservative_delta: float
     curves: dict[str, RobustnessCurve] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the run's stored (training) config
 
     def metrics(self) -> dict[str, float]:
         """The table's numbers for this run (accuracies and shares as fractions of 1)."""
@@ -244,7 +245,7 @@ class RunAnalysis:
             conservative_delta=self.conservative_delta, utilisation=self.utilisation.as_dict(),
             spread=dict(mean=s.mean.tolist(), sorted=s.sorted.tolist(), order=s.order.tolist(), total=s.total,
                         top_shares={str(k): v for k, v in s.top_shares.items()}, samples=s.samples),
-            curves={kind: curve.as_dict() for kind, curve in self.curves.items()},
+            curves={kind: curve.as_dict() for kind, curve in self.curves.items()}, config=self.config,
         )
 
 
@@ -277,8 +278,11 @@ def analyse_run(
         "peb_least": peb_threshold_removal(model, run.test, layer, order="least", progress=progress),
     }
     config = c.to_dict()
+    # The config it trained with, not c: loading it set the device (and data_dir) of the analysis.
+    trained = run.result.get("config") or config
     return RunAnalysis(str(run.folder), c.dataset, model_label(config), method_label(config), c.seed, layer,
-                       feeding, spread.mean.numel(), spread, used, conservative.count, conservative_delta, curves)
+                       feeding, spread.mean.numel(), spread, used, conservative.count, conservative_delta, curves,
+                       trained)
 
 
 def run_layers(folders: Sequence[str | os.PathLike], layer: str | None = None, name: str = "layer") -> list[str]:
