@@ -329,3 +329,26 @@ def test_table_keeps_runs_of_other_settings_apart_and_counts_a_copied_run_once(t
     copy = next((tmp_path / "mix" / "c").rglob("seed0"))
     assert printed.err == (f"ydrop table: warning: left out {copy}: a copy (same config and seed) of a run that "
                            "row 'none [lr=0.01]' (digits, fc1(hidden=8)) counts already\n")
+
+
+def test_the_train_line_says_still_improving_only_when_the_history_shows_it():
+    from ydrop.cli import _run_line
+    from ydrop.train import RunResult
+
+    def result(val_losses, best_epoch, stopped_early=False, patience=10):
+        return RunResult(config={"patience": patience}, history=[{"val_loss": v} for v in val_losses],
+                         best_epoch=best_epoch, best_val_loss=min(val_losses), test_acc=12.5, test_loss=40.0,
+                         epochs=len(val_losses), stopped_early=stopped_early, time_per_epoch=0.1, total_time=0.6,
+                         versions={})
+
+    # validation loss of `ydrop train --method dropout --set hidden=64, --set lr=50 --epochs 6`
+    line = _run_line(result([44.5, 70.2, 62.7, 136.2, 231.0, 51.8], 0))
+    assert "with the weights of epoch 1, the best of 6 epoch(s) trained (stopped at the epoch cap, before early " \
+           "stopping triggered)" in line and "still improving" not in line
+    assert "(stopped at the epoch cap, still improving)" in _run_line(result([3.0, 2.0, 1.0], 2))
+    assert "(stopped early)" in _run_line(result([1.0, 2.0, 3.0], 0, stopped_early=True))
+    assert "(the planned iterations done)" in _run_line(result([3.0, 2.0, 1.0], 2, patience=None))
+    # diverged in its first epoch: no epoch is the best, the last weights are tested
+    line = _run_line(result([float("nan")], -1, stopped_early=True))
+    assert "with the last weights of 1 epoch(s) trained (stopped early; no epoch had a finite validation loss)" in line
+    assert "epoch 0" not in line

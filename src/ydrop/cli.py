@@ -508,15 +508,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _run_line(result) -> str:
     """The final line of ``ydrop train``; epochs counted from 1, as everywhere the user reads them."""
+    from .train.table import at_cap, still_improving
+
     if result.stopped_early:
         how = "stopped early"
-    elif result.config.get("patience") is not None:
-        how = "stopped at the epoch cap, still improving"
+    elif at_cap(result):  # "still improving" only where the history shows it
+        how = "stopped at the epoch cap, " + ("still improving" if still_improving(result)
+                                              else "before early stopping triggered")
     else:
         how = "the planned iterations done"
-    return (f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) with the weights of epoch "
-            f"{result.best_epoch + 1}, the best of {result.epochs} epoch(s) trained ({how}), "
-            f"{result.time_per_epoch:.3f} s/epoch")
+    # The best epoch is the first with a validation loss below every earlier one, starting
+    # from inf: none when every validation loss was NaN or inf, and the last weights are tested.
+    if result.best_epoch >= 0:
+        weights = f"the weights of epoch {result.best_epoch + 1}, the best"
+    else:
+        weights, how = "the last weights", how + "; no epoch had a finite validation loss"
+    return (f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) with {weights} of {result.epochs} "
+            f"epoch(s) trained ({how}), {result.time_per_epoch:.3f} s/epoch")
 
 
 def _table(args: argparse.Namespace) -> int:

@@ -84,11 +84,11 @@ def test_markdown_csv_latex_shapes():
     assert r"97.00 $\pm$ 1.00" in tex[6]
 
 
-def _run(method, acc, seed, times, stopped_early, patience=10, test_size=360, max_epochs=60):
+def _run(method, acc, seed, times, stopped_early, patience=10, test_size=360, max_epochs=60, best_epoch=-1):
     return {"config": {"dataset": "digits", "model": "fc1", "model_kwargs": {}, "method": method,
                        "method_kwargs": {}, "seed": seed, "patience": patience, "max_epochs": max_epochs},
             "test_acc": acc, "time_per_epoch": sum(times) / len(times), "stopped_early": stopped_early,
-            "test_size": test_size,
+            "test_size": test_size, "best_epoch": best_epoch % len(times),
             "history": [{"epoch": i, "val_acc": 90.0 + i, "time": t} for i, t in enumerate(times)]}
 
 
@@ -96,9 +96,9 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     runs = [_run("dropout", 97.0, 0, [1.0, 1.0, 1.2], True), _run("dropout", 98.0, 1, [1.1, 0.9], True),
             # one slow run (another process was busy): the median ignores it, the mean would not
             _run("excitation", 90.0, 0, [1.0, 1.0, 1.0], False), _run("excitation", 92.0, 1, [30.0, 30.0], True),
-            _run("excitation", 91.0, 2, [1.0, 1.0, 1.0], False)]
+            _run("excitation", 91.0, 2, [1.0, 1.0, 1.0], False, best_epoch=0)]  # at the cap, not improving
     rows = {row["method"]: row for row in summarize(runs)}
-    assert (rows["dropout"]["capped"], rows["excitation"]["capped"]) == (0, 2)
+    assert (rows["dropout"]["capped"], rows["excitation"]["capped"], rows["excitation"]["improving"]) == (0, 2, 1)
     assert rows["excitation"]["time_per_epoch"] == 1.0 and rows["dropout"]["time_per_epoch"] == 1.0
     assert rows["excitation"]["test_size"] == 360
     md = to_markdown(list(rows.values()))
@@ -106,11 +106,17 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     notes = " ".join(md.split())
     assert "mean ± sample standard deviation (n - 1) over the seeds" in notes
     assert "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout" in notes
-    assert "runs that ended at the 60-epoch cap, not by early stopping" in notes and "(rows: excitation)" in notes
-    assert "may be under-trained" in notes
+    assert "runs that ended at the 60-epoch cap before early stopping triggered (rows: excitation)" in notes
+    assert ("still improving (lowest validation loss in their last epoch), so maybe under-trained: "
+            "excitation (1 of 2); raise --epochs") in notes
     assert "test set: digits, 360 images, so one image is 0.28 points" in notes
     assert "s / epoch: median time of one epoch" in notes
     assert "placement: shared, every method sits in the same dropout slots of the model (dropout_at=all" in notes
+    # at the cap but past their best epoch: not claimed to be still improving
+    spent = summarize([_run("dropout", 97.0, 0, [1.0, 1.0, 1.0], False, best_epoch=1)])
+    assert (spent[0]["capped"], spent[0]["improving"]) == (1, 0)
+    assert "(rows: dropout); none was still improving (lowest validation loss in its last epoch)" in " ".join(
+        to_markdown(spent).split())
     # the excitation protocol has no early stopping: reaching its iterations is no cap
     fixed = [_run("excitation", 90.0, 0, [1.0], False, patience=None)]
     assert summarize(fixed)[0]["capped"] == 0

@@ -29,7 +29,7 @@ from . import store
 from .config import TrainConfig
 
 __all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves",
-           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
+           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap", "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
 
 # TrainConfig fields that do not change what a run computes, so that runs differing only
 # in them (and in the seed) are pooled into one row: where the files live (out,
@@ -135,7 +135,7 @@ def _rows_of(results: Iterable[Any]) -> tuple[dict[tuple, list[dict[str, Any]]],
 
 def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     """Rows ``{dataset, model, method, n, mean, std, delta_none, delta_dropout, time_per_epoch,
-    capped, test_size, placement, settings, copies}``.
+    capped, improving, test_size, placement, settings, copies}``.
 
     One row per dataset, model, method and training settings: runs whose configs differ
     in anything but the seed and :data:`NEUTRAL_FIELDS` are never pooled, and where
@@ -147,7 +147,8 @@ def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     that row is missing, or for the baseline itself). ``time_per_epoch``: the median
     time of an epoch over every epoch of the row's runs (a median, so that one run
     slowed down by another process does not inflate the row). ``capped``: runs that
-    ended at the epoch cap rather than by early stopping. ``test_size``: images in the
+    ended at the epoch cap rather than by early stopping; ``improving``: those of them
+    whose lowest validation loss came in their last epoch. ``test_size``: images in the
     test split (None for results stored without it). ``placement``: the model's
     ``dropout_at`` (which slots hold the method). ``settings``: the label's part that
     names the row's settings ("" where they do not differ). ``copies``: the ``run_dir`` of each
@@ -182,16 +183,29 @@ def _median_epoch_time(runs: list[dict[str, Any]]) -> float:
     return statistics.median(times) if times else math.nan
 
 
-def at_cap(result: dict[str, Any]) -> bool:
-    """Whether a run ended at its epoch (or iteration) cap while early stopping was on,
-    i.e. its validation loss was still falling: an under-trained run."""
-    return result.get("stopped_early") is False and result["config"].get("patience") is not None
+def at_cap(result: Any) -> bool:
+    """Whether a run (its result, or that as a dict) ended at its epoch (or iteration)
+    cap while early stopping was on, before early stopping triggered. That alone does
+    not say its validation loss was still falling: :func:`still_improving` does."""
+    data = _as_dict(result)
+    return data.get("stopped_early") is False and data["config"].get("patience") is not None
+
+
+def still_improving(result: Any) -> bool:
+    """Whether a run's lowest validation loss came in its last epoch (``best_epoch``, the
+    epoch whose weights are tested, is the last of its history): stopped there, it might
+    have improved further."""
+    data = _as_dict(result)
+    history = data.get("history") or []
+    return bool(history) and data.get("best_epoch") == len(history) - 1
 
 
 def _run_facts(runs: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = [r["test_size"] for r in runs if r.get("test_size")]
-    caps = [r["config"].get("max_epochs") for r in runs if at_cap(r)]
-    return dict(capped=len(caps), max_epochs=max((c for c in caps if c), default=None),
+    capped = [r for r in runs if at_cap(r)]
+    caps = [r["config"].get("max_epochs") for r in capped]
+    return dict(capped=len(caps), improving=sum(map(still_improving, capped)),
+                max_epochs=max((c for c in caps if c), default=None),
                 test_size=max(sizes) if sizes else None,
                 placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"))
 
@@ -243,9 +257,13 @@ def _cap_note(rows: list[dict[str, Any]]) -> str:
         return "at cap: runs that ended at the epoch cap rather than by early stopping (none here)"
     caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
     cap = f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
-    return (f"at cap: runs that ended at {cap}, not by early stopping: their validation loss was "
-            f"still improving, so they may be under-trained (rows: "
-            f"{', '.join(row['method'] for row in capped)}); raise --epochs to compare them fairly")
+    note = (f"at cap: runs that ended at {cap} before early stopping triggered (rows: "
+            f"{', '.join(row['method'] for row in capped)}); ")
+    improving = [f"{row['method']} ({row['improving']} of {row['capped']})" for row in capped if row.get("improving")]
+    if not improving:  # each had its lowest validation loss before its last epoch
+        return note + "none was still improving (lowest validation loss in its last epoch)"
+    return (note + f"still improving (lowest validation loss in their last epoch), so maybe under-trained: "
+            f"{', '.join(improving)}; raise --epochs to compare them fairly")
 
 
 def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
