@@ -352,3 +352,15 @@ def test_the_train_line_says_still_improving_only_when_the_history_shows_it():
     line = _run_line(result([float("nan")], -1, stopped_early=True))
     assert "with the last weights of 1 epoch(s) trained (stopped early; no epoch had a finite validation loss)" in line
     assert "epoch 0" not in line
+
+
+def test_analyze_writes_into_analysis_in_the_common_folder_of_the_run_dirs_given(analysed_dry_runs, tmp_path,
+                                                                                  capsys):
+    import shutil
+
+    given = tmp_path / "given"
+    shutil.copytree(analysed_dry_runs, given, ignore=shutil.ignore_patterns("analysis"))
+    assert main(["analyze", str(given), "--repeats", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert f"into {given / 'analysis'} (" in capsys.readouterr().out
+    assert (given / "analysis" / "table.md").is_file()
+    assert not list(given.rglob("fc1-*/analysis"))  # not in the folder of the runs found below it

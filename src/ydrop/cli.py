@@ -581,6 +581,7 @@ def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args:
 
 def _analyze(args: argparse.Namespace) -> int:
     from ._validation import check_non_negative, check_positive_int
+    from .analysis.report import default_out
     from .analysis.runs import find_runs, run_layers
 
     if args.device == "cuda":
@@ -595,7 +596,10 @@ def _analyze(args: argparse.Namespace) -> int:
         run_layers(runs, args.layer, name="--layer")
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    _print_analysis(runs, args.out, args.layer, args, args.repeats, args.delta)
+    # The default folder follows the RUN_DIRs given, as --help says, not the runs found
+    # below them (whose common folder is deeper, e.g. DIR/digits/fc1-24c3beda).
+    out = args.out if args.out is not None else default_out(args.run_dirs)
+    _print_analysis(runs, out, args.layer, args, args.repeats, args.delta)
     return 0
 
 

@@ -54,7 +54,8 @@ from .runs import (
     run_layers,
 )
 
-__all__ = ["COLUMNS", "Report", "summarize_analyses", "to_markdown", "to_csv", "write_report", "analyze"]
+__all__ = ["COLUMNS", "Report", "summarize_analyses", "to_markdown", "to_csv", "write_report", "analyze",
+           "default_out"]
 
 # (metric key of RunAnalysis.metrics(), header, format of one number); "%" scales by 100.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -215,7 +216,7 @@ class Report:
     seconds: float = 0.0
 
 
-def _default_out(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Path:
+def default_out(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Path:
     """``analysis/`` in the common folder of the given paths (``runs/analysis`` for ``runs``)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
     return Path(os.path.commonpath([os.path.abspath(p) for p in paths])) / "analysis"
@@ -246,7 +247,7 @@ def analyze(
     check_non_negative("conservative_delta", conservative_delta)
     runs = find_runs(paths)
     layers = run_layers(runs, layer)
-    out = _default_out(paths) if out is None else Path(out)
+    out = default_out(paths) if out is None else Path(out)
     cache: dict = {}
     analyses = []
     for folder, run_layer in tqdm(list(zip(runs, layers)), desc="analyse runs", unit="run", disable=not progress):
