@@ -364,3 +364,40 @@ def test_analyze_writes_into_analysis_in_the_common_folder_of_the_run_dirs_given
     assert f"into {given / 'analysis'} (" in capsys.readouterr().out
     assert (given / "analysis" / "table.md").is_file()
     assert not list(given.rglob("fc1-*/analysis"))  # not in the folder of the runs found below it
+
+
+@pytest.mark.parametrize("argv, message", [
+    # a --set of a field that has an option of its own would silently lose to it, or win over it
+    (["train", "--method", "none", "--set", "method=ydrop"],
+     "--set method=ydrop: method is set by the option --method; use --method instead of --set"),
+    (["compare", "--set", "method=ydrop"], "--set method=ydrop: method is set by the option --methods; use --methods"),
+    (["sweep", "--set", "method=none"], "--set method=none: ydrop sweep trains Y-Drop (ydrop) only"),
+    (["train", "--set", "seed=3"], "--set seed=3: seed is set by the option --seed; use --seed instead of --set"),
+    (["sweep", "--set", "seed=3"], "--set seed=3: seed is set by the option --seeds; use --seeds instead of --set"),
+    (["train", "--set", "max_epochs=1", "--epochs", "2"],
+     "--set max_epochs=1: max_epochs is set by the option --epochs; use --epochs instead of --set"),
+    (["compare", "--set", "dry_run=true"], "--set dry_run=true: dry_run is set by the option --dry-run"),
+    (["train", "--set", "download=false"], "--set download=false: download is set by the option --no-download"),
+    (["train", "--set", "protocol=excitation"], "--set protocol=excitation: protocol is set by the option --protocol"),
+    # none leaves a setting to the protocol: patience=none does not turn early stopping off
+    (["train", "--set", "patience=none"],
+     "--set patience=none: none leaves patience to the protocol, 10 with --protocol ydrop, so early stopping stays "
+     "on: it cannot be turned off in this protocol, but a patience of at least --epochs never triggers it; allowed: "
+     "an integer >= 1, or no --set for the protocol's"),
+    (["compare", "--protocol", "excitation", "--set", "lr=none"],
+     "--set lr=none: none leaves lr to the protocol, 0.001 with --protocol excitation; allowed: a number > 0"),
+])
+def test_a_set_that_an_option_or_the_protocol_would_override_is_refused(argv, message, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(f"ydrop {argv[0]}: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_set_none_where_none_means_off_is_taken(tmp_path, capsys):
+    # the excitation protocol has no early stopping: patience None is its own value
+    assert main(["train", "--dry-run", "--protocol", "excitation", "--set", "patience=none", "--set", "hidden=8,",
+                 "--out", str(tmp_path), "--no-progress"]) == 0

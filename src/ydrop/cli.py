@@ -167,8 +167,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                              "pip install 'ydrop[tensorboard]' (default: off)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="method kwargs (ydrop.elasticity=0.01), model kwargs (hidden=128,128 or "
-                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5); repeatable "
-                             "(default: none)")
+                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5) other than "
+                             "those an option sets (--epochs, --seed, ...); repeatable (default: none)")
 
 
 COMPARE_DESCRIPTION = (
@@ -249,9 +249,13 @@ def _analyze_options(sub) -> None:
     analyze.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
 
 
-# TrainConfig fields set by an option of their own: errors about them name the option.
+# TrainConfig fields set by an option of their own: errors about them name the option,
+# and a plain --set of one is refused (either would silently win over the other).
+# "A/B": train's option / compare's and sweep's.
 _OPTION_OF = {"dataset": "--dataset", "model": "--model", "max_epochs": "--epochs", "protocol": "--protocol",
-              "device": "--device", "data_dir": "--data-dir", "out": "--out", "mirror": "--mirror"}
+              "device": "--device", "data_dir": "--data-dir", "out": "--out", "mirror": "--mirror",
+              "download": "--no-download", "dry_run": "--dry-run", "method": "--method/--methods",
+              "seed": "--seed/--seeds"}
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -260,6 +264,38 @@ def _check_counts(args: argparse.Namespace) -> None:
                                ("--threads", getattr(args, "threads", None), 1)):
         if value is not None and value < low:
             raise UsageError(f"{option} must be an integer >= {low}; got {value}")
+
+
+def _check_own_options(args: argparse.Namespace) -> None:
+    """Refuse a plain ``--set key=value`` of a config field that has an option of its own
+    (``--set seed=3`` next to ``--seed``), naming both: one of the two would be ignored."""
+    for item in args.sets:
+        scope, key, _ = _split_set(item)
+        if scope is not None or key not in _OPTION_OF:
+            continue
+        if args.command == "sweep" and key == "method":
+            raise UsageError(f"--set {item}: ydrop sweep trains Y-Drop (ydrop) only; use ydrop compare "
+                             "--methods to train other methods")
+        single, _, several = _OPTION_OF[key].partition("/")
+        option = single if args.command == "train" or not several else several
+        raise UsageError(f"--set {item}: {key} is set by the option {option}; use {option} instead of --set")
+
+
+def _check_protocol_nones(config, changes: dict[str, Any], sets: Sequence[str]) -> None:
+    """Refuse ``--set key=none`` where None stands for the protocol's value, not "off"
+    (``--set patience=none`` would train with patience 10 under the ydrop protocol)."""
+    from .train.config import PROTOCOL_DEFAULTS, allowed_values
+
+    for key, value in changes.items():
+        default = PROTOCOL_DEFAULTS[config.protocol].get(key)
+        if value is not None or default is None:
+            continue
+        item = next(i for i in reversed(sets) if _split_set(i)[:2] == (None, key))
+        never = (", so early stopping stays on: it cannot be turned off in this protocol, but a patience of at "
+                 "least --epochs never triggers it") if key == "patience" else ""
+        raise UsageError(f"--set {item}: none leaves {key} to the protocol, {default} with --protocol "
+                         f"{config.protocol}{never}; allowed: {allowed_values(key).replace(' or None', '')}, or "
+                         "no --set for the protocol's")
 
 
 def _as_typed(message: str, changes: dict[str, Any], sets: Sequence[str]) -> str:
@@ -367,9 +403,11 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
+    _check_own_options(args)
     if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     config = _make_config(args, changes, model_kwargs)
+    _check_protocol_nones(config, changes, args.sets)
     _check_models(config, methods, method_kwargs, args.sets)
     return config, method_kwargs
 
