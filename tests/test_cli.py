@@ -77,6 +77,8 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     (["compare", "--methods", "dropout,information", "--set", "information.num_units=3"],
      "error: --set information.num_units=3: num_units must be the number of units"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
+    (["table", ".", "--plot", "curves.foo"],
+     "--plot 'curves.foo': matplotlib writes no '.foo' files; allowed suffixes: ."),
 ])
 def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Print the table of every result.json below RUNS_DIR.")
     table.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched for result.json files")
     table.add_argument("--format", default="md", choices=("md", "csv", "latex"), help="output format (default: %(default)s)")
-    table.add_argument("--plot", default=None, metavar="PNG", help="also write the validation curves there (default: no plot)")
+    table.add_argument("--plot", default=None, metavar="FILE",
+                       help="also write the validation curves there, in the format its suffix names (.png, .pdf, "
+                            ".svg, ...) (default: no plot)")
     table.add_argument("--sweep", action="store_true",
                        help="the Y-Drop sweep table (alpha x K, pick by validation accuracy) instead (default: off)")
     _analyze_options(sub)
@@ -571,11 +573,17 @@ def _table(args: argparse.Namespace) -> int:
     if args.sweep and args.format == "latex":
         raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
     from .train.store import RUN_FOLDER_HOLDS
+    from .train.table import plot_format
 
     allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
                f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
     if not Path(args.runs_dir).is_dir():
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} is not a folder; {allowed}")
+    if args.plot:
+        try:
+            plot_format(args.plot, "--plot")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     results = collect_results(args.runs_dir)
     if not results:
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "

@@ -229,3 +229,16 @@ def test_the_sweep_keeps_runs_of_other_settings_apart():
     rows = summarize_sweep([run(0, 80.0, lr=0.01), run(1, 82.0, lr=0.01), run(0, 99.0, lr=0.5), run(0, 99.0, lr=0.5)])
     assert [(row["model"], row["n"], row["picked"]) for row in rows] == [
         ("fc1 [lr=0.01]", 2, True), ("fc1 [lr=0.5]", 1, True)]
+
+
+def test_the_plot_is_written_in_the_format_its_suffix_names(tmp_path):
+    from ydrop.train.table import plot_format
+
+    assert plot_validation_curves(HAND, tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in plot_validation_curves(HAND, tmp_path / "curves.SVG").read_bytes()[:500]
+    assert plot_validation_curves(HAND, tmp_path / "curves").read_bytes()[:4] == b"\x89PNG"  # matplotlib's default
+    with pytest.raises(ValueError, match=r"^path '.*curves\.foo': matplotlib writes no '\.foo' files; allowed "
+                                         r"suffixes: .*\.pdf, .*\.png, .*\.svg"):
+        plot_validation_curves(HAND, tmp_path / "curves.foo")
+    assert not (tmp_path / "curves.foo").exists()
+    assert plot_format("x.jpg", "--plot") == "jpg"

@@ -28,7 +28,7 @@ from typing import Any, Hashable, Iterable, Sequence, TypeVar
 from . import store
 from .config import TrainConfig
 
-__all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves",
+__all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves", "plot_format",
            "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap", "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
 
 # TrainConfig fields that do not change what a run computes, so that runs differing only
@@ -354,15 +354,35 @@ BAND_CAPTION = ("line: mean over seeds; band: ± 1 sample standard deviation ove
                 "below: the same curves, y-axis zoomed on the final accuracies")
 
 
+def plot_format(path: str | os.PathLike, name: str = "path") -> str:
+    """The image format ``path``'s suffix names, as matplotlib's ``savefig`` reads it
+    (``.pdf`` -> "pdf"; no suffix: matplotlib's default, png). ValueError naming
+    ``name`` and the suffixes allowed when matplotlib writes no such format."""
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix
+    if not suffix:
+        return matplotlib.rcParams["savefig.format"]
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix[1:].lower() not in formats:
+        raise ValueError(f"{name} {os.fspath(path)!r}: matplotlib writes no {suffix!r} files; allowed suffixes: "
+                         + ", ".join("." + f for f in formats))
+    return suffix[1:].lower()
+
+
 def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> Path:
-    """PNG of mean validation accuracy per epoch per method (shaded ± 1 sample std over
+    """Image of mean validation accuracy per epoch per method (shaded ± 1 sample std over
     seeds), one column per (dataset, model): the whole curves above, below the same
     zoomed on the final accuracies where the methods differ (:func:`curve_range`);
-    written atomically. Returns the path."""
+    written atomically, in the format the suffix of ``path`` names (:func:`plot_format`:
+    png, pdf, svg, ...). Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
+    image_format = plot_format(path)
 
     panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(dict)
     for (dataset, model, method, settings), runs in _rows_of(results)[0].items():  # one curve per table row
@@ -383,7 +403,7 @@ def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> P
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     try:
-        store.atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120))
+        store.atomic_write(path, lambda f: figure.savefig(f, format=image_format, dpi=120))
     finally:
         plt.close(figure)
     return path
