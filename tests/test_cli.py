@@ -73,7 +73,7 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     # a layer built for units its place does not have fails before training, not after the warm-up
     (["train", "--method", "ydrop", "--set", "ydrop.num_units=3"],
      "error: --set ydrop.num_units=3: num_units must be the number of units of every place the method is put "
-     "(1024 here), or be left out"),
+     "(256 here), or be left out"),
     (["compare", "--methods", "dropout,information", "--set", "information.num_units=3"],
      "error: --set information.num_units=3: num_units must be the number of units"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
@@ -403,3 +403,16 @@ def test_a_set_none_where_none_means_off_is_taken(tmp_path, capsys):
     # the excitation protocol has no early stopping: patience None is its own value
     assert main(["train", "--dry-run", "--protocol", "excitation", "--set", "patience=none", "--set", "hidden=8,",
                  "--out", str(tmp_path), "--no-progress"]) == 0
+
+
+def test_train_adds_a_seed_to_the_grid_compare_trains(tmp_path, capsys):
+    """On digits, train narrows FC-1 as compare and sweep do: the same run folders."""
+    out = str(tmp_path / "runs")
+    assert main(["compare", "--dry-run", "--methods", "ydrop", "--seeds", "1", "--out", out, "--no-progress"]) == 0
+    assert main(["train", "--dry-run", "--method", "ydrop", "--seed", "0", "--out", out, "--no-progress"]) == 0
+    assert "already finished: " in capsys.readouterr().out  # compare's run, not another model's
+    assert main(["train", "--dry-run", "--method", "ydrop", "--seed", "1", "--out", out, "--no-progress"]) == 0
+    assert sorted(p.parent.relative_to(out).as_posix() for p in (tmp_path / "runs").rglob("result.json")) == [
+        "digits/fc1-24c3beda/ydrop/seed0", "digits/fc1-24c3beda/ydrop/seed1"]
+    assert main(["table", out, "--format", "csv"]) == 0
+    assert "digits,fc1(hidden=256x256),ydrop,2," in capsys.readouterr().out

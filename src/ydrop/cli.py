@@ -10,7 +10,8 @@ val_curves.png into the out folder. Finished runs are reused; interrupted ones r
 reports the test accuracy of the setting with the best validation accuracy.
 ``compare --shard i/n`` and ``sweep --shard i/n`` run the i-th of n disjoint parts of
 their grid (for job arrays sharing one out folder); ``ydrop table`` merges them.
-``train``, ``compare`` and ``sweep`` run under ``torchrun --nproc_per_node N -m
+``train``, ``compare`` and ``sweep`` train the same default model (FC-1 narrowed for
+the digits), so their runs share folders; they run under ``torchrun --nproc_per_node N -m
 ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes. They take
 ``--threads N`` (torch's threads: on a busy machine fewer are faster, and the command
 says so when the load average leaves fewer free cores than threads) and
@@ -36,8 +37,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 DEFAULT_METHODS = "none,dropout,ydrop,excitation,activation"
-# compare on the embedded digits with the default model: FC-1 narrowed from 2x1024 to
-# 2x256 (8x8 inputs), so the whole comparison takes a few minutes on 2 cores.
+# compare, sweep and train on the embedded digits with the default model: FC-1 narrowed
+# from 2x1024 to 2x256 (8x8 inputs), so the whole comparison takes a few minutes on 2
+# cores. The same for the three commands, so that `ydrop train --seed 3` adds a seed to
+# the demo's grid (same run folder) rather than training another model.
 DIGITS_FC_HIDDEN = (256, 256)
 
 
@@ -142,7 +145,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                              "no download)")
     parser.add_argument("--model", default="fc1", metavar="NAME",
                         help=f"model, one of: {', '.join(list_models())}; case, '_' and '-' are ignored, "
-                             "wrn-D-K builds any depth and width (default: %(default)s)")
+                             "wrn-D-K builds any depth and width (default: %(default)s; on digits narrowed to "
+                             f"{'x'.join(map(str, DIGITS_FC_HIDDEN))} hidden units unless --set hidden=...)")
     parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help="max epochs per run, early stopping may end sooner (default: the protocol's, 60)")
     parser.add_argument("--protocol", default="ydrop", choices=("ydrop", "excitation"),
@@ -406,7 +410,7 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
     _check_own_options(args)
-    if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
+    if args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     config = _make_config(args, changes, model_kwargs)
     _check_protocol_nones(config, changes, args.sets)
