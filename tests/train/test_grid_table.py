@@ -112,6 +112,10 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     assert "test set: digits, 360 images, so one image is 0.28 points" in notes
     assert "s / epoch: median time of one epoch" in notes
     assert "placement: shared, every method sits in the same dropout slots of the model (dropout_at=all" in notes
+    improving = summarize([_run("dropout", 97.0, 0, [1.0, 1.0], False), _run("none", 96.0, 0, [1.0], False)])
+    assert ("runs that ended at the 60-epoch cap before early stopping triggered, all still improving (lowest "
+            "validation loss in their last epoch), so they may be under-trained (rows: dropout, none); raise --epochs"
+            ) in " ".join(to_markdown(improving).split())
     # at the cap but past their best epoch: not claimed to be still improving
     spent = summarize([_run("dropout", 97.0, 0, [1.0, 1.0, 1.0], False, best_epoch=1)])
     assert (spent[0]["capped"], spent[0]["improving"]) == (1, 0)

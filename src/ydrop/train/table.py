@@ -250,20 +250,27 @@ def table_notes(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _cap(capped: list[dict[str, Any]]) -> str:
+    """"the 60-epoch cap" (or "the 2/60-epoch cap") of the rows with runs at their cap."""
+    caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
+    return f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
+
+
 def _cap_note(rows: list[dict[str, Any]]) -> str:
     """The note on the "at cap" column."""
     capped = [row for row in rows if row.get("capped")]
     if not capped:
         return "at cap: runs that ended at the epoch cap rather than by early stopping (none here)"
-    caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
-    cap = f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
-    note = (f"at cap: runs that ended at {cap} before early stopping triggered (rows: "
-            f"{', '.join(row['method'] for row in capped)}); ")
+    head, named = f"at cap: runs that ended at {_cap(capped)} before early stopping triggered", ", ".join(
+        row["method"] for row in capped)
+    if all(row.get("improving") == row["capped"] for row in capped):
+        return (f"{head}, all still improving (lowest validation loss in their last epoch), so they may be "
+                f"under-trained (rows: {named}); raise --epochs to compare them fairly")
     improving = [f"{row['method']} ({row['improving']} of {row['capped']})" for row in capped if row.get("improving")]
     if not improving:  # each had its lowest validation loss before its last epoch
-        return note + "none was still improving (lowest validation loss in its last epoch)"
-    return (note + f"still improving (lowest validation loss in their last epoch), so maybe under-trained: "
-            f"{', '.join(improving)}; raise --epochs to compare them fairly")
+        return f"{head} (rows: {named}); none was still improving (lowest validation loss in its last epoch)"
+    return (f"{head} (rows: {named}); still improving (lowest validation loss in their last epoch), so maybe "
+            f"under-trained: {', '.join(improving)}; raise --epochs to compare them fairly")
 
 
 def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
