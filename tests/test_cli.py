@@ -73,10 +73,12 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     # a layer built for units its place does not have fails before training, not after the warm-up
     (["train", "--method", "ydrop", "--set", "ydrop.num_units=3"],
      "error: --set ydrop.num_units=3: num_units must be the number of units of every place the method is put "
-     "(1024 here), or be left out"),
+     "(256 here), or be left out"),
     (["compare", "--methods", "dropout,information", "--set", "information.num_units=3"],
      "error: --set information.num_units=3: num_units must be the number of units"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
+    (["table", ".", "--plot", "curves.foo"],
+     "--plot 'curves.foo': matplotlib writes no '.foo' files; allowed suffixes: ."),
 ])
 def test_bad_values_exit_2_naming_the_option_as_typed(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -290,3 +292,127 @@ def test_analyze_bad_input_exits_2_naming_the_argument(case, analysed_dry_runs, 
     assert info.value.code == 2 and "Traceback" not in err
     assert err.startswith("ydrop analyze: error: ") and all(part in err for part in expected)
     assert not (tmp_path / "report").exists()  # refused before anything was written
+
+
+def test_table_and_analyze_name_each_unreadable_result_and_report_the_rest(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["compare", "--dry-run", "--seeds", "2", "--methods", "none", "--out", str(out), "--no-progress",
+                 "--set", "hidden=8,"]) == 0
+    broken = sorted(out.rglob("result.json"))[0]
+    broken.write_text(broken.read_text()[:23])
+    capsys.readouterr()
+    for argv in (["table", str(out)], ["analyze", str(out), "--repeats", "1", "--no-progress"]):
+        assert main(argv) == 0
+        printed = capsys.readouterr()
+        assert printed.err.startswith(f"ydrop {argv[0]}: warning: skipped a run: '{broken}' is not valid JSON")
+        assert "delete it and run the command that trained the run again" in printed.err
+        assert "| digits | fc1(hidden=8) | none |" in printed.out and "| 1 |" in printed.out  # the other seed
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--dry-run", "--seeds", "2", "--methods", "none", "--out", str(out), "--no-progress",
+              "--set", "hidden=8,"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    assert f"ydrop compare: error: '{broken}' is not valid JSON (" in err and "delete it" in err
+
+
+def test_table_keeps_runs_of_other_settings_apart_and_counts_a_copied_run_once(tmp_path, capsys):
+    import shutil
+
+    common = ["compare", "--dry-run", "--seeds", "1", "--methods", "none", "--no-progress", "--set", "hidden=8,"]
+    assert main([*common, "--out", str(tmp_path / "mix" / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "mix" / "b"), "--set", "lr=0.1"]) == 0
+    shutil.copytree(tmp_path / "mix" / "a", tmp_path / "mix" / "c")
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "mix")]) == 0
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if line.startswith("| digits")]
+    assert [line.split(" | ")[2:3] + line.split(" | ")[6:7] for line in lines] == [["none [lr=0.01]", "1"],
+                                                                                      ["none [lr=0.1]", "1"]]
+    copy = next((tmp_path / "mix" / "c").rglob("seed0"))
+    assert printed.err == (f"ydrop table: warning: left out {copy}: a copy (same config and seed) of a run that "
+                           "row 'none [lr=0.01]' (digits, fc1(hidden=8)) counts already\n")
+
+
+def test_the_train_line_says_still_improving_only_when_the_history_shows_it():
+    from ydrop.cli import _run_line
+    from ydrop.train import RunResult
+
+    def result(val_losses, best_epoch, stopped_early=False, patience=10):
+        return RunResult(config={"patience": patience}, history=[{"val_loss": v} for v in val_losses],
+                         best_epoch=best_epoch, best_val_loss=min(val_losses), test_acc=12.5, test_loss=40.0,
+                         epochs=len(val_losses), stopped_early=stopped_early, time_per_epoch=0.1, total_time=0.6,
+                         versions={})
+
+    # validation loss of `ydrop train --method dropout --set hidden=64, --set lr=50 --epochs 6`
+    line = _run_line(result([44.5, 70.2, 62.7, 136.2, 231.0, 51.8], 0))
+    assert "with the weights of epoch 1, the best of 6 epoch(s) trained (stopped at the epoch cap, before early " \
+           "stopping triggered)" in line and "still improving" not in line
+    assert "(stopped at the epoch cap, still improving)" in _run_line(result([3.0, 2.0, 1.0], 2))
+    assert "(stopped early)" in _run_line(result([1.0, 2.0, 3.0], 0, stopped_early=True))
+    assert "(the planned iterations done)" in _run_line(result([3.0, 2.0, 1.0], 2, patience=None))
+    # diverged in its first epoch: no epoch is the best, the last weights are tested
+    line = _run_line(result([float("nan")], -1, stopped_early=True))
+    assert "with the last weights of 1 epoch(s) trained (stopped early; no epoch had a finite validation loss)" in line
+    assert "epoch 0" not in line
+
+
+def test_analyze_writes_into_analysis_in_the_common_folder_of_the_run_dirs_given(analysed_dry_runs, tmp_path,
+                                                                                  capsys):
+    import shutil
+
+    given = tmp_path / "given"
+    shutil.copytree(analysed_dry_runs, given, ignore=shutil.ignore_patterns("analysis"))
+    assert main(["analyze", str(given), "--repeats", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert f"into {given / 'analysis'} (" in capsys.readouterr().out
+    assert (given / "analysis" / "table.md").is_file()
+    assert not list(given.rglob("fc1-*/analysis"))  # not in the folder of the runs found below it
+
+
+@pytest.mark.parametrize("argv, message", [
+    # a --set of a field that has an option of its own would silently lose to it, or win over it
+    (["train", "--method", "none", "--set", "method=ydrop"],
+     "--set method=ydrop: method is set by the option --method; use --method instead of --set"),
+    (["compare", "--set", "method=ydrop"], "--set method=ydrop: method is set by the option --methods; use --methods"),
+    (["sweep", "--set", "method=none"], "--set method=none: ydrop sweep trains Y-Drop (ydrop) only"),
+    (["train", "--set", "seed=3"], "--set seed=3: seed is set by the option --seed; use --seed instead of --set"),
+    (["sweep", "--set", "seed=3"], "--set seed=3: seed is set by the option --seeds; use --seeds instead of --set"),
+    (["train", "--set", "max_epochs=1", "--epochs", "2"],
+     "--set max_epochs=1: max_epochs is set by the option --epochs; use --epochs instead of --set"),
+    (["compare", "--set", "dry_run=true"], "--set dry_run=true: dry_run is set by the option --dry-run"),
+    (["train", "--set", "download=false"], "--set download=false: download is set by the option --no-download"),
+    (["train", "--set", "protocol=excitation"], "--set protocol=excitation: protocol is set by the option --protocol"),
+    # none leaves a setting to the protocol: patience=none does not turn early stopping off
+    (["train", "--set", "patience=none"],
+     "--set patience=none: none leaves patience to the protocol, 10 with --protocol ydrop, so early stopping stays "
+     "on: it cannot be turned off in this protocol, but a patience of at least --epochs never triggers it; allowed: "
+     "an integer >= 1, or no --set for the protocol's"),
+    (["compare", "--protocol", "excitation", "--set", "lr=none"],
+     "--set lr=none: none leaves lr to the protocol, 0.001 with --protocol excitation; allowed: a number > 0"),
+])
+def test_a_set_that_an_option_or_the_protocol_would_override_is_refused(argv, message, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(f"ydrop {argv[0]}: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_set_none_where_none_means_off_is_taken(tmp_path, capsys):
+    # the excitation protocol has no early stopping: patience None is its own value
+    assert main(["train", "--dry-run", "--protocol", "excitation", "--set", "patience=none", "--set", "hidden=8,",
+                 "--out", str(tmp_path), "--no-progress"]) == 0
+
+
+def test_train_adds_a_seed_to_the_grid_compare_trains(tmp_path, capsys):
+    """On digits, train narrows FC-1 as compare and sweep do: the same run folders."""
+    out = str(tmp_path / "runs")
+    assert main(["compare", "--dry-run", "--methods", "ydrop", "--seeds", "1", "--out", out, "--no-progress"]) == 0
+    assert main(["train", "--dry-run", "--method", "ydrop", "--seed", "0", "--out", out, "--no-progress"]) == 0
+    assert "already finished: " in capsys.readouterr().out  # compare's run, not another model's
+    assert main(["train", "--dry-run", "--method", "ydrop", "--seed", "1", "--out", out, "--no-progress"]) == 0
+    assert sorted(p.parent.relative_to(out).as_posix() for p in (tmp_path / "runs").rglob("result.json")) == [
+        "digits/fc1-24c3beda/ydrop/seed0", "digits/fc1-24c3beda/ydrop/seed1"]
+    assert main(["table", out, "--format", "csv"]) == 0
+    assert "digits,fc1(hidden=256x256),ydrop,2," in capsys.readouterr().out

@@ -10,7 +10,8 @@ val_curves.png into the out folder. Finished runs are reused; interrupted ones r
 reports the test accuracy of the setting with the best validation accuracy.
 ``compare --shard i/n`` and ``sweep --shard i/n`` run the i-th of n disjoint parts of
 their grid (for job arrays sharing one out folder); ``ydrop table`` merges them.
-``train``, ``compare`` and ``sweep`` run under ``torchrun --nproc_per_node N -m
+``train``, ``compare`` and ``sweep`` train the same default model (FC-1 narrowed for
+the digits), so their runs share folders; they run under ``torchrun --nproc_per_node N -m
 ydrop.cli ...`` with DistributedDataParallel; rank 0 prints and writes. They take
 ``--threads N`` (torch's threads: on a busy machine fewer are faster, and the command
 says so when the load average leaves fewer free cores than threads) and
@@ -25,17 +26,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import functools
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 DEFAULT_METHODS = "none,dropout,ydrop,excitation,activation"
-# compare on the embedded digits with the default model: FC-1 narrowed from 2x1024 to
-# 2x256 (8x8 inputs), so the whole comparison takes a few minutes on 2 cores.
+# compare, sweep and train on the embedded digits with the default model: FC-1 narrowed
+# from 2x1024 to 2x256 (8x8 inputs), so the whole comparison takes a few minutes on 2
+# cores. The same for the three commands, so that `ydrop train --seed 3` adds a seed to
+# the demo's grid (same run folder) rather than training another model.
 DIGITS_FC_HIDDEN = (256, 256)
 
 
@@ -140,7 +145,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                              "no download)")
     parser.add_argument("--model", default="fc1", metavar="NAME",
                         help=f"model, one of: {', '.join(list_models())}; case, '_' and '-' are ignored, "
-                             "wrn-D-K builds any depth and width (default: %(default)s)")
+                             "wrn-D-K builds any depth and width (default: %(default)s; on digits narrowed to "
+                             f"{'x'.join(map(str, DIGITS_FC_HIDDEN))} hidden units unless --set hidden=...)")
     parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help="max epochs per run, early stopping may end sooner (default: the protocol's, 60)")
     parser.add_argument("--protocol", default="ydrop", choices=("ydrop", "excitation"),
@@ -165,8 +171,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                              "pip install 'ydrop[tensorboard]' (default: off)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="method kwargs (ydrop.elasticity=0.01), model kwargs (hidden=128,128 or "
-                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5); repeatable "
-                             "(default: none)")
+                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5) other than "
+                             "those an option sets (--epochs, --seed, ...); repeatable (default: none)")
 
 
 COMPARE_DESCRIPTION = (
@@ -216,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Print the table of every result.json below RUNS_DIR.")
     table.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched for result.json files")
     table.add_argument("--format", default="md", choices=("md", "csv", "latex"), help="output format (default: %(default)s)")
-    table.add_argument("--plot", default=None, metavar="PNG", help="also write the validation curves there (default: no plot)")
+    table.add_argument("--plot", default=None, metavar="FILE",
+                       help="also write the validation curves there, in the format its suffix names (.png, .pdf, "
+                            ".svg, ...) (default: no plot)")
     table.add_argument("--sweep", action="store_true",
                        help="the Y-Drop sweep table (alpha x K, pick by validation accuracy) instead (default: off)")
     _analyze_options(sub)
@@ -247,9 +255,13 @@ def _analyze_options(sub) -> None:
     analyze.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
 
 
-# TrainConfig fields set by an option of their own: errors about them name the option.
+# TrainConfig fields set by an option of their own: errors about them name the option,
+# and a plain --set of one is refused (either would silently win over the other).
+# "A/B": train's option / compare's and sweep's.
 _OPTION_OF = {"dataset": "--dataset", "model": "--model", "max_epochs": "--epochs", "protocol": "--protocol",
-              "device": "--device", "data_dir": "--data-dir", "out": "--out", "mirror": "--mirror"}
+              "device": "--device", "data_dir": "--data-dir", "out": "--out", "mirror": "--mirror",
+              "download": "--no-download", "dry_run": "--dry-run", "method": "--method/--methods",
+              "seed": "--seed/--seeds"}
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -258,6 +270,38 @@ def _check_counts(args: argparse.Namespace) -> None:
                                ("--threads", getattr(args, "threads", None), 1)):
         if value is not None and value < low:
             raise UsageError(f"{option} must be an integer >= {low}; got {value}")
+
+
+def _check_own_options(args: argparse.Namespace) -> None:
+    """Refuse a plain ``--set key=value`` of a config field that has an option of its own
+    (``--set seed=3`` next to ``--seed``), naming both: one of the two would be ignored."""
+    for item in args.sets:
+        scope, key, _ = _split_set(item)
+        if scope is not None or key not in _OPTION_OF:
+            continue
+        if args.command == "sweep" and key == "method":
+            raise UsageError(f"--set {item}: ydrop sweep trains Y-Drop (ydrop) only; use ydrop compare "
+                             "--methods to train other methods")
+        single, _, several = _OPTION_OF[key].partition("/")
+        option = single if args.command == "train" or not several else several
+        raise UsageError(f"--set {item}: {key} is set by the option {option}; use {option} instead of --set")
+
+
+def _check_protocol_nones(config, changes: dict[str, Any], sets: Sequence[str]) -> None:
+    """Refuse ``--set key=none`` where None stands for the protocol's value, not "off"
+    (``--set patience=none`` would train with patience 10 under the ydrop protocol)."""
+    from .train.config import PROTOCOL_DEFAULTS, allowed_values
+
+    for key, value in changes.items():
+        default = PROTOCOL_DEFAULTS[config.protocol].get(key)
+        if value is not None or default is None:
+            continue
+        item = next(i for i in reversed(sets) if _split_set(i)[:2] == (None, key))
+        never = (", so early stopping stays on: it cannot be turned off in this protocol, but a patience of at "
+                 "least --epochs never triggers it") if key == "patience" else ""
+        raise UsageError(f"--set {item}: none leaves {key} to the protocol, {default} with --protocol "
+                         f"{config.protocol}{never}; allowed: {allowed_values(key).replace(' or None', '')}, or "
+                         "no --set for the protocol's")
 
 
 def _as_typed(message: str, changes: dict[str, Any], sets: Sequence[str]) -> str:
@@ -365,9 +409,11 @@ def _base_config(args: argparse.Namespace, methods: Sequence[str]):
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     changes, model_kwargs, method_kwargs = _parse_sets(args.sets, fields, methods)
-    if args.command in ("compare", "sweep") and args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
+    _check_own_options(args)
+    if args.dataset == "digits" and args.model == "fc1" and "hidden" not in model_kwargs:
         model_kwargs["hidden"] = DIGITS_FC_HIDDEN
     config = _make_config(args, changes, model_kwargs)
+    _check_protocol_nones(config, changes, args.sets)
     _check_models(config, methods, method_kwargs, args.sets)
     return config, method_kwargs
 
@@ -506,15 +552,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _run_line(result) -> str:
     """The final line of ``ydrop train``; epochs counted from 1, as everywhere the user reads them."""
+    from .train.table import at_cap, still_improving
+
     if result.stopped_early:
         how = "stopped early"
-    elif result.config.get("patience") is not None:
-        how = "stopped at the epoch cap, still improving"
+    elif at_cap(result):  # "still improving" only where the history shows it
+        how = "stopped at the epoch cap, " + ("still improving" if still_improving(result)
+                                              else "before early stopping triggered")
     else:
         how = "the planned iterations done"
-    return (f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) with the weights of epoch "
-            f"{result.best_epoch + 1}, the best of {result.epochs} epoch(s) trained ({how}), "
-            f"{result.time_per_epoch:.3f} s/epoch")
+    # The best epoch is the first with a validation loss below every earlier one, starting
+    # from inf: none when every validation loss was NaN or inf, and the last weights are tested.
+    if result.best_epoch >= 0:
+        weights = f"the weights of epoch {result.best_epoch + 1}, the best"
+    else:
+        weights, how = "the last weights", how + "; no epoch had a finite validation loss"
+    return (f"test accuracy {result.test_acc:.2f}% (loss {result.test_loss:.4f}) with {weights} of {result.epochs} "
+            f"epoch(s) trained ({how}), {result.time_per_epoch:.3f} s/epoch")
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -523,11 +577,17 @@ def _table(args: argparse.Namespace) -> int:
     if args.sweep and args.format == "latex":
         raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
     from .train.store import RUN_FOLDER_HOLDS
+    from .train.table import plot_format
 
     allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
                f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
     if not Path(args.runs_dir).is_dir():
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} is not a folder; {allowed}")
+    if args.plot:
+        try:
+            plot_format(args.plot, "--plot")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     results = collect_results(args.runs_dir)
     if not results:
         raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
@@ -541,10 +601,19 @@ def _table(args: argparse.Namespace) -> int:
         print({"md": sweep_markdown, "csv": sweep_csv}[args.format](rows), end="")
         return 0
     rows = summarize(results)
+    _warn_copies("table", rows)
     print({"md": to_markdown, "csv": to_csv, "latex": to_latex}[args.format](rows), end="")
     if args.plot:
         plot_validation_curves(results, args.plot)
     return 0
+
+
+def _warn_copies(command: str, rows: list[dict[str, Any]]) -> None:
+    """One stderr line per run a row left out as a copy of one it counts (same config and seed)."""
+    for row in rows:
+        for copy in row.get("copies", ()):
+            print(f"ydrop {command}: warning: left out {copy}: a copy (same config and seed) of a run that row "
+                  f"{row['method']!r} ({row['dataset']}, {row['model']}) counts already", file=sys.stderr)
 
 
 def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args: argparse.Namespace,
@@ -554,6 +623,7 @@ def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args:
     report = analyze(runs, out=out, layer=layer, repeats=repeats, device=args.device, data_dir=args.data_dir,
                      conservative_delta=delta, progress=not args.no_progress)
     folder = report.files["table.md"].parent
+    _warn_copies(args.command, report.rows)
     print(f"\nanalysis of layer {', '.join(sorted({a.layer for a in report.analyses}))} "
           f"({len(report.analyses)} run(s)):\n\n{report.markdown}")
     print(f"wrote {', '.join(report.files)} into {folder} ({report.seconds:.0f} s)")
@@ -561,6 +631,7 @@ def _print_analysis(runs: list, out: str | Path | None, layer: str | None, args:
 
 def _analyze(args: argparse.Namespace) -> int:
     from ._validation import check_non_negative, check_positive_int
+    from .analysis.report import default_out
     from .analysis.runs import find_runs, run_layers
 
     if args.device == "cuda":
@@ -575,7 +646,10 @@ def _analyze(args: argparse.Namespace) -> int:
         run_layers(runs, args.layer, name="--layer")
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    _print_analysis(runs, args.out, args.layer, args, args.repeats, args.delta)
+    # The default folder follows the RUN_DIRs given, as --help says, not the runs found
+    # below them (whose common folder is deeper, e.g. DIR/digits/fc1-24c3beda).
+    out = args.out if args.out is not None else default_out(args.run_dirs)
+    _print_analysis(runs, out, args.layer, args, args.repeats, args.delta)
     return 0
 
 
@@ -620,12 +694,34 @@ def _failure(exc: Exception) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _skipped_results_reported(command: str):
+    """Each result.json skipped as unreadable reported on stderr as one line
+    ``ydrop <command>: warning: skipped '<path>' ...``, however often the process has
+    warned about it before (Python shows a warning once per place by default)."""
+    from .train.store import UnreadableResultWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UnreadableResultWarning)
+        show = warnings.showwarning
+
+        def report(message, category, *rest, **kwargs):
+            if issubclass(category, UnreadableResultWarning):
+                print(f"ydrop {command}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *rest, **kwargs)
+
+        warnings.showwarning = report
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command in ("table", "analyze"):
-            return {"table": _table, "analyze": _analyze}[args.command](args)
+            with _skipped_results_reported(args.command):
+                return {"table": _table, "analyze": _analyze}[args.command](args)
         return _training(args)
     except UsageError as exc:
         parser.exit(2, f"ydrop {args.command}: error: {exc}\n")

@@ -24,7 +24,7 @@ from ydrop.analysis import (
 )
 from ydrop.analysis.report import to_csv, to_markdown
 from ydrop.data import dataset_info, load_dataset, train_val_split
-from ydrop.train import TrainConfig, run_dir, train_run
+from ydrop.train import TrainConfig, run_dir, store, train_run
 
 METHODS = ("none", "ydrop")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -72,12 +72,14 @@ def test_find_runs_skips_folders_of_other_tools(runs, tmp_path):
     (tmp_path / "other-tool" / "broken" / "result.json").write_text("{not json")
     shutil.copytree(other.parent, tmp_path / "mixed" / "other-tool")
     shutil.copytree(folders[0], tmp_path / "mixed" / "a-run")
-    assert find_runs(tmp_path / "mixed") == [tmp_path / "mixed" / "a-run"]
-    with pytest.raises(ValueError) as info:
+    # a result.json that is not JSON may be a run of ours cut short: skipped, but said so
+    with pytest.warns(store.UnreadableResultWarning, match=r"skipped a run: '.*broken/result.json' is not valid JSON"):
+        assert find_runs(tmp_path / "mixed") == [tmp_path / "mixed" / "a-run"]
+    with pytest.raises(ValueError) as info, pytest.warns(store.UnreadableResultWarning):
         find_runs(tmp_path / "other-tool", name="RUN_DIR")
     message = str(info.value)
     assert message.startswith(f"RUN_DIR {str(tmp_path / 'other-tool')!r} holds no finished run")
-    assert "skipped 2 folder(s) whose result.json ydrop did not write" in message and str(other) in message
+    assert "skipped 1 folder(s) whose result.json ydrop did not write" in message and str(other) in message
     assert "config.json, initial.pt, checkpoint.pt and result.json" in message  # what a run folder holds
 
 
@@ -180,3 +182,16 @@ def test_one_set_of_figures_per_dataset_model_and_layer(analyses, tmp_path):
     assert figures == sorted(f"{kind}-digits-{model}-classifier.5.png" for kind in ("spread", "removal", "peb_removal")
                              for model in ("fc1_hidden=16x16_", "fc1_hidden=8x8_"))
     assert len((tmp_path / "table.md").read_text().splitlines()) == 2 + 2
+
+
+def test_runs_of_other_settings_are_other_rows_and_a_copy_of_a_run_counts_once(analyses, tmp_path):
+    first, second = analyses[:2]  # no dropout, seeds 0 and 1
+    assert first.config["device"] == "cpu" and first.config["dry_run"] is True  # the config it trained with
+    faster = dataclasses.replace(second, config={**second.config, "lr": 0.5})
+    copy = dataclasses.replace(first, run_dir="elsewhere/seed0")
+    rows = summarize_analyses([first, faster, copy])
+    assert [(row["method"], row["seeds"], row["copies"]) for row in rows] == [
+        ("none [lr=0.01]", 1, ["elsewhere/seed0"]), ("none [lr=0.5]", 1, [])]
+    assert summarize_analyses(analyses[:2])[0]["method"] == "none"  # same settings: plain label, pooled
+    files = write_report([first, faster, copy], tmp_path)
+    assert len(files["table.md"].read_text().splitlines()) == 2 + 2

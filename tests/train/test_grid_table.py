@@ -1,6 +1,7 @@
 import csv
 import io
 import math
+from pathlib import Path
 
 import pytest
 
@@ -83,11 +84,11 @@ def test_markdown_csv_latex_shapes():
     assert r"97.00 $\pm$ 1.00" in tex[6]
 
 
-def _run(method, acc, seed, times, stopped_early, patience=10, test_size=360, max_epochs=60):
+def _run(method, acc, seed, times, stopped_early, patience=10, test_size=360, max_epochs=60, best_epoch=-1):
     return {"config": {"dataset": "digits", "model": "fc1", "model_kwargs": {}, "method": method,
                        "method_kwargs": {}, "seed": seed, "patience": patience, "max_epochs": max_epochs},
             "test_acc": acc, "time_per_epoch": sum(times) / len(times), "stopped_early": stopped_early,
-            "test_size": test_size,
+            "test_size": test_size, "best_epoch": best_epoch % len(times),
             "history": [{"epoch": i, "val_acc": 90.0 + i, "time": t} for i, t in enumerate(times)]}
 
 
@@ -95,9 +96,9 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     runs = [_run("dropout", 97.0, 0, [1.0, 1.0, 1.2], True), _run("dropout", 98.0, 1, [1.1, 0.9], True),
             # one slow run (another process was busy): the median ignores it, the mean would not
             _run("excitation", 90.0, 0, [1.0, 1.0, 1.0], False), _run("excitation", 92.0, 1, [30.0, 30.0], True),
-            _run("excitation", 91.0, 2, [1.0, 1.0, 1.0], False)]
+            _run("excitation", 91.0, 2, [1.0, 1.0, 1.0], False, best_epoch=0)]  # at the cap, not improving
     rows = {row["method"]: row for row in summarize(runs)}
-    assert (rows["dropout"]["capped"], rows["excitation"]["capped"]) == (0, 2)
+    assert (rows["dropout"]["capped"], rows["excitation"]["capped"], rows["excitation"]["improving"]) == (0, 2, 1)
     assert rows["excitation"]["time_per_epoch"] == 1.0 and rows["dropout"]["time_per_epoch"] == 1.0
     assert rows["excitation"]["test_size"] == 360
     md = to_markdown(list(rows.values()))
@@ -105,11 +106,21 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     notes = " ".join(md.split())
     assert "mean ± sample standard deviation (n - 1) over the seeds" in notes
     assert "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout" in notes
-    assert "runs that ended at the 60-epoch cap, not by early stopping" in notes and "(rows: excitation)" in notes
-    assert "may be under-trained" in notes
+    assert "runs that ended at the 60-epoch cap before early stopping triggered (rows: excitation)" in notes
+    assert ("still improving (lowest validation loss in their last epoch), so maybe under-trained: "
+            "excitation (1 of 2); raise --epochs") in notes
     assert "test set: digits, 360 images, so one image is 0.28 points" in notes
     assert "s / epoch: median time of one epoch" in notes
     assert "placement: shared, every method sits in the same dropout slots of the model (dropout_at=all" in notes
+    improving = summarize([_run("dropout", 97.0, 0, [1.0, 1.0], False), _run("none", 96.0, 0, [1.0], False)])
+    assert ("runs that ended at the 60-epoch cap before early stopping triggered, all still improving (lowest "
+            "validation loss in their last epoch), so they may be under-trained (rows: dropout, none); raise --epochs"
+            ) in " ".join(to_markdown(improving).split())
+    # at the cap but past their best epoch: not claimed to be still improving
+    spent = summarize([_run("dropout", 97.0, 0, [1.0, 1.0, 1.0], False, best_epoch=1)])
+    assert (spent[0]["capped"], spent[0]["improving"]) == (1, 0)
+    assert "(rows: dropout); none was still improving (lowest validation loss in its last epoch)" in " ".join(
+        to_markdown(spent).split())
     # the excitation protocol has no early stopping: reaching its iterations is no cap
     fixed = [_run("excitation", 90.0, 0, [1.0], False, patience=None)]
     assert summarize(fixed)[0]["capped"] == 0
@@ -142,3 +153,96 @@ def test_plot_validation_curves(tmp_path, monkeypatch):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
     assert texts == [BAND_CAPTION] and "band: ± 1 sample standard deviation over seeds" in BAND_CAPTION
+
+
+def test_an_unreadable_result_is_reported_by_path_and_the_others_still_collected(tiny):
+    from ydrop.train import store
+
+    base = tiny(max_epochs=1)
+    run_grid(base, ["none"], 2, progress=False)
+    broken = sorted(Path(base.out).rglob("result.json"))[0]
+    broken.write_text(broken.read_text()[:23])  # cut short, as by a full disk
+    with pytest.warns(store.UnreadableResultWarning) as caught:
+        results = collect_results(base.out)
+    assert [r["config"]["seed"] for r in results] == [1]
+    assert len(caught) == 1 and f"'{broken}' is not valid JSON (" in str(caught[0].message)
+    # whoever reads it directly (train_run on a finished run, a grid) learns which file and what to do
+    with pytest.raises(ValueError, match=r"^'.*seed0/result\.json' is not valid JSON \(.*\); delete it and run "):
+        store.read_json(broken)
+    with pytest.raises(ValueError, match="seed0/result.json' is not valid JSON"):
+        train_run(base.replace(method="none", seed=0), progress=False)
+    broken.unlink()  # as the message says: the run is tested again from its checkpoint
+    assert train_run(base.replace(method="none", seed=0), progress=False).epochs == 1
+
+
+def _with(result, run_dir="", **config):
+    return {**result, "run_dir": run_dir, "config": {**result["config"], **config}}
+
+
+def _default(field):
+    import dataclasses
+
+    from ydrop.train import TrainConfig
+
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}[field]  # hand-made results lack the field
+
+
+def test_runs_of_other_training_settings_get_rows_of_their_own_and_deltas_of_their_own():
+    # a grid at lr 0.01 / 4 epochs, and next to it one at lr 0.1 / 2 epochs (seed 0 again)
+    slow = [_with(_result(m, acc, seed), lr=0.01, max_epochs=4)
+            for m, acc, seed in (("none", 90.0, 0), ("none", 92.0, 1), ("dropout", 93.0, 0), ("dropout", 95.0, 1))]
+    fast = [_with(_result("none", 80.0, 0), lr=0.1, max_epochs=2), _with(_result("dropout", 70.0, 0), lr=0.1,
+                                                                              max_epochs=2)]
+    rows = {row["method"]: row for row in summarize(slow + fast)}
+    assert list(rows) == ["none [lr=0.01, max_epochs=4]", "dropout [lr=0.01, max_epochs=4]",
+                          "none [lr=0.1, max_epochs=2]", "dropout [lr=0.1, max_epochs=2]"]
+    assert [row["n"] for row in rows.values()] == [2, 2, 1, 1]  # seed 0 of each setting once
+    assert rows["none [lr=0.01, max_epochs=4]"]["mean"] == 91.0
+    assert rows["dropout [lr=0.01, max_epochs=4]"]["delta_none"] == pytest.approx(3.0)  # 94 - 91, same settings
+    assert rows["dropout [lr=0.1, max_epochs=2]"]["delta_none"] == pytest.approx(-10.0)  # 70 - 80
+    assert rows["none [lr=0.1, max_epochs=2]"]["delta_dropout"] == pytest.approx(10.0)
+    md = to_markdown(list(rows.values()))
+    assert "| digits | fc1 | none [lr=0.1, max_epochs=2] | 80.00 | – | +10.00 | 1 |" in md
+    assert "the same dataset and model with the same settings" in md and "never pooled" in md
+    # the other fields that change results split rows too; a homogeneous folder keeps plain labels
+    for field, value in (("patience", 3), ("protocol", "excitation"), ("dry_run", True), ("device", "cuda")):
+        labels = [row["method"] for row in summarize(slow[:2] + [_with(slow[0], **{field: value})])]
+        assert labels == [f"none [{field}={_default(field)}]", f"none [{field}={value}]"]
+    assert [row["method"] for row in summarize(slow)] == ["none", "dropout"]
+
+
+def test_paths_and_download_settings_do_not_split_rows_and_a_copy_of_a_run_counts_once():
+    runs = [_with(_result("none", 90.0, 0), "a/none/seed0", out="a", data_dir="data"),
+            _with(_result("none", 92.0, 1), "b/none/seed1", out="b", data_dir="/mnt/data", download=False,
+                  mirror="http://host/mnist"),
+            _with(_result("none", 90.0, 0), "c/none/seed0", out="c"),  # a copy of a/none/seed0
+            _with(_result("dropout", 93.0, 0), "a/dropout/seed0", information_beta=1e-3)]  # a field older runs lack
+    rows = summarize(runs)
+    assert [(row["method"], row["n"], row["mean"], row["copies"]) for row in rows] == [
+        ("none", 2, 91.0, ["c/none/seed0"]), ("dropout", 1, 93.0, [])]
+    assert rows[1]["delta_none"] == pytest.approx(2.0)
+
+
+def test_the_sweep_keeps_runs_of_other_settings_apart():
+    from ydrop.train import summarize_sweep
+
+    def run(seed, val, **config):
+        return _with({**_result("ydrop", 90.0 + seed, seed, kwargs={"elasticity": 0.01, "warmup_epochs": 1}),
+                      "best_epoch": 0, "history": [{"val_acc": val}]}, **config)
+
+    rows = summarize_sweep([run(0, 80.0, lr=0.01), run(1, 82.0, lr=0.01), run(0, 99.0, lr=0.5), run(0, 99.0, lr=0.5)])
+    assert [(row["model"], row["n"], row["picked"]) for row in rows] == [
+        ("fc1 [lr=0.01]", 2, True), ("fc1 [lr=0.5]", 1, True)]
+
+
+def test_the_plot_is_written_in_the_format_its_suffix_names(tmp_path):
+    from ydrop.train.table import plot_format
+
+    assert plot_validation_curves(HAND, tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in plot_validation_curves(HAND, tmp_path / "curves.SVG").read_bytes()[:500]
+    assert plot_validation_curves(HAND, tmp_path / "curves").read_bytes()[:4] == b"\x89PNG"  # matplotlib's default
+    with pytest.raises(ValueError, match=r"^path '.*curves\.foo': matplotlib writes no '\.foo' files; allowed "
+                                         r"suffixes: .*\.pdf, .*\.png, .*\.svg"):
+        plot_validation_curves(HAND, tmp_path / "curves.foo")
+    assert not (tmp_path / "curves.foo").exists()
+    assert plot_format("x.jpg", "--plot") == "jpg"

@@ -2,7 +2,8 @@
 papers' figures, methods side by side (``ydrop analyze``, ``ydrop compare --analyze``).
 
 Each run is rebuilt and analysed by :mod:`ydrop.analysis.runs`; the runs are then
-grouped by (dataset, model, method, layer), seeds together, and :func:`write_report`
+grouped by (dataset, model, method, training settings, layer), seeds together (runs
+trained with other settings are never pooled, as in ``ydrop table``), and :func:`write_report`
 writes into one folder, each file atomically:
 
 - ``table.md``: one row per group, every metric as mean (±std) over its seeds
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 from .._validation import check_choice, check_non_negative, check_positive_int
 from ..train import store
 from ..train.config import DEVICES
+from ..train.table import pool_seeds, setting_labels
 from .runs import (
     DEFAULT_CONSERVATIVE_DELTA,
     DEFAULT_REPEATS,
@@ -52,7 +54,8 @@ from .runs import (
     run_layers,
 )
 
-__all__ = ["COLUMNS", "Report", "summarize_analyses", "to_markdown", "to_csv", "write_report", "analyze"]
+__all__ = ["COLUMNS", "Report", "summarize_analyses", "to_markdown", "to_csv", "write_report", "analyze",
+           "default_out"]
 
 # (metric key of RunAnalysis.metrics(), header, format of one number); "%" scales by 100.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -80,18 +83,35 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def _method_labels(analyses: Sequence[RunAnalysis]) -> list[str]:
+    """Each analysis's method label, with the training settings that tell its run apart
+    from other runs of its dataset and model (:func:`ydrop.train.table.setting_labels`)."""
+    labels = setting_labels([(a.dataset, a.model) for a in analyses], [a.config for a in analyses])
+    return [a.method + label for a, label in zip(analyses, labels)]
+
+
+def _groups(analyses: Sequence[RunAnalysis]) -> tuple[dict[tuple, list[RunAnalysis]], dict[tuple, list[RunAnalysis]]]:
+    """The analyses of each (dataset, model, method with its settings, layer) and the
+    copies of a run already counted (:func:`ydrop.train.table.pool_seeds`)."""
+    keys = [(a.dataset, a.model, method, a.layer) for a, method in zip(analyses, _method_labels(analyses))]
+    return pool_seeds(keys, [a.seed for a in analyses], analyses)
+
+
 def summarize_analyses(analyses: Sequence[RunAnalysis]) -> list[dict[str, Any]]:
-    """Rows ``{dataset, model, method, layer, units, seeds, <metric>: (mean, std or None)}``,
-    one per (dataset, model, method, layer) in first-seen order; std is the sample std
-    over the group's runs (seeds)."""
-    groups: dict[tuple, list[RunAnalysis]] = defaultdict(list)
-    for analysis in analyses:
-        groups[tuple(getattr(analysis, k) for k in GROUP_KEYS)].append(analysis)
+    """Rows ``{dataset, model, method, layer, units, seeds, copies, <metric>: (mean, std or
+    None)}``, one per (dataset, model, method, layer) in first-seen order; std is the
+    sample std over the group's runs (seeds). Runs trained with different settings (any
+    config field but the seed and :data:`~ydrop.train.table.NEUTRAL_FIELDS`) are never
+    pooled: ``method`` then names the settings of its row, as ``ydrop table`` does. A
+    second analysis of a run (same config and seed) counts once; ``copies`` lists the
+    ``run_dir`` of those left out."""
+    groups, copies = _groups(analyses)
     rows = []
     for key, group in groups.items():
         metrics = [a.metrics() for a in group]
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key), units=group[0].units, seeds=len(group),
-                                   conservative_delta=group[0].conservative_delta)
+                                   conservative_delta=group[0].conservative_delta,
+                                   copies=[a.run_dir for a in copies.get(key, [])])
         row.update({name: _mean_std([m[name] for m in metrics]) for name in metrics[0] if name != "units"})
         rows.append(row)
     return rows
@@ -158,9 +178,9 @@ def write_report(analyses: Sequence[RunAnalysis], out: str | os.PathLike) -> dic
     }
     store.write_json(out / "analysis.json", [a.to_dict() for a in analyses])
     files["analysis.json"] = out / "analysis.json"
-    figures: dict[tuple[str, str, str], dict[str, list[RunAnalysis]]] = defaultdict(lambda: defaultdict(list))
-    for a in analyses:
-        figures[(a.dataset, a.model, a.layer)][a.method].append(a)
+    figures: dict[tuple[str, str, str], dict[str, list[RunAnalysis]]] = defaultdict(dict)
+    for (dataset, model, method, layer), runs in _groups(analyses)[0].items():  # one curve per table row
+        figures[(dataset, model, layer)][method] = runs
     for (dataset, model, layer), methods in figures.items():
         suffix = "" if len(figures) == 1 else "-" + _slug(dataset, model, layer)
         title = f"{dataset}, {model}, layer {layer}"
@@ -196,7 +216,7 @@ class Report:
     seconds: float = 0.0
 
 
-def _default_out(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Path:
+def default_out(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Path:
     """``analysis/`` in the common folder of the given paths (``runs/analysis`` for ``runs``)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
     return Path(os.path.commonpath([os.path.abspath(p) for p in paths])) / "analysis"
@@ -227,7 +247,7 @@ def analyze(
     check_non_negative("conservative_delta", conservative_delta)
     runs = find_runs(paths)
     layers = run_layers(runs, layer)
-    out = _default_out(paths) if out is None else Path(out)
+    out = default_out(paths) if out is None else Path(out)
     cache: dict = {}
     analyses = []
     for folder, run_layer in tqdm(list(zip(runs, layers)), desc="analyse runs", unit="run", disable=not progress):

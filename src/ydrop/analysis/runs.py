@@ -72,8 +72,9 @@ def find_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike, name: str 
     """Finished run folders (holding ydrop's ``result.json``) given as run folders or roots.
 
     Each path is a run folder or a folder searched recursively for finished runs;
-    folders whose ``result.json`` another tool wrote are skipped; every path must
-    hold at least one run. Order: as given, each root's runs sorted; a run reached
+    folders whose ``result.json`` another tool wrote are skipped, and so are unreadable
+    ones, each with a :class:`~ydrop.train.store.UnreadableResultWarning` naming it;
+    every path must hold at least one run. Order: as given, each root's runs sorted; a run reached
     twice is listed once. ``name`` is the argument named in errors.
     """
     if isinstance(paths, (str, os.PathLike)):
@@ -94,12 +95,12 @@ def _runs_in(path: Path, name: str) -> list[Path]:
                f"({store.RUN_FOLDER_HOLDS})")
     if not path.is_dir():
         raise ValueError(f"{name} {os.fspath(path)!r} is not a folder; {allowed}")
-    candidates = sorted(p.parent for p in path.rglob(store.RESULT_FILE))
-    runs = [run for run in candidates if store.read_run_result(run / store.RESULT_FILE) is not None]
+    found, other_files = store.find_run_results(path)  # warns about each unreadable result.json
+    runs = [file.parent for file in found]
     if (path / store.RESULT_FILE).is_file() and path in runs:
         return [path]
     if not runs:
-        others = [os.fspath(p) for p in candidates]
+        others = [os.fspath(p.parent) for p in other_files]
         skipped = (f"; skipped {len(others)} folder(s) whose {store.RESULT_FILE} ydrop did not write: "
                    + ", ".join(map(repr, others[:3])) + (", ..." if len(others) > 3 else "")) if others else ""
         raise ValueError(f"{name} {os.fspath(path)!r} holds no finished run (no {store.RESULT_FILE} written by ydrop "
@@ -214,6 +215,7 @@ class RunAnalysis:
     conservative: int
     conservative_delta: float
     curves: dict[str, RobustnessCurve] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the run's stored (training) config
 
     def metrics(self) -> dict[str, float]:
         """The table's numbers for this run (accuracies and shares as fractions of 1)."""
@@ -243,7 +245,7 @@ class RunAnalysis:
             conservative_delta=self.conservative_delta, utilisation=self.utilisation.as_dict(),
             spread=dict(mean=s.mean.tolist(), sorted=s.sorted.tolist(), order=s.order.tolist(), total=s.total,
                         top_shares={str(k): v for k, v in s.top_shares.items()}, samples=s.samples),
-            curves={kind: curve.as_dict() for kind, curve in self.curves.items()},
+            curves={kind: curve.as_dict() for kind, curve in self.curves.items()}, config=self.config,
         )
 
 
@@ -276,8 +278,11 @@ def analyse_run(
         "peb_least": peb_threshold_removal(model, run.test, layer, order="least", progress=progress),
     }
     config = c.to_dict()
+    # The config it trained with, not c: loading it set the device (and data_dir) of the analysis.
+    trained = run.result.get("config") or config
     return RunAnalysis(str(run.folder), c.dataset, model_label(config), method_label(config), c.seed, layer,
-                       feeding, spread.mean.numel(), spread, used, conservative.count, conservative_delta, curves)
+                       feeding, spread.mean.numel(), spread, used, conservative.count, conservative_delta, curves,
+                       trained)
 
 
 def run_layers(folders: Sequence[str | os.PathLike], layer: str | None = None, name: str = "layer") -> list[str]:

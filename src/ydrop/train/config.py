@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["TrainConfig", "PROTOCOLS", "DEVICES", "PROTOCOL_DEFAULTS"]
+__all__ = ["TrainConfig", "PROTOCOLS", "DEVICES", "PROTOCOL_DEFAULTS", "allowed_values"]
 
 PROTOCOLS = ("ydrop", "excitation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -88,10 +88,10 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every field; raises ValueError naming the field, the value and what is allowed."""
-        for name, (is_ok, allowed) in _checks().items():
+        for name, (is_ok, _) in _checks().items():
             value = getattr(self, name)
             if not is_ok(value):
-                raise ValueError(f"{name} must be {allowed() if callable(allowed) else allowed}; got {value!r}")
+                raise ValueError(f"{name} must be {allowed_values(name)}; got {value!r}")
         return self
 
     # ------------------------------------------------------------------ resolution
@@ -137,6 +137,12 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+
+
+def allowed_values(name: str) -> str:
+    """What the field ``name`` accepts, in the words of :meth:`TrainConfig.validate`'s errors."""
+    allowed = _checks()[name][1]
+    return allowed() if callable(allowed) else allowed
 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:

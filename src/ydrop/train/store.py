@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,8 +28,8 @@ import torch
 from .._files import create_temp, temp_glob
 
 __all__ = ["kwargs_hash", "run_dir", "atomic_write", "remove_temp_files", "write_json", "read_json", "save_torch",
-           "is_run_result", "read_run_result", "RUN_FOLDER_HOLDS", "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE",
-           "INITIAL_FILE", "RUN_FILES"]
+           "is_run_result", "read_run_result", "find_run_results", "UnreadableResultWarning", "RUN_FOLDER_HOLDS",
+           "CONFIG_FILE", "RESULT_FILE", "CHECKPOINT_FILE", "INITIAL_FILE", "RUN_FILES"]
 
 CONFIG_FILE = "config.json"
 RESULT_FILE = "result.json"
@@ -40,6 +41,12 @@ TMP_PREFIX = ".tmp-"
 RUN_FOLDER_HOLDS = (f"a ydrop run folder holds the {CONFIG_FILE}, {INITIAL_FILE}, {CHECKPOINT_FILE} and "
                     f"{RESULT_FILE} that `ydrop train` or `ydrop compare` write")
 _RUN_KEYS = ("dataset", "model", "method", "seed")
+# What to do about an unreadable file of a run folder: train_run writes a missing
+# config.json again, and a run without result.json resumes from its checkpoint.pt (one
+# that had finished is only tested again) or, without one, is trained from the start.
+_REMEDY = ("delete it and run the command that trained the run again (ydrop train, compare or sweep): the run "
+           f"then resumes from its {CHECKPOINT_FILE} (a finished one is only tested again), or is trained again "
+           "if it has none")
 
 
 def kwargs_hash(kwargs: dict[str, Any]) -> str:
@@ -99,8 +106,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON at ``path``; a file that is not valid JSON (cut short by a full disk, a
+    copy or an editor: ydrop's own writes are atomic) raises ValueError naming the file
+    and what to do about it."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except ValueError as exc:  # json.JSONDecodeError, or UnicodeDecodeError for binary garbage
+            raise ValueError(f"{os.fspath(path)!r} is not valid JSON ({exc}); {_REMEDY}") from exc
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
@@ -116,9 +129,32 @@ def is_run_result(data: Any) -> bool:
 
 
 def read_run_result(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``result.json`` at ``path`` if ydrop wrote it, else None (also for unreadable JSON)."""
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
+    """The ``result.json`` at ``path`` if ydrop wrote it, else None (another tool's file).
+    A file that is not valid JSON raises ValueError naming it (:func:`read_json`): it may
+    be a run of ours cut short, which the caller reports rather than skips silently."""
+    data = read_json(path)
     return data if is_run_result(data) else None
+
+
+class UnreadableResultWarning(UserWarning):
+    """A ``result.json`` that could not be read was skipped; the message names it."""
+
+
+def find_run_results(root: str | os.PathLike) -> tuple[dict[Path, dict[str, Any]], list[Path]]:
+    """The runs below ``root``: ({path of each result.json ydrop wrote: its data}, the
+    result.json files other tools wrote), both sorted by path. An unreadable one (not
+    valid JSON, or no permission) is skipped with an :class:`UnreadableResultWarning`
+    naming it, so that a table or an analysis of the others still comes, but not silently."""
+    runs: dict[Path, dict[str, Any]] = {}
+    others: list[Path] = []
+    for path in sorted(Path(root).rglob(RESULT_FILE)):
+        try:
+            data = read_run_result(path)
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"skipped a run: {exc}", UnreadableResultWarning, stacklevel=2)
+            continue
+        if data is None:
+            others.append(path)
+        else:
+            runs[path] = data
+    return runs, others

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import inspect
 import statistics
-from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 from ..layers.ydrop import YDrop
 from .config import TrainConfig
 from .grid import seed_list
-from .table import _as_dict, _fmt, _label, csv_table, markdown_table, model_label
+from .table import _as_dict, _fmt, _label, csv_table, markdown_table, model_label, pool_seeds, setting_labels
 
 __all__ = ["ALPHAS", "WARMUPS", "SWEEP_KEYS", "sweep_configs", "summarize_sweep", "sweep_markdown", "sweep_csv"]
 
@@ -81,23 +80,26 @@ def summarize_sweep(results: Iterable[Any]) -> list[dict[str, Any]]:
     True on the row with the best mean validation accuracy of its (dataset, model)
     (ties: the first in the order alpha, K). Other methods' runs are ignored.
     """
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for result in results:
-        data = _as_dict(result)
-        if data["config"]["method"] == "ydrop" and data.get("history"):
-            groups[_sweep_cell(data["config"])].append(data)
+    runs = [data for data in map(_as_dict, results) if data["config"]["method"] == "ydrop" and data.get("history")]
+    configs = [run["config"] for run in runs]
+    # Runs of other training settings (lr, epochs, ...) are other cells, never pooled; a
+    # copy of a run (same config and seed) counts once.
+    settings = setting_labels([(c["dataset"], model_label(c)) for c in configs], configs)
+    groups, _ = pool_seeds([_sweep_cell(c, label) for c, label in zip(configs, settings)],
+                           [c["seed"] for c in configs], runs)
     rows = [_sweep_row(cell, runs) for cell, runs in sorted(groups.items(), key=lambda item: item[0])]
     _mark_picks(rows)
     return rows
 
 
-def _sweep_cell(config: dict[str, Any]) -> tuple[str, str, Any, Any]:
+def _sweep_cell(config: dict[str, Any], settings: str = "") -> tuple[str, str, Any, Any]:
     """(dataset, model, alpha, K) of a Y-Drop run's config. Y-Drop arguments other than
-    the two swept go into the model label, so runs that differ in them are never
-    compared; an unset alpha or K is YDrop's default."""
+    the two swept and the training ``settings`` label (:func:`.table.setting_labels`)
+    go into the model label, so runs that differ in them are never compared; an unset
+    alpha or K is YDrop's default."""
     kwargs = config.get("method_kwargs") or {}
     other = {k: v for k, v in kwargs.items() if k not in SWEEP_KEYS}
-    model = model_label(config) + (f", {_label('ydrop', other)}" if other else "")
+    model = model_label(config) + (f", {_label('ydrop', other)}" if other else "") + settings
     return (config["dataset"], model, kwargs.get("elasticity", _default("elasticity")),
             kwargs.get("warmup_epochs", _default("warmup_epochs")))
 

@@ -1,10 +1,13 @@
 """Result tables (Y-Drop Table 2 style) and validation curves from finished runs.
 
 ``collect_results(runs_dir)`` reads every ``result.json`` below a folder;
-``summarize(results)`` groups them by (dataset, model, method) into rows with the
-mean and sample std of the test accuracy over seeds, the gain (Δ, percentage points)
-over no dropout and over standard dropout of the same dataset and model, the
-median time per epoch and the runs that stopped at the epoch cap;
+``summarize(results)`` groups them by (dataset, model, method, training settings) into
+rows with the mean and sample std of the test accuracy over seeds, the gain (Δ,
+percentage points) over no dropout and over standard dropout of the same dataset,
+model and settings, the median time per epoch and the runs that stopped at the epoch
+cap. Runs whose configs differ in anything but the seed and :data:`NEUTRAL_FIELDS`
+are never pooled: where the settings of one dataset and model differ, each row's
+label names its own (``none [lr=0.1, max_epochs=2]``, :func:`setting_labels`);
 ``to_markdown``, ``to_csv`` and ``to_latex`` format the rows (the Markdown with notes
 on what ±, Δ, "at cap", the test-set size and the placement mean).
 """
@@ -12,18 +15,36 @@ on what ±, Δ, "at cap", the test-set size and the placement mean).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import math
 import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence, TypeVar
 
 from . import store
+from .config import TrainConfig
 
-__all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves",
-           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap"]
+__all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves", "plot_format",
+           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap", "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
+
+# TrainConfig fields that do not change what a run computes, so that runs differing only
+# in them (and in the seed) are pooled into one row: where the files live (out,
+# data_dir) and how a missing dataset is fetched (download, mirror); the fields train_run
+# ignores too when it reuses a stored run. Threads, progress bars and TensorBoard are
+# options of the command, not config fields. Every other field can change the results
+# (protocol, optimizer, lr, momentum, weight_decay, batch_size, lr_step_size, lr_gamma,
+# patience, max_epochs, iterations, lr_drop_iteration, val_fraction, augment,
+# information_beta, dry_run, and device: CUDA rounds differently), so runs that differ
+# in one of them get rows of their own.
+NEUTRAL_FIELDS = ("out", "data_dir", "download", "mirror")
+# The fields a row's label names already (dataset, model, method and their kwargs), and
+# the seed, which a row pools over.
+_LABELLED_FIELDS = ("dataset", "model", "model_kwargs", "method", "method_kwargs", "seed")
+Item = TypeVar("Item")
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
@@ -53,53 +74,104 @@ def model_label(config: dict[str, Any]) -> str:
 
 def collect_results(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every run's ``result.json`` below ``runs_dir`` (sorted by path), each with ``run_dir``
-    set; files of that name that ydrop did not write (another tool's) are skipped."""
+    set; files of that name that ydrop did not write (another tool's) are skipped, and so
+    are unreadable ones, each with a :class:`~ydrop.train.store.UnreadableResultWarning`."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"runs_dir {os.fspath(runs_dir)!r} is not a folder")
-    results = []
-    for path in sorted(root.rglob(store.RESULT_FILE)):
-        data = store.read_run_result(path)
-        if data is not None:
-            data["run_dir"] = str(path.parent)
-            results.append(data)
-    return results
+    runs, _ = store.find_run_results(root)
+    return [{**data, "run_dir": str(path.parent)} for path, data in runs.items()]
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a stored config that set how its run trained, beyond its label and
+    seed; a field added to TrainConfig after the run was stored counts as its default."""
+    return {f.name: config.get(f.name, f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            for f in dataclasses.fields(TrainConfig) if f.name not in NEUTRAL_FIELDS + _LABELLED_FIELDS}
+
+
+def setting_labels(panels: Sequence[Hashable], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Per run (its panel, e.g. (dataset, model label), and its stored config): "" when
+    every run of its panel trained with the same settings (:func:`_settings`), else
+    `` [lr=0.1, max_epochs=2]``: its values of the settings that differ within the
+    panel, so that runs of different settings never share a label and a homogeneous
+    folder keeps its plain labels."""
+    settings = [_settings(config) for config in configs]
+    seen: dict[Hashable, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for panel, values in zip(panels, settings):
+        for name, value in values.items():
+            seen[panel][name].add(json.dumps(value, sort_keys=True))
+    labels = []
+    for panel, values in zip(panels, settings):
+        differ = [f"{name}={_short(value)}" for name, value in values.items() if len(seen[panel][name]) > 1]
+        labels.append(f" [{', '.join(differ)}]" if differ else "")
+    return labels
+
+
+def pool_seeds(keys: Sequence[Hashable], seeds: Sequence[Any],
+               items: Sequence[Item]) -> tuple[dict[Hashable, list[Item]], dict[Hashable, list[Item]]]:
+    """``items`` grouped by ``keys`` in first-seen order, each (key, seed) once: a later
+    item of a (key, seed) already pooled (a copy of that run, e.g. two folders holding
+    it) goes into the second dict, the copies, so that no seed counts twice."""
+    groups: dict[Hashable, list[Item]] = defaultdict(list)
+    copies: dict[Hashable, list[Item]] = defaultdict(list)
+    pooled = set()
+    for key, seed, item in zip(keys, seeds, items):
+        (copies if (key, seed) in pooled else groups)[key].append(item)
+        pooled.add((key, seed))
+    return dict(groups), dict(copies)
+
+
+def _rows_of(results: Iterable[Any]) -> tuple[dict[tuple, list[dict[str, Any]]], dict[tuple, list[dict[str, Any]]]]:
+    """The runs of each row, keyed (dataset, model label, method label, settings label),
+    and the copies left out (:func:`pool_seeds`)."""
+    runs = [_as_dict(result) for result in results]
+    configs = [run["config"] for run in runs]
+    panels = [(config["dataset"], model_label(config)) for config in configs]
+    keys = [(*panel, method_label(config), label)
+            for panel, config, label in zip(panels, configs, setting_labels(panels, configs))]
+    return pool_seeds(keys, [config["seed"] for config in configs], runs)
 
 
 def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     """Rows ``{dataset, model, method, n, mean, std, delta_none, delta_dropout, time_per_epoch,
-    capped, test_size, placement}``.
+    capped, improving, test_size, placement, settings, copies}``.
 
-    ``mean``/``std``: test accuracy (%) over the runs (seeds) of the group; ``std`` is the
-    sample standard deviation (None when n = 1). ``delta_none``/``delta_dropout``: mean minus
-    the mean of "none"/"dropout" (no kwargs) on the same dataset and model (None when
-    that group is missing, or for the baseline itself). ``time_per_epoch``: the median
-    time of an epoch over every epoch of the group's runs (a median, so that one run
+    One row per dataset, model, method and training settings: runs whose configs differ
+    in anything but the seed and :data:`NEUTRAL_FIELDS` are never pooled, and where
+    the settings of a dataset and model differ, ``method`` names the row's own
+    (``none [lr=0.1, max_epochs=2]``, :func:`setting_labels`). ``mean``/``std``: test
+    accuracy (%) over the runs (seeds) of the row; ``std`` is the sample standard
+    deviation (None when n = 1). ``delta_none``/``delta_dropout``: mean minus the mean
+    of "none"/"dropout" (no kwargs) of the same dataset, model and settings (None when
+    that row is missing, or for the baseline itself). ``time_per_epoch``: the median
+    time of an epoch over every epoch of the row's runs (a median, so that one run
     slowed down by another process does not inflate the row). ``capped``: runs that
-    ended at the epoch cap rather than by early stopping. ``test_size``: images in the
+    ended at the epoch cap rather than by early stopping; ``improving``: those of them
+    whose lowest validation loss came in their last epoch. ``test_size``: images in the
     test split (None for results stored without it). ``placement``: the model's
-    ``dropout_at`` (which slots hold the method). Rows keep first-seen order.
+    ``dropout_at`` (which slots hold the method). ``settings``: the label's part that
+    names the row's settings ("" where they do not differ). ``copies``: the ``run_dir`` of each
+    run left out as a copy of a run (same config and seed) the row counts already.
+    Rows keep first-seen order.
     """
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for result in results:
-        data = _as_dict(result)
-        config = data["config"]
-        groups[(config["dataset"], model_label(config), method_label(config))].append(data)
+    groups, copies = _rows_of(results)
     means = {key: statistics.fmean(r["test_acc"] for r in runs) for key, runs in groups.items()}
     rows = []
-    for (dataset, model, method), runs in groups.items():
+    for (dataset, model, method, settings), runs in groups.items():
         accs = [r["test_acc"] for r in runs]
-        mean = means[(dataset, model, method)]
+        mean = means[(dataset, model, method, settings)]
 
         def gain(base: str) -> float | None:
-            other = means.get((dataset, model, base))
+            other = means.get((dataset, model, base, settings))
             return None if other is None or method == base else mean - other
 
         rows.append(dict(
-            dataset=dataset, model=model, method=method, n=len(accs), mean=mean,
+            dataset=dataset, model=model, method=method + settings, settings=settings, n=len(accs), mean=mean,
             std=statistics.stdev(accs) if len(accs) > 1 else None,
             delta_none=gain("none"), delta_dropout=gain("dropout"),
             time_per_epoch=_median_epoch_time(runs), **_run_facts(runs),
+            copies=[r.get("run_dir", "") for r in copies.get((dataset, model, method, settings), [])],
         ))
     return rows
 
@@ -111,16 +183,29 @@ def _median_epoch_time(runs: list[dict[str, Any]]) -> float:
     return statistics.median(times) if times else math.nan
 
 
-def at_cap(result: dict[str, Any]) -> bool:
-    """Whether a run ended at its epoch (or iteration) cap while early stopping was on,
-    i.e. its validation loss was still falling: an under-trained run."""
-    return result.get("stopped_early") is False and result["config"].get("patience") is not None
+def at_cap(result: Any) -> bool:
+    """Whether a run (its result, or that as a dict) ended at its epoch (or iteration)
+    cap while early stopping was on, before early stopping triggered. That alone does
+    not say its validation loss was still falling: :func:`still_improving` does."""
+    data = _as_dict(result)
+    return data.get("stopped_early") is False and data["config"].get("patience") is not None
+
+
+def still_improving(result: Any) -> bool:
+    """Whether a run's lowest validation loss came in its last epoch (``best_epoch``, the
+    epoch whose weights are tested, is the last of its history): stopped there, it might
+    have improved further."""
+    data = _as_dict(result)
+    history = data.get("history") or []
+    return bool(history) and data.get("best_epoch") == len(history) - 1
 
 
 def _run_facts(runs: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = [r["test_size"] for r in runs if r.get("test_size")]
-    caps = [r["config"].get("max_epochs") for r in runs if at_cap(r)]
-    return dict(capped=len(caps), max_epochs=max((c for c in caps if c), default=None),
+    capped = [r for r in runs if at_cap(r)]
+    caps = [r["config"].get("max_epochs") for r in capped]
+    return dict(capped=len(caps), improving=sum(map(still_improving, capped)),
+                max_epochs=max((c for c in caps if c), default=None),
                 test_size=max(sizes) if sizes else None,
                 placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"))
 
@@ -145,19 +230,15 @@ def table_notes(rows: list[dict[str, Any]]) -> list[str]:
     """What the columns mean, for a reader who has not read the code: ±, Δ, the runs
     stopped at the cap, the test-set size (what one image is worth), the time and where
     the methods sit in the model."""
+    settings = any(row.get("settings") for row in rows)
     notes = ["test accuracy: mean ± sample standard deviation (n - 1) over the seeds, of the best epoch "
              "(lowest validation loss) of each run",
              "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout on the same "
-             "dataset and model, in percentage points"]
-    capped = [row for row in rows if row.get("capped")]
-    if capped:
-        caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
-        cap = f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
-        notes.append(f"at cap: runs that ended at {cap}, not by early stopping: their validation loss was "
-                     f"still improving, so they may be under-trained (rows: "
-                     f"{', '.join(row['method'] for row in capped)}); raise --epochs to compare them fairly")
-    else:
-        notes.append("at cap: runs that ended at the epoch cap rather than by early stopping (none here)")
+             f"dataset and model{' with the same settings' if settings else ''}, in percentage points"]
+    if settings:
+        notes.append("[...] after a method: the training settings its runs differ in from other runs of the same "
+                     "dataset and model; runs of different settings are never pooled into one row")
+    notes.append(_cap_note(rows))
     sizes = {row["dataset"]: row["test_size"] for row in rows if row.get("test_size")}
     for dataset, size in sizes.items():
         notes.append(f"test set: {dataset}, {size} images, so one image is {100 / size:.2g} points")
@@ -167,6 +248,29 @@ def table_notes(rows: list[dict[str, Any]]) -> list[str]:
                  f"(dropout_at={', '.join(placements)}; 'all' is after every hidden FC layer, as in the Y-Drop "
                  "paper; the Excitation Dropout paper guides only the first FC layer: --set dropout_at=first)")
     return notes
+
+
+def _cap(capped: list[dict[str, Any]]) -> str:
+    """"the 60-epoch cap" (or "the 2/60-epoch cap") of the rows with runs at their cap."""
+    caps = sorted({row["max_epochs"] for row in capped if row.get("max_epochs")})
+    return f"the {'/'.join(map(str, caps))}-epoch cap" if caps else "the epoch cap"
+
+
+def _cap_note(rows: list[dict[str, Any]]) -> str:
+    """The note on the "at cap" column."""
+    capped = [row for row in rows if row.get("capped")]
+    if not capped:
+        return "at cap: runs that ended at the epoch cap rather than by early stopping (none here)"
+    head, named = f"at cap: runs that ended at {_cap(capped)} before early stopping triggered", ", ".join(
+        row["method"] for row in capped)
+    if all(row.get("improving") == row["capped"] for row in capped):
+        return (f"{head}, all still improving (lowest validation loss in their last epoch), so they may be "
+                f"under-trained (rows: {named}); raise --epochs to compare them fairly")
+    improving = [f"{row['method']} ({row['improving']} of {row['capped']})" for row in capped if row.get("improving")]
+    if not improving:  # each had its lowest validation loss before its last epoch
+        return f"{head} (rows: {named}); none was still improving (lowest validation loss in its last epoch)"
+    return (f"{head} (rows: {named}); still improving (lowest validation loss in their last epoch), so maybe "
+            f"under-trained: {', '.join(improving)}; raise --epochs to compare them fairly")
 
 
 def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -257,22 +361,39 @@ BAND_CAPTION = ("line: mean over seeds; band: ± 1 sample standard deviation ove
                 "below: the same curves, y-axis zoomed on the final accuracies")
 
 
+def plot_format(path: str | os.PathLike, name: str = "path") -> str:
+    """The image format ``path``'s suffix names, as matplotlib's ``savefig`` reads it
+    (``.pdf`` -> "pdf"; no suffix: matplotlib's default, png). ValueError naming
+    ``name`` and the suffixes allowed when matplotlib writes no such format."""
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix
+    if not suffix:
+        return matplotlib.rcParams["savefig.format"]
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix[1:].lower() not in formats:
+        raise ValueError(f"{name} {os.fspath(path)!r}: matplotlib writes no {suffix!r} files; allowed suffixes: "
+                         + ", ".join("." + f for f in formats))
+    return suffix[1:].lower()
+
+
 def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> Path:
-    """PNG of mean validation accuracy per epoch per method (shaded ± 1 sample std over
+    """Image of mean validation accuracy per epoch per method (shaded ± 1 sample std over
     seeds), one column per (dataset, model): the whole curves above, below the same
     zoomed on the final accuracies where the methods differ (:func:`curve_range`);
-    written atomically. Returns the path."""
+    written atomically, in the format the suffix of ``path`` names (:func:`plot_format`:
+    png, pdf, svg, ...). Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
-    for result in results:
-        data = _as_dict(result)
-        config = data["config"]
-        curve = [h["val_acc"] for h in data["history"]]
-        panels[(config["dataset"], model_label(config))][method_label(config)].append(curve)
+    image_format = plot_format(path)
+
+    panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(dict)
+    for (dataset, model, method, settings), runs in _rows_of(results)[0].items():  # one curve per table row
+        panels[(dataset, model)][method + settings] = [[h["val_acc"] for h in run["history"]] for run in runs]
     if not panels:
         raise ValueError("results is empty: no validation curve to plot")
     figure, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 7.5), squeeze=False)
@@ -289,7 +410,7 @@ def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> P
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     try:
-        store.atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120))
+        store.atomic_write(path, lambda f: figure.savefig(f, format=image_format, dpi=120))
     finally:
         plt.close(figure)
     return path
