@@ -19,7 +19,7 @@ import math
 import statistics
 from collections import defaultdict
 
-from ydrop.train.table import collect_results, method_label, model_label
+from ydrop.train.table import collect_results, method_label, model_label, setting_labels
 
 
 def main() -> None:
@@ -32,9 +32,11 @@ def main() -> None:
     from scipy import stats
 
     groups: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    for result in collect_results(args.runs_dir):
-        c = result["config"]
-        groups[(c["dataset"], model_label(c), method_label(c))][c["seed"]] = result["test_acc"]
+    results = collect_results(args.runs_dir)
+    panels = [(r["config"]["dataset"], model_label(r["config"])) for r in results]
+    # Runs of other training settings are never pooled (as in ydrop table): their label names them.
+    for result, panel, settings in zip(results, panels, setting_labels(panels, [r["config"] for r in results])):
+        groups[(*panel, method_label(result["config"]) + settings)][result["config"]["seed"]] = result["test_acc"]
     print("| dataset | model | method | vs | seeds (paired) | mean Δ | paired t (p) | Welch t (p) |")
     print("|---|---|---|---|---|---|---|---|")
     for (dataset, model, method), accs in groups.items():

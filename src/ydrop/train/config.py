@@ -47,6 +47,18 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# TrainConfig fields that do not change what a run computes, so that runs differing only
+# in them (and in the seed) are pooled into one row: where the files live (out,
+# data_dir) and how a missing dataset is fetched (download, mirror); the fields train_run
+# ignores too when it reuses a stored run (and ydrop table when it pools runs). Threads, progress bars and TensorBoard are
+# options of the command, not config fields. Every other field can change the results
+# (protocol, optimizer, lr, momentum, weight_decay, batch_size, lr_step_size, lr_gamma,
+# patience, max_epochs, iterations, lr_drop_iteration, val_fraction, augment,
+# information_beta, dry_run, and device: CUDA rounds differently), so runs that differ
+# in one of them get rows of their own.
+NEUTRAL_FIELDS = ("out", "data_dir", "download", "mirror")
+
+
 @dataclass
 class TrainConfig:
     """One training run. ``TrainConfig(method="ydrop", seed=1).resolved()`` is ready to train."""

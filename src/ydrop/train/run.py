@@ -46,7 +46,7 @@ from ..guide import Guide
 from ..layers import GuidedDropout, information_kl
 from ..models import create
 from . import store
-from .config import DRY_RUN_BATCHES, TrainConfig
+from .config import DRY_RUN_BATCHES, NEUTRAL_FIELDS, TrainConfig
 from .lock import LOCK_FILE, FileLock, RunLocked, is_held, lock_holder, try_lock
 from .tensorboard import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 
@@ -596,17 +596,13 @@ def _field_defaults() -> dict[str, Any]:
     return {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(TrainConfig)}
 
 
-# Fields that do not change what a run computes (so a stored run still counts).
-_NEUTRAL = ("out", "data_dir", "download", "mirror")
-
-
 def _check_same_config(stored: dict[str, Any], c: TrainConfig, folder: Path) -> None:
     current = c.to_dict()
     # A setting added to TrainConfig after the run was stored counts as its default, so
     # finished runs stay valid when the config grows.
     stored = {**_field_defaults(), **stored}
     differ = sorted(k for k in set(stored) | set(current)
-                    if k not in _NEUTRAL and stored.get(k) != current.get(k))
+                    if k not in NEUTRAL_FIELDS and stored.get(k) != current.get(k))
     if differ:
         raise ValueError(
             f"run folder {str(folder)!r} holds a run with another config ("

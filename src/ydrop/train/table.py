@@ -26,21 +26,12 @@ from pathlib import Path
 from typing import Any, Hashable, Iterable, Sequence, TypeVar
 
 from . import store
-from .config import TrainConfig
+from .config import NEUTRAL_FIELDS, TrainConfig
 
 __all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves", "plot_format",
-           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap", "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
+           "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap",
+           "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
 
-# TrainConfig fields that do not change what a run computes, so that runs differing only
-# in them (and in the seed) are pooled into one row: where the files live (out,
-# data_dir) and how a missing dataset is fetched (download, mirror); the fields train_run
-# ignores too when it reuses a stored run. Threads, progress bars and TensorBoard are
-# options of the command, not config fields. Every other field can change the results
-# (protocol, optimizer, lr, momentum, weight_decay, batch_size, lr_step_size, lr_gamma,
-# patience, max_epochs, iterations, lr_drop_iteration, val_fraction, augment,
-# information_beta, dry_run, and device: CUDA rounds differently), so runs that differ
-# in one of them get rows of their own.
-NEUTRAL_FIELDS = ("out", "data_dir", "download", "mirror")
 # The fields a row's label names already (dataset, model, method and their kwargs), and
 # the seed, which a row pools over.
 _LABELLED_FIELDS = ("dataset", "model", "model_kwargs", "method", "method_kwargs", "seed")
