@@ -249,7 +249,7 @@ def test_compare_analyze_writes_the_analysis_of_the_runs(analysed_dry_runs):
     for name in ANALYSIS_FILES:
         assert (analysed_dry_runs / "analysis" / name).stat().st_size > 0
     lines = (analysed_dry_runs / "analysis" / "table.md").read_text().splitlines()
-    assert len(lines) == 4 and "| none | classifier.5 (16) | 1 |" in lines[2] and "| ydrop |" in lines[3]
+    assert len(lines) == 4 and "| none | classifier.2 (16) | 1 |" in lines[2] and "| ydrop |" in lines[3]
 
 
 def test_analyze_prints_the_table_and_writes_it_with_the_plots(analysed_dry_runs, tmp_path, capsys):
@@ -270,7 +270,7 @@ def test_analyze_help_shows_the_defaults(capsys):
     flat = " ".join(capsys.readouterr().out.split())
     assert info.value.code == 0 and "RUN_DIR [RUN_DIR ...]" in flat
     for default in ("(default: 25)", "(default: auto)", "(default: 0.1)", "(default: analysis/ in the common folder",
-                    "(default: each model's last dropout slot", "(default: the one stored with each run)"):
+                    "(default: the model's first dropout slot", "(default: the one stored with each run)"):
         assert default in flat
 
 

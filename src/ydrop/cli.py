@@ -242,8 +242,8 @@ def _analyze_options(sub) -> None:
     analyze.add_argument("--out", default=None, metavar="DIR",
                          help="report folder (default: analysis/ in the common folder of the RUN_DIRs)")
     analyze.add_argument("--layer", default=None, metavar="NAME",
-                         help="submodule analysed, e.g. classifier.2 (default: each model's last dropout slot, the "
-                              "last hidden layer feeding the classifier)")
+                         help="submodule analysed, e.g. classifier.5 (default: the model's first dropout slot, the "
+                              "first hidden FC layer, the same for every method and dropout_at)")
     analyze.add_argument("--repeats", type=int, default=25,  # ydrop.analysis.DEFAULT_REPEATS
                          help="repeats of random removal (default: %(default)s)")
     analyze.add_argument("--delta", type=float, default=0.1,  # ydrop.analysis.DEFAULT_CONSERVATIVE_DELTA

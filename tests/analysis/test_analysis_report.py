@@ -101,11 +101,12 @@ def test_load_run_rebuilds_the_tested_model_and_the_training_split(runs):
     assert 100 * correct / sum(len(y) for _, y in run.test) == pytest.approx(run.result["test_acc"])
 
 
-def test_the_default_layer_is_the_last_dropout_slot_whatever_the_method(runs):
+def test_the_default_layer_is_the_first_dropout_slot_whatever_the_method_and_placement(runs):
     info = dataset_info("digits")
     for method in ("none", "dropout", "ydrop", "excitation"):
-        config = TrainConfig(method=method, model_kwargs={"hidden": (16, 16, 8)})
-        assert default_layer(config, info) == "classifier.8"
+        for placement in ({}, {"dropout_at": "first"}, {"dropout_at": "last"}):
+            config = TrainConfig(method=method, model_kwargs={"hidden": (16, 16, 8), **placement})
+            assert default_layer(config, info) == "classifier.2"
     config = TrainConfig(method="none", model_kwargs={"hidden": (16,)})
     assert check_layer(config, info, None) == "classifier.2"
     assert check_layer(config, info, "classifier.0") == "classifier.0"
@@ -114,9 +115,9 @@ def test_the_default_layer_is_the_last_dropout_slot_whatever_the_method(runs):
     assert str(error.value).startswith("--layer 'fc9' is not a layer of model 'fc1(hidden=16)'; allowed: features, ")
 
 
-def test_analyse_run_measures_the_last_hidden_layer(analyses):
+def test_analyse_run_measures_the_first_hidden_layer(analyses):
     for analysis in analyses:
-        assert (analysis.layer, analysis.feeding_layer, analysis.units) == ("classifier.5", "classifier.3", 16)
+        assert (analysis.layer, analysis.feeding_layer, analysis.units) == ("classifier.2", "classifier.0", 16)
         assert set(analysis.curves) == {"random", "most", "least", "peb_most", "peb_least"}
         assert analysis.curves["random"].repeats == 3
         for curve in analysis.curves.values():
@@ -179,7 +180,7 @@ def test_one_set_of_figures_per_dataset_model_and_layer(analyses, tmp_path):
     other = [dataclasses.replace(a, model="fc1(hidden=8x8)") for a in analyses[:2]]
     files = write_report(analyses[:2] + other, tmp_path)
     figures = sorted(name for name in files if name.endswith(".png"))
-    assert figures == sorted(f"{kind}-digits-{model}-classifier.5.png" for kind in ("spread", "removal", "peb_removal")
+    assert figures == sorted(f"{kind}-digits-{model}-classifier.2.png" for kind in ("spread", "removal", "peb_removal")
                              for model in ("fc1_hidden=16x16_", "fc1_hidden=8x8_"))
     assert len((tmp_path / "table.md").read_text().splitlines()) == 2 + 2
 

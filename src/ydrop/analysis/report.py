@@ -236,8 +236,8 @@ def analyze(
     write the report into ``out`` (default: ``analysis/`` in the common folder of ``paths``).
 
     ``layer``: a submodule name present in every run's model (default: each model's
-    last dropout slot). ``repeats``: R of random removal. ``device``: "auto", "cpu" or
-    "cuda". ``data_dir``: dataset root (default: the one stored with each run).
+    first dropout slot, :func:`~ydrop.analysis.runs.default_layer`). ``repeats``: R of
+    random removal. ``device``: "auto", "cpu" or "cuda". ``data_dir``: dataset root (default: the one stored with each run).
     ``conservative_delta``: Δ of the conservative units (absolute L2 change).
     Bad arguments raise ValueError before any run is loaded.
     """

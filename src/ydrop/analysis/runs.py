@@ -7,8 +7,10 @@ was measured with), its initial weights and its validation and test batches (the
 validation split is the one the run trained with: same ``val_fraction`` and seed,
 :func:`ydrop.data.train_val_split`; a dry run keeps its first 3 batches of each split,
 as it was evaluated). :func:`analyse_run` analyses one layer of it, by default the
-last dropout slot (the last hidden layer feeding the classifier, the layer both
-papers analyse):
+first dropout slot of the model whatever the run's ``dropout_at`` (the first hidden FC
+layer: Excitation Dropout sec. 4.3 computes its metrics there, Y-Drop's Figs. 2-3 use a
+net with one hidden layer), so that every method of a comparison is analysed at the
+same layer:
 
 - conductance spread on the *validation* split (Y-Drop sec. 6.2, Fig. 2); its mean
   conductance also ranks the units for the "most/least important first" curves
@@ -116,17 +118,19 @@ def _stored_config(folder: Path) -> TrainConfig:
 
 
 def default_layer(config: TrainConfig, info: DatasetInfo) -> str:
-    """The last dropout slot of the run's model: the output of the last hidden layer
-    (after its ReLU) where dropout acts, e.g. ``"classifier.5"`` for FC-1, whatever the
-    method (an ``nn.Identity`` without dropout). Found on a twin with standard
-    dropout in every slot the model has, built on the meta device."""
+    """The first dropout slot of the run's model: the output of the first hidden layer
+    (after its ReLU) where dropout may act, e.g. ``"classifier.2"`` for FC-1, whatever
+    the method and the run's ``dropout_at`` (an ``nn.Identity`` without dropout). Found
+    on a twin with standard dropout in every slot the model has (``dropout_at``
+    dropped from its kwargs), built on the meta device."""
+    every_slot = {key: value for key, value in config.model_kwargs.items() if key != "dropout_at"}
     with torch.device("meta"):
-        twin = build_model(config, info, "dropout", {})
+        twin = build_model(config.replace(model_kwargs=every_slot), info, "dropout", {})
     paths = getattr(twin, "dropout_paths", [])
     if not paths:
         raise ValueError(f"model {model_label(config.to_dict())!r} has no dropout slot to analyse by default; "
                          "choose one with layer= (a submodule name)")
-    return paths[-1]
+    return paths[0]
 
 
 def check_layer(config: TrainConfig, info: DatasetInfo, layer: str | None, name: str = "layer") -> str:

@@ -137,7 +137,11 @@ def vgg_features(config: Sequence[int | str], in_channels: int, width: float = 1
 
 
 def alexnet_features(in_channels: int, width: float = 1.0) -> nn.Sequential:
-    """torchvision's AlexNet feature extractor."""
+    """torchvision's AlexNet feature extractor: its one-GPU channels (64, 192, 384,
+    256, 256), not the 2012 / Caffe net's (96, 256, 384, 384, 256 with grouped
+    convolutions and LRN) that Excitation Dropout fine-tunes, and its own module
+    names: neither torchvision's nor Caffe's pretrained weights load without
+    renaming keys (the head here is ``classifier.0/3/6``)."""
     c1, c2, c3, c4, c5 = (scaled(c, width) for c in (64, 192, 384, 256, 256))
     return nn.Sequential(
         nn.Conv2d(in_channels, c1, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
