@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -155,6 +156,11 @@ def test_conductance_spread_update_compute_reset_equals_functional_twin_and_the_
 def test_spread_argument_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"top_fractions must hold numbers in \(0, 1\], got 1.5"):
         spread_from_scores(torch.ones(3), top_fractions=(0.5, 1.5))
+    with pytest.raises(ValueError, match=r"top_fractions must hold numbers in \(0, 1\], got True of type bool"):
+        spread_from_scores(torch.ones(3), top_fractions=(True,))
+    # numpy scalars and 0-d tensors are numbers too
+    numpy_and_tensor = spread_from_scores(torch.ones(4), top_fractions=(np.float32(0.5), torch.tensor(0.25)))
+    assert numpy_and_tensor.top_shares == spread_from_scores(torch.ones(4), top_fractions=(0.5, 0.25)).top_shares
     with pytest.raises(ValueError, match="mean must be a non-empty 1-D tensor"):
         spread_from_scores(torch.ones(2, 2))
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):

@@ -201,6 +201,8 @@ def test_argument_errors_name_the_argument_and_echo_the_value():
     model = mlp()
     with pytest.raises(ValueError, match=r"fractions must hold numbers in \[0, 1\], got 1.5"):
         random_removal(model, data(), model[2], fractions=(0.0, 1.5), progress=False)
+    with pytest.raises(ValueError, match=r"fractions must hold numbers in \[0, 1\], got 'half' of type str"):
+        random_removal(model, data(), model[2], fractions=(0.0, "half"), progress=False)
     with pytest.raises(ValueError, match="repeats must be an integer >= 1, got 0"):
         random_removal(model, data(), model[2], repeats=0, progress=False)
     with pytest.raises(ValueError, match="order must be one of 'most', 'least'; got 'top'"):

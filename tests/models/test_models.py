@@ -285,6 +285,7 @@ def test_unknown_model_keyword_lists_allowed():
         ({"name": "alexnet", "in_shape": (1, 28, 28)}, r"in_shape \(1, 28, 28\) is too small for model 'alexnet'"),
         ({"name": "fc1", "num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
         ({"name": "fc1", "width_multiplier": 0}, "width_multiplier must be"),
+        ({"name": "fc1", "width_multiplier": True}, "width_multiplier must be a finite number > 0, got True of type bool"),
         ({"name": "fc1", "hidden": (10, 0)}, "hidden must be"),
         ({"name": "fc1", "dropout_at": [2]}, r"dropout_at .* in \[0, 1\]"),
         ({"name": "fc1", "dropout_at": "middle"}, "dropout_at must be"),

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_non_negative, check_positive_int
+from .._validation import as_real, check_non_negative, check_positive_int, describe
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ..scores._units import normalise_rows, per_unit
@@ -67,10 +67,11 @@ def _check_batch(x, y) -> None:
 
 def _check_fractions(name: str, fractions: Sequence[float]) -> tuple[float, ...]:
     values = tuple(fractions)
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise ValueError(f"{name} must hold numbers in (0, 1], got {value!r} in {values!r}")
-    return tuple(float(v) for v in values)
+    numbers = tuple(as_real(value) for value in values)
+    for value, number in zip(values, numbers):
+        if number is None or not 0 < number <= 1:
+            raise ValueError(f"{name} must hold numbers in (0, 1], got {describe(value)} in {values!r}")
+    return numbers
 
 
 # --------------------------------------------------------------------------- spread

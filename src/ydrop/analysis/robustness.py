@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_positive_int
+from .._validation import as_real, check_choice, check_positive_int, describe
 from ..scores import excitation_backprop
 from ..scores._hooks import LayerSpec, eval_mode, resolve_layers
 from .metrics import _check_batch, conductance_spread
@@ -227,10 +227,11 @@ def _check_grid(name: str, grid: Sequence[float]) -> list[float]:
     values = list(grid)
     if not values:
         raise ValueError(f"{name} must hold at least one value in [0, 1], got {grid!r}")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(f"{name} must hold numbers in [0, 1], got {value!r} in {values!r}")
-    return [float(v) for v in values]
+    numbers = [as_real(value) for value in values]
+    for value, number in zip(values, numbers):
+        if number is None or not 0 <= number <= 1:
+            raise ValueError(f"{name} must hold numbers in [0, 1], got {describe(value)} in {values!r}")
+    return numbers
 
 
 def _removed_counts(fractions: Sequence[float], units: int) -> Tensor:

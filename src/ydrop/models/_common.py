@@ -3,13 +3,12 @@ dropout slots, argument checks and the meta-device dry run that sizes the head."
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive_int
+from .._validation import as_real, check_positive_int, describe
 from ..layers.factory import accepted_keywords, create_dropout, resolve_dropout
 
 __all__ = [
@@ -92,9 +91,10 @@ def scaled(width: int, multiplier: float) -> int:
 
 
 def check_width_multiplier(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"width_multiplier must be a finite number > 0, got {value!r}")
-    return float(value)
+    number = as_real(value)
+    if number is None or number <= 0:
+        raise ValueError(f"width_multiplier must be a finite number > 0, got {describe(value)}")
+    return number
 
 
 def check_hidden(value: Any) -> tuple[int, ...]:
