@@ -38,7 +38,8 @@ takes minutes on a GPU).
 
     python experiments/cnn2_cifar10_gpu.py --data-dir ../shared/data --out runs/cnn2-cifar10-gpu \
         --device cuda --bf16 --channels-last
-    python experiments/cnn2_cifar10_gpu.py --iterations 20 --eval-every 10 --device cpu   # smoke run
+    python experiments/cnn2_cifar10_gpu.py --iterations 20 --eval-every 10 --device cpu \
+        --out runs/cnn2-smoke      # smoke run: its own --out, as a run folder holds one setting
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@
 # result.json are copied to docs/results/cnn2-cifar10-gpu/ (and seeded back from there
 # on a fresh clone), so `ydrop table docs/results/cnn2-cifar10-gpu` prints the table.
 set -euo pipefail
+if [[ -n "${SHARD:-}" ]]; then
+  # The .py runs its cells in one process, without run locks: two shards would train the same cells.
+  echo "cnn2_cifar10_gpu.sh: SHARD=$SHARD is not supported (one GPU runs the four cells in minutes); run it once" >&2
+  exit 2
+fi
 DATA=${1:-../shared/data}
 RUNS=${2:-runs/cnn2-cifar10-gpu}
 shift $(( $# < 2 ? $# : 2 ))

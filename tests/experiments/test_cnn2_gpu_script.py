@@ -4,7 +4,10 @@ fake CIFAR-10 in the official pickle format, with a few iterations."""
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +186,11 @@ def test_bad_arguments_are_named(script, capsys):
     with pytest.raises(SystemExit):
         script.parse_args(["--p", "1"])
     assert "--p" in capsys.readouterr().err
+
+
+def test_the_shell_wrapper_refuses_shard_rather_than_racing():
+    # The .py has no run locks: two SHARD processes would train and write the same cells.
+    wrapper = Path(__file__).resolve().parents[2] / "experiments" / "cnn2_cifar10_gpu.sh"
+    done = subprocess.run(["bash", str(wrapper)], env={**os.environ, "SHARD": "0/2", "PYTHON": "false"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "SHARD=0/2 is not supported" in done.stderr

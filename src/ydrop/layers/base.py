@@ -151,9 +151,12 @@ def plain_dropout(x: Tensor, p: float, unit_dim: int | None = None) -> Tensor:
         return x
     dim = input_unit_dim(x, unit_dim)
     with torch.no_grad():
-        keep = x.new_full((), 1.0 - p).expand(unit_keep_shape(x, dim))
+        # The draws, 1 - p and 1 / (1 - p) in float32 at least: in bf16 0.9 is 0.898 and
+        # the scale rounds too, a bias of a few tenths of a percent on every output.
+        precise = torch.promote_types(x.dtype, torch.float32)
+        keep = torch.full((), 1.0 - p, dtype=precise, device=x.device).expand(unit_keep_shape(x, dim))
         mask = bernoulli_mask(keep).div_(1.0 - p)
-    return x * spread_mask(mask, x, dim)
+    return (x * spread_mask(mask, x, dim)).to(x.dtype)
 
 
 class GuidedDropout(nn.Module):
