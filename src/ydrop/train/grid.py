@@ -121,7 +121,7 @@ def run_configs(
             locked: dict[int, RunLocked] = {}
             for index in pending:
                 config = cells[index]
-                bar.set_postfix_str(f"{config.dataset}/{config.model}/{config.method}/seed{config.seed}")
+                bar.set_postfix_str(_cell_name(config))
                 try:
                     results[index] = train(config, progress=progress)
                 except RunLocked as exc:
@@ -139,12 +139,16 @@ def run_configs(
     return [results[index] for index in range(len(cells))]
 
 
+def _cell_name(config: TrainConfig) -> str:
+    return f"{config.dataset}/{config.model}/{config.method}/seed{config.seed}"
+
+
 def _waiting_message(config: TrainConfig, locked: RunLocked) -> str:
     """Which cell the grid waits for, and who holds it (so a wait is not taken for a hang)."""
     holder = locked.holder
     who = f"host {holder.get('host')}, pid {holder.get('pid')}" if isinstance(holder, dict) else "holder unknown"
     where = f" ({locked.folder})" if locked.folder is not None else ""
-    return (f"waiting for {config.dataset}/{config.model}/{config.method}/seed{config.seed}{where}, "
+    return (f"waiting for {_cell_name(config)}{where}, "
             f"which another process trains ({who})")
 
 
