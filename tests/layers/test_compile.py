@@ -1,15 +1,17 @@
 """Guided layers under ``torch.compile`` (inductor on the CPU; issue 19, section 2).
 
-A guided layer's training forward reads Python state set from outside (the epoch,
-scores handed in, counters); it runs eagerly (``torch.compiler.disable``), so the
-compiled model trains and is not recompiled when that state changes. Kept small:
-compiling costs seconds. The Guide-based compile tests live with the Guide.
+A guided layer's training mask reads Python state set from outside (the epoch,
+scores handed in, counters); while compiling it is an opaque custom op
+(``ydrop/_opaque.py``), so the model compiles into one graph (``fullgraph=True``),
+trains, and is not recompiled when that state changes. Kept small: compiling costs
+seconds. The Guide-based compile tests live with the Guide.
 """
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +22,7 @@ from ydrop import ActivationDropout, GuidedDropout, YDrop
 def train_compiled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, before_step=None) -> list[float]:
     """A few SGD steps of ``torch.compile(model)``; after the first (which compiles),
     any recompilation raises."""
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, fullgraph=True)  # raises at a graph break
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     losses = []
     for step in range(steps):
@@ -34,6 +36,15 @@ def train_compiled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: in
             optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    """Each test compiles its own model: earlier tests' cache entries for the same
+    code (``nn.Sequential.forward``) would count against the recompile limit."""
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
 
 
 def set_epoch(model: nn.Module, epoch: int) -> None:
@@ -71,3 +82,18 @@ def test_ydrop_given_new_scores_every_step_is_not_recompiled():
     losses = train_compiled(model, x, y, steps=3, before_step=lambda step: layer.set_scores(torch.randn(4, 16)))
     assert all(math.isfinite(loss) for loss in losses)
     assert layer.drop_rate.shape == (16,) and not torch.equal(layer.drop_rate, torch.full((16,), 0.35))
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 4, 5), (6, 8, 3, 3)], ids=["features", "sequence", "channels"])
+@pytest.mark.parametrize("make", [lambda: ActivationDropout(p=0.4), lambda: YDrop(warmup_epochs=1)],
+                         ids=["activation", "ydrop-warmup"])
+def test_compiled_layer_draws_the_eager_mask(make, shape):
+    """Same seed, same output, bit for bit, for every mask shape (the op's declared
+    shape must be the one it draws)."""
+    layer = make().train()
+    x = torch.rand(*shape) + 0.1
+    torch.manual_seed(4)
+    eager = layer(x)
+    torch.manual_seed(4)
+    compiled = torch.compile(layer, fullgraph=True)(x)
+    assert torch.equal(compiled, eager) and (eager == 0).any()

@@ -24,10 +24,11 @@ element at its unit's rate, as ``nn.Dropout`` does inside a transformer).
 The baselines (``layers/baselines.py``) take the same ``unit_dim`` and follow the
 same rule.
 
-In eval mode every guided layer is the identity, like ``nn.Dropout``. The training
-forward reads state set from outside (the Guide's scores, the epoch, counters), so
-it runs eagerly under ``torch.compile`` (``torch.compiler.disable``): the compiled
-graph around it never guards on that state and is not recompiled every step.
+In eval mode every guided layer is the identity, like ``nn.Dropout``. In training
+the output is ``x * mask``; the mask reads state set from outside (the Guide's
+scores, the epoch, counters), so under ``torch.compile`` it is drawn by an opaque
+custom op (``_opaque.py``): the model compiles whole, and the compiled graph never
+guards on that state, so it is not recompiled every step.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch import Tensor, nn
 from .._validation import check_all_finite, check_non_negative_int, check_rate
 from ..scores._units import resolve_unit_dim
 from ..scores.registry import ScoreKind, score_kind
+from .._opaque import mask_dtype, opaque_mask, register_owner
 from .functional import bernoulli_mask
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "unit_dim_repr",
     "unit_count_error",
     "plain_dropout",
+    "plain_mask",
 ]
 
 
@@ -143,26 +146,30 @@ def input_unit_dim(x: Tensor, unit_dim: int | None = None) -> int:
     return resolve_unit_dim(x.dim(), unit_dim)
 
 
+def plain_mask(x: Tensor, p: float, dim: int) -> Tensor:
+    """Standard dropout's mask for ``x`` with units along ``dim`` (the guided layers'
+    mask rule, module docstring), kept entries 1 / (1 - p), in :func:`mask_dtype`."""
+    with torch.no_grad():
+        # The draws, 1 - p and 1 / (1 - p) in float32 at least: in bf16 0.9 is 0.898 and
+        # the scale rounds too, a bias of a few tenths of a percent on every output.
+        precise = mask_dtype(x.dtype)
+        keep = torch.full((), 1.0 - p, dtype=precise, device=x.device).expand(unit_keep_shape(x, dim))
+        return spread_mask(bernoulli_mask(keep).div_(1.0 - p), x, dim)
+
+
 def plain_dropout(x: Tensor, p: float, unit_dim: int | None = None) -> Tensor:
     """Standard dropout with the guided layers' mask rule (module docstring),
     rescaled by 1 / (1 - p): per element for (B, N) and (B, T, D), whole channels
     for conv maps."""
     if p == 0.0:
         return x
-    dim = input_unit_dim(x, unit_dim)
-    with torch.no_grad():
-        # The draws, 1 - p and 1 / (1 - p) in float32 at least: in bf16 0.9 is 0.898 and
-        # the scale rounds too, a bias of a few tenths of a percent on every output.
-        precise = torch.promote_types(x.dtype, torch.float32)
-        keep = torch.full((), 1.0 - p, dtype=precise, device=x.device).expand(unit_keep_shape(x, dim))
-        mask = bernoulli_mask(keep).div_(1.0 - p)
-    return (x * spread_mask(mask, x, dim)).to(x.dtype)
+    return (x * plain_mask(x, p, input_unit_dim(x, unit_dim))).to(x.dtype)
 
 
 class GuidedDropout(nn.Module):
     """Base class: warm-up, score bookkeeping, units and the no-score fallback.
 
-    Subclasses implement :meth:`score_request` and :meth:`_guided_forward`.
+    Subclasses implement :meth:`score_request` and :meth:`_guided_mask`.
 
     Args:
         score: the registered importance score the policy consumes (built in:
@@ -189,6 +196,11 @@ class GuidedDropout(nn.Module):
         self.epoch = 0
         self._scores: Tensor | None = None
         self._warned_no_scores = False
+        register_owner(self)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        register_owner(self)  # a copy (deepcopy, pickle) is an owner of its own
 
     # ----------------------------------------------------------------- schedule
     def set_epoch(self, epoch: int) -> None:
@@ -242,22 +254,29 @@ class GuidedDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return x
-        return self._train_forward(x)
+        # The mask reads Python state that changes from outside between steps (epoch,
+        # scores, counters): under torch.compile it is an opaque op (``_opaque.py``),
+        # so the graph neither breaks here nor is recompiled when that state changes.
+        return (x * opaque_mask(self, x)).to(x.dtype)
 
-    @torch.compiler.disable
-    def _train_forward(self, x: Tensor) -> Tensor:
-        # Eager under torch.compile: what follows reads Python state that changes
-        # from outside between steps (epoch, scores, counters); traced, each change
-        # would be a guard failure and a recompilation.
+    def _mask_shape(self, x: Tensor) -> torch.Size:
+        dim = input_unit_dim(x, self.unit_dim)
+        return unit_keep_shape(x, dim) + (1,) * (x.dim() - dim - 1)
+
+    def _draw_mask(self, x: Tensor) -> Tensor:
+        """This training step's mask for ``x``, shape :meth:`_mask_shape`, dtype
+        :func:`mask_dtype`: x times it is the layer's output."""
         dim = input_unit_dim(x, self.unit_dim)
         if self.in_warmup:
-            return plain_dropout(x, self.warmup_p, dim)
+            return plain_mask(x, self.warmup_p, dim)
         scores = self._current_scores(x)
         if scores is None:
             self._warn_no_scores()
-            return plain_dropout(x, self.fallback_p, dim)
+            return plain_mask(x, self.fallback_p, dim)
         self._check_scores_fit(scores, x, dim)
-        return self._guided_forward(x, scores.to(device=x.device, dtype=x.dtype), dim)
+        with torch.no_grad():
+            mask = self._guided_mask(x, scores.to(device=x.device, dtype=x.dtype), dim)
+        return mask.to(mask_dtype(x.dtype))
 
     def _check_scores_fit(self, scores: Tensor, x: Tensor, dim: int) -> None:
         if scores.dim() == 2 and scores.shape[1] == x.shape[dim]:
@@ -283,9 +302,9 @@ class GuidedDropout(nn.Module):
         )
         self._warned_no_scores = True
 
-    def _guided_forward(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
-        """The policy's output for input ``x`` with units along ``dim`` and scores
-        (samples, N) on ``x``'s device and dtype."""
+    def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
+        """The policy's mask (:meth:`_mask_shape`) for input ``x`` with units along
+        ``dim`` and scores (samples, N) on ``x``'s device and dtype."""
         raise NotImplementedError
 
     def _unit_dim_repr(self) -> str:

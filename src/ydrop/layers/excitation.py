@@ -71,21 +71,17 @@ class ExcitationDropout(GuidedDropout):
     def score_request(self) -> ScoreRequest:
         return ScoreRequest(kind=self.score, per_sample=True, steps=self.steps)
 
-    def _guided_forward(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
-        if self.p == 0.0:
-            return x
+    def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
         if scores.shape[0] != x.shape[0]:
             raise ValueError(
                 f"{self.__class__.__name__} has scores for {scores.shape[0]} samples but the batch has "
                 f"{x.shape[0]}: call guide.step(inputs, targets) on the same batch that is fed to the model"
             )
-        with torch.no_grad():
-            distribution = normalise_rows(scores.float().clamp(min=0))
-            keep = F_.retain_probability(distribution, base_retain=1.0 - self.p)
-            # Rows of the mask lie along the unit dim: per sample, or per sample and
-            # token of a sequence, so "per_sample" rescales each token on its own.
-            mask = RESCALES[self.rescale](rows_to_keep_shape(keep, x, dim))
-        return x * spread_mask(mask.to(x.dtype), x, dim)
+        distribution = normalise_rows(scores.float().clamp(min=0))
+        keep = F_.retain_probability(distribution, base_retain=1.0 - self.p)
+        # Rows of the mask lie along the unit dim: per sample, or per sample and
+        # token of a sequence, so "per_sample" rescales each token on its own.
+        return spread_mask(RESCALES[self.rescale](rows_to_keep_shape(keep, x, dim)), x, dim)
 
     def extra_repr(self) -> str:
         text = f"p={self.p}, score={self.score!r}"

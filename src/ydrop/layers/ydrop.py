@@ -218,17 +218,15 @@ class YDrop(GuidedDropout):
             self._rank()
         return self._strong_cache[2]
 
-    def _guided_forward(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
+    def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
         # ``scores`` is the kept mean as one row (``_current_scores``): its ranking
         # is read from the float32 mean itself, cached.
         self._ensure_state(x, dim)
-        with torch.no_grad():
-            rates = self._bucket_rates(self._kept_strong_units().to(x.device))
-            F_.ema_update(self.drop_rate, rates, self.elasticity)
-            # (N,) rates broadcast along the last (unit) dim of the keep shape.
-            keep = (1.0 - rates).expand(unit_keep_shape(x, dim))
-            mask = F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate)
-        return x * spread_mask(mask.to(x.dtype), x, dim)
+        rates = self._bucket_rates(self._kept_strong_units().to(x.device))
+        F_.ema_update(self.drop_rate, rates, self.elasticity)
+        # (N,) rates broadcast along the last (unit) dim of the keep shape.
+        keep = (1.0 - rates).expand(unit_keep_shape(x, dim))
+        return spread_mask(F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate), x, dim)
 
     def extra_repr(self) -> str:
         return (
