@@ -19,7 +19,6 @@ sample's keep probabilities and rescaled on its own, D / (kept in that token).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_non_negative_int, check_positive_int, check_rate
