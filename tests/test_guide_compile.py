@@ -1,10 +1,10 @@
 """Guided layers and the Guide under ``torch.compile`` (inductor, on the CPU).
 
-The layers' masks are an opaque custom op while compiling (``ydrop/_opaque.py``), and
-a Guide given the compiled model scores in a separate pass before the forward, so the
-whole training forward compiles into one graph (``fullgraph=True`` raises at any
-graph break), is not recompiled from step to step, and trains as the eager model
-does. A Guide given the original model scores inside the forward, a graph break."""
+The layers' masks are an opaque custom op while compiling (``ydrop/_opaque.py``). With
+a Guide that scores in a separate pass (``reuse_forward=False``) the whole training
+forward compiles into one graph (``fullgraph=True`` raises at any graph break), is
+not recompiled from step to step, and trains as the eager model does. A Guide that
+scores inside the forward (the default) adds a graph break at its hook."""
 
 from __future__ import annotations
 
@@ -44,14 +44,22 @@ METHODS = {
 }
 
 
+GUIDES = {  # whom the Guide is given, and whether it scores inside the forward
+    "compiled-separate-pass": ("compiled", False),
+    "compiled-in-forward": ("compiled", True),
+    "original-in-forward": ("original", True),
+}
+
+
 @pytest.mark.parametrize("make, shape", [(mlp, (12,)), (cnn, (2, 6, 6))], ids=["mlp", "cnn"])
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("guide_sees", ["compiled", "original"])
-def test_compiled_model_trains_with_a_guide(make, shape, method, guide_sees):
+@pytest.mark.parametrize("guide_kind", list(GUIDES))
+def test_compiled_model_trains_with_a_guide(make, shape, method, guide_kind):
+    guide_sees, reuse_forward = GUIDES[guide_kind]
     torch.manual_seed(0)
     model = make(METHODS[method])
-    compiled = torch.compile(model, fullgraph=guide_sees == "compiled")
-    guide = ydrop.Guide(compiled if guide_sees == "compiled" else model)
+    compiled = torch.compile(model, fullgraph=not reuse_forward)
+    guide = ydrop.Guide(compiled if guide_sees == "compiled" else model, reuse_forward=reuse_forward)
     assert len(guide.layers) == 2 and all(not name.startswith("_") for name in guide.layers)
     guide.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -72,10 +80,11 @@ def test_compiled_model_trains_with_a_guide(make, shape, method, guide_sees):
     assert all(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
 
 
-def train(model: nn.Module, forward, x: torch.Tensor, y: torch.Tensor, steps: int = 4) -> list[float]:
+def train(model: nn.Module, forward, x: torch.Tensor, y: torch.Tensor, steps: int = 4,
+          reuse_forward: bool = True) -> list[float]:
     """``steps`` SGD steps of ``model`` run by ``forward``, a Guide given ``forward``
     scoring each, from seed 3."""
-    guide = ydrop.Guide(forward)
+    guide = ydrop.Guide(forward, reuse_forward=reuse_forward)
     guide.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     torch.manual_seed(3)
@@ -94,13 +103,13 @@ def train(model: nn.Module, forward, x: torch.Tensor, y: torch.Tensor, steps: in
 def test_compiled_training_takes_the_eager_steps(method):
     """Same seed, same masks: the compiled model's losses are the eager model's
     (inductor may round differently, and the eager Guide scores inside the forward,
-    the compiled one in a separate pass: rtol 1e-4)."""
+    the compiled one, for one graph, in a separate pass: rtol 1e-4)."""
     torch.manual_seed(0)
     eager_model = mlp(METHODS[method])
     compiled_model = copy.deepcopy(eager_model)
     x, y = torch.randn(20, 12), torch.randint(0, 5, (20,))
     eager = train(eager_model, eager_model, x, y)
-    compiled = train(compiled_model, torch.compile(compiled_model, fullgraph=True), x, y)
+    compiled = train(compiled_model, torch.compile(compiled_model, fullgraph=True), x, y, reuse_forward=False)
     assert compiled == pytest.approx(eager, rel=1e-4)
     if method == "ydrop":  # the copy's EMA moved as the eager one's did (the copy's op drew with the copy)
         for eager_layer, compiled_layer in zip(eager_model[3::3], compiled_model[3::3]):

@@ -41,7 +41,6 @@ __all__ = [
     "launched_by_torchrun",
     "process_group",
     "unwrap_model",
-    "is_compiled",
     "shard_rows",
 ]
 
@@ -157,26 +156,14 @@ def process_group(device: str = "auto") -> Iterator[bool]:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The network inside ``DistributedDataParallel`` / ``DataParallel`` and
     ``torch.compile`` wrappers (in any nesting); else ``model``."""
-    *_, inner = _nesting(model)
-    return inner
-
-
-def is_compiled(model: nn.Module) -> bool:
-    """Whether a ``torch.compile`` wrapper is in ``model``'s nesting of wrappers."""
-    return any(_is_compile_wrapper(layer) for layer in _nesting(model))
-
-
-def _nesting(model: nn.Module) -> Iterator[nn.Module]:
-    """``model``, then each module wrapped by the one before, down to the network."""
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while True:
-        yield model
         if isinstance(model, wrappers):
             model = model.module
         elif _is_compile_wrapper(model):
             model = next(model.children())
         else:
-            return
+            return model
 
 
 def _is_compile_wrapper(model: nn.Module) -> bool:

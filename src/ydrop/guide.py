@@ -14,8 +14,8 @@ layers through the chain (eval mode) before the first of them runs. Excitation a
 gradxact anchor at the lowest layer's input; conductance at the affine stem's output
 (on Eq. 2's path an affine map's outputs interpolate those at the two ends; at the
 zero baseline one end is its bias), so a user's hook that changes the stem's output
-is not seen. The hooks stay (``close()`` removes them) and run eagerly
-(``torch.compiler.disable``): a graph break, so a compiled model takes the separate pass.
+is not seen. The hooks stay (``close()`` removes them), so a compiled model is not
+recompiled each step, and run eagerly (``torch.compiler.disable``): a graph break.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import check_non_negative_int, check_targets
-from .distributed import is_compiled, unwrap_model
+from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores import eval_mode, score_kind
 from .scores.plan import lowest_anchor, stem_anchor
@@ -47,14 +47,14 @@ class Guide:
             ``torch.compile`` (the Guide scores the module inside: no gradient
             synchronisation, no tracing).
         reuse_forward: score inside the training forward where the model allows it
-            (module docstring); False (implied for a compiled ``model``): the separate pass.
+            (module docstring); False always runs the separate pass (then a compiled
+            model's forward has no graph break: README, torch.compile).
     """
 
     def __init__(self, model: nn.Module, reuse_forward: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        compiled, model = is_compiled(model), unwrap_model(model)
-        self.model = model
+        self.model = model = unwrap_model(model)
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, GuidedDropout)}
         if not self.layers:
             kinds = ", ".join(sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__}))
@@ -62,7 +62,7 @@ class Guide:
                              f"ExcitationDropout, ydrop.ActivationDropout); its modules are: {kinds or 'none'}")
         if not isinstance(reuse_forward, bool):
             raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
-        self.reuse_forward = reuse_forward and not compiled  # the hook would break the compiled graph
+        self.reuse_forward = reuse_forward
         self.epoch: int | None = None
         self.scored_layers: list[str] = []  # the layers the last step scores (by a pass or in the forward)
         self._taps: dict[tuple[int, bool], _Tap] = {}
