@@ -37,16 +37,19 @@ __all__ = ["YDrop"]
 class YDrop(GuidedDropout):
     """Drop the most important units more often (Y-Drop).
 
-    Args (defaults are the paper's Table 1 and section 4.2):
+    Args (n_c, w_S, mu, sigma and p0 default to the paper's Table 1; the other
+    defaults say where they come from):
         steps: n_c, conductance interpolation steps (5). The Guide scores
             B_c = max(1, B // steps) random samples of each batch (Eq. 9).
         strong_fraction: w_S, share of units in the strong bucket (0.5).
         mu_low, mu_high: mu_L, mu_H, centres of the weak / strong bucket rates (0.1, 0.6).
         sigma_low, sigma_high: sigma_L, sigma_H of the half-normal draws (0.05).
-        p_low_max, p_high_max: p_L^max, p_H^max caps of the draws (0.5, 0.9).
+        p_low_max, p_high_max: p_L^max, p_H^max caps of the draws (Eq. 8; 0.5, 0.9:
+            the paper gives no values; these are DESIGN section 2's).
         p0: initial drop rate of every unit's EMA when Y-Drop starts (0.35).
         elasticity: alpha of the EMA (1e-3; the paper tunes it in {1e-5 .. 1e-1}).
-        warmup_epochs: annealing factor K: plain dropout for the first K epochs (2).
+        warmup_epochs: annealing factor K: plain dropout for the first K epochs (2;
+            the paper tunes K in [1, 10]).
         warmup_p: the plain-dropout rate of the warm-up (0.5, the tuned vanilla rate).
         score: the registered importance score consumed: "conductance" (the
             paper), "excitation", "activation", "gradxact" or a user's.
