@@ -132,9 +132,11 @@ def test_spread_rounds_the_top_count_up_and_keeps_signs():
     spread = spread_from_scores(torch.tensor([4.0, -1.0, 2.0]), top_fractions=(0.5,))
     assert spread.total == 5
     assert spread.top_shares[0.5] == pytest.approx(6 / 5)  # ceil(1.5) = 2 units: 4 + 2, above the signed total
-    assert math.isnan(spread_from_scores(torch.tensor([1.0, -1.0])).top_shares[0.2])
+    with pytest.warns(RuntimeWarning, match="cancel"):
+        assert math.isnan(spread_from_scores(torch.tensor([1.0, -1.0])).top_shares[0.2])
 
 
+@pytest.mark.filterwarnings("ignore:the units' signed total")  # an untrained net's units cancel
 def test_conductance_spread_update_compute_reset_equals_functional_twin_and_the_score():
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(4, 10), nn.ReLU(), nn.Identity(), nn.Linear(10, 3))
@@ -238,3 +240,11 @@ def test_feeding_layer_ignores_modules_after_the_layer_and_unused_ones():
         feeding_layer(model, "1.spare", x)
     assert all(not m._forward_hooks for m in model.modules())
     assert model.training  # the probe's eval mode is undone
+
+
+def test_spread_warns_when_positive_and_negative_units_cancel():
+    """A signed total that is small next to the absolute sum makes the shares explode
+    (here 10 / 0.5 = 2000 %): said, not hidden."""
+    with pytest.warns(RuntimeWarning, match="cancel"):
+        spread = spread_from_scores(torch.tensor([10.0, -9.5]), top_fractions=(0.5,))
+    assert spread.top_shares[0.5] == pytest.approx(20.0)

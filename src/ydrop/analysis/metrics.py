@@ -21,6 +21,7 @@ the channels of a (B, C, H, W) map (summed over positions), as in ``ydrop.scores
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -120,7 +121,9 @@ def spread_from_scores(
     Negative conductances are kept signed, as the paper's cumulative sum: units are
     sorted by signed value (descending) and ``cumulative_share = cumsum / total``
     with ``total`` the signed sum, so the curve ends at exactly 1 and may overshoot 1
-    before the negative tail pulls it back. A total of 0 gives NaN shares.
+    before the negative tail pulls it back. A total of 0 gives NaN shares; a total
+    that is small next to the units' absolute sum (positive and negative units
+    cancelling, e.g. an untrained net) gives shares far above 1, with a warning.
     """
     if not isinstance(mean, Tensor) or mean.dim() != 1 or mean.numel() == 0:
         shape = tuple(mean.shape) if isinstance(mean, Tensor) else type(mean).__name__
@@ -131,8 +134,16 @@ def spread_from_scores(
     total = float(sorted_values.sum())
     cumulative = torch.cumsum(sorted_values, 0)
     share = cumulative / total if total != 0 else torch.full_like(cumulative, math.nan)
+    _warn_if_cancelling(total, float(mean.abs().sum()))
     tops = {f: float(share[_top_count(f, mean.numel()) - 1]) for f in fractions}
     return SpreadResult(mean, sorted_values, order, total, share, tops, samples)
+
+
+def _warn_if_cancelling(total: float, absolute: float, below: float = 0.1) -> None:
+    if absolute > 0 and abs(total) < below * absolute:
+        warnings.warn(f"the units' signed total ({total:.3g}) is under {below:.0%} of their absolute sum "
+                      f"({absolute:.3g}): positive and negative units cancel, so the top-unit shares of it "
+                      "are far above 100 % or undefined (an untrained or barely trained net?)", RuntimeWarning, stacklevel=3)
 
 
 class ConductanceSpread:
