@@ -71,9 +71,9 @@ def test_ydrop_takes_any_sequence_length_but_refuses_another_width():
     for tokens in (7, 11, 3):
         assert layer(torch.ones(4, tokens, 16)).shape == (4, tokens, 16)
     assert layer.drop_rate.shape == (16,)
-    with pytest.raises(ValueError, match=r"scores have 16 units but the input of YDrop has 12 along its unit "
+    with pytest.raises(ValueError, match=r"YDrop was built for 16 units but its input has 12 along its unit "
                                          r"dimension 2 \(input shape \(4, 7, 12\), unit_dim=None\).*pass unit_dim="):
-        layer(torch.ones(4, 7, 12))  # the kept mean's width
+        layer(torch.ones(4, 7, 12))  # the EMA's width, checked first
     reading = started(YDrop(score="activation"))  # scores always fit: the EMA's width is checked
     reading(torch.ones(4, 7, 16))
     with pytest.raises(ValueError, match=r"built for 16 units but its input has 12 along its unit dimension 2 "

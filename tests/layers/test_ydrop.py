@@ -427,3 +427,11 @@ def test_two_different_unit_counts_still_fail_to_load():
     stepped = started(YDrop(num_units=8))
     with pytest.raises(RuntimeError, match="size mismatch for drop_rate"):
         stepped.load_state_dict(YDrop(num_units=16).state_dict())
+
+
+def test_a_wrong_unit_count_is_refused_already_in_warmup():
+    """num_units=16 against 12 features: the error comes at the first training forward,
+    not epochs later when the warm-up ends."""
+    layer = YDrop(num_units=16, warmup_epochs=2).train()
+    with pytest.raises(ValueError, match="built for 16 units but its input has 12"):
+        layer(torch.randn(4, 12))

@@ -267,6 +267,7 @@ class GuidedDropout(nn.Module):
         """This training step's mask for ``x``, shape :meth:`_mask_shape`, dtype
         :func:`mask_dtype`: x times it is the layer's output."""
         dim = input_unit_dim(x, self.unit_dim)
+        self._check_unit_count(x, dim)
         if self.in_warmup:
             return plain_mask(x, self.warmup_p, dim)
         scores = self._current_scores(x)
@@ -277,6 +278,10 @@ class GuidedDropout(nn.Module):
         with torch.no_grad():
             mask = self._guided_mask(x, scores.to(device=x.device, dtype=x.dtype), dim)
         return mask.to(mask_dtype(x.dtype))
+
+    def _check_unit_count(self, x: Tensor, dim: int) -> None:
+        """Refuse an input whose unit count differs from the one the layer's state
+        was built for (also in warm-up, where the state is not used yet)."""
 
     def _check_scores_fit(self, scores: Tensor, x: Tensor, dim: int) -> None:
         if scores.dim() == 2 and scores.shape[1] == x.shape[dim]:

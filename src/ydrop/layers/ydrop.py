@@ -185,12 +185,13 @@ class YDrop(GuidedDropout):
             self._bucket_cache = (values, torch.tensor(values, device=device).unbind(0))
         return self._bucket_cache[1]
 
-    def _ensure_state(self, x: Tensor, dim: int) -> None:
-        units = x.shape[dim]
-        if self.drop_rate.numel() == 0:
-            self.drop_rate = torch.full((units,), self.p0, device=x.device)
-        elif self.drop_rate.numel() != units:
+    def _check_unit_count(self, x: Tensor, dim: int) -> None:
+        if self.drop_rate.numel() not in (0, x.shape[dim]):
             raise unit_count_error(self, self.drop_rate.numel(), x, dim, self.unit_dim)
+
+    def _ensure_state(self, x: Tensor, dim: int) -> None:
+        if self.drop_rate.numel() == 0:
+            self.drop_rate = torch.full((x.shape[dim],), self.p0, device=x.device)
         elif self.drop_rate.dtype != _ema_dtype(self.drop_rate.dtype):
             # A model cast to bf16 / fp16 casts this buffer too, and the EMA's steps
             # alpha (g - p) are below those dtypes' resolution near p0: it would
