@@ -1,0 +1,93 @@
+"""torch.compile, as a demanding user uses it (review of the mask op, ``ydrop/_opaque.py``).
+
+Several models in one process (a sweep, copies), copies that must draw with their
+own state, errors raised inside the op, the in-place ``module.compile()`` and DDP.
+Kept tiny: compiling costs seconds."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch._dynamo.utils import counters
+
+import ydrop
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    torch.compiler.reset()
+    counters.clear()
+    yield
+    torch.compiler.reset()
+
+
+def mlp(layer) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), layer(), nn.Linear(16, 3))
+
+
+LAYERS = {
+    "ydrop": lambda: ydrop.YDrop(warmup_epochs=0),
+    "excitation": ydrop.ExcitationDropout,
+    "activation": ydrop.ActivationDropout,
+}
+
+
+@pytest.mark.parametrize("method", list(LAYERS))
+def test_models_of_the_same_architecture_share_one_compiled_graph(method):
+    """A sweep builds and compiles model after model: a graph guarded on the layer
+    object would recompile for each (nn.Dropout's models share one graph) and fall
+    back to eager once Dynamo's recompile limit (8) is reached."""
+    x = torch.randn(6, 8)
+    models = []
+    for _ in range(10):
+        model = mlp(LAYERS[method])
+        models.append(model)  # all alive: no cache entry is dropped
+        if method != "activation":
+            model[2].set_scores(torch.rand(6, 16))
+        with torch._dynamo.config.patch(error_on_recompile=len(models) > 1):
+            torch.compile(model, fullgraph=True)(x)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def ema_moved(model: nn.Module) -> bool:
+    return not torch.equal(model[2].drop_rate, torch.full((16,), 0.35))
+
+
+def test_copies_share_the_graph_but_each_draws_with_its_own_state():
+    """One graph for the original, a deep copy, a pickled copy and a model loaded from
+    its state_dict: each compiled call must update that model's own EMA only (the
+    layer is an input of the graph, not a constant of it)."""
+    torch.manual_seed(0)
+    original = mlp(lambda: ydrop.YDrop(warmup_epochs=0, num_units=16))
+    copies = [copy.deepcopy(original), pickle.loads(pickle.dumps(original)),
+              mlp(lambda: ydrop.YDrop(warmup_epochs=0, num_units=16))]
+    copies[2].load_state_dict(original.state_dict())
+    assert "_mask_key" not in str(list(original.state_dict()))
+    models = [original, *copies]
+    assert len({int(model[2]._mask_key) for model in models}) == len(models)
+    x = torch.randn(6, 8)
+    for i, model in enumerate(models):
+        model[2].set_scores(torch.rand(6, 16))
+        with torch._dynamo.config.patch(error_on_recompile=i > 0):
+            torch.compile(model, fullgraph=True)(x)
+        assert [ema_moved(m) for m in models] == [j <= i for j in range(len(models))]
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_model_compiled_after_another_was_garbage_collected():
+    x = torch.randn(6, 8)
+    first = mlp(LAYERS["ydrop"])
+    first[2].set_scores(torch.rand(6, 16))
+    torch.compile(first, fullgraph=True)(x)
+    del first
+    gc.collect()
+    second = mlp(LAYERS["ydrop"])
+    second[2].set_scores(torch.rand(6, 16))
+    torch.compile(second, fullgraph=True)(x)
+    assert ema_moved(second)
