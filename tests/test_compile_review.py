@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import gc
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -91,3 +92,25 @@ def test_a_model_compiled_after_another_was_garbage_collected():
     second[2].set_scores(torch.rand(6, 16))
     torch.compile(second, fullgraph=True)(x)
     assert ema_moved(second)
+
+
+@pytest.mark.parametrize("guide_sees", ["compiled", "original"])
+def test_guide_scores_in_the_forward_of_a_model_compiled_during_warmup(guide_sees):
+    """Y-Drop's default warm-up: the model is compiled at the first step, the Guide's
+    hook is added at the first guided one. Dynamo does not guard on module hooks, so
+    the code compiled before would never call it: the layers would stay plain
+    dropout for ever (one RuntimeWarning), while ``scored_layers`` lists them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), ydrop.YDrop(warmup_epochs=1), nn.Linear(16, 16), nn.ReLU(),
+                          ydrop.YDrop(warmup_epochs=1), nn.Linear(16, 3))
+    compiled = torch.compile(model)
+    guide = ydrop.Guide(compiled if guide_sees == "compiled" else model)
+    x, y = torch.randn(10, 8), torch.randint(0, 3, (10,))
+    for step in range(3):
+        guide.set_epoch(min(step, 1))
+        guide.step(x, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # "ran in training mode without scores"
+            compiled(x).sum().backward()
+    assert guide.scored_layers == ["2", "5"]
+    assert model[2].mean_score.shape == (16,) and model[5].mean_score.shape == (16,)
