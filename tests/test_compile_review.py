@@ -114,3 +114,23 @@ def test_guide_scores_in_the_forward_of_a_model_compiled_during_warmup(guide_see
             compiled(x).sum().backward()
     assert guide.scored_layers == ["2", "5"]
     assert model[2].mean_score.shape == (16,) and model[5].mean_score.shape == (16,)
+
+
+def test_an_error_raised_inside_the_compiled_op_reaches_the_user_as_is():
+    model = mlp(ydrop.ExcitationDropout)
+    model[2].set_scores(torch.rand(4, 16))  # scored on a batch of 4, fed a batch of 6
+    with pytest.raises(ValueError, match="has scores for 4 samples but the batch has 6: call guide.step"):
+        torch.compile(model, fullgraph=True)(torch.randn(6, 8))
+
+
+class _WrongShape(ydrop.ActivationDropout):
+    def _draw_mask(self, x):
+        return super()._draw_mask(x)[:1]
+
+
+def test_a_mask_of_another_shape_than_declared_is_refused_by_the_op():
+    """A subclass whose ``_draw_mask`` disagrees with ``_mask_shape`` (what the
+    compiled graph was built for) gets an error naming both shapes."""
+    with pytest.raises(RuntimeError, match=r"_WrongShape._draw_mask returned a mask of shape \(1, 8\) but "
+                                           r"_mask_shape declared \(4, 8\)"):
+        torch.compile(_WrongShape(), fullgraph=True)(torch.rand(4, 8))
