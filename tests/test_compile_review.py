@@ -134,3 +134,26 @@ def test_a_mask_of_another_shape_than_declared_is_refused_by_the_op():
     with pytest.raises(RuntimeError, match=r"_WrongShape._draw_mask returned a mask of shape \(1, 8\) but "
                                            r"_mask_shape declared \(4, 8\)"):
         torch.compile(_WrongShape(), fullgraph=True)(torch.rand(4, 8))
+
+
+def test_the_mask_key_stays_on_the_cpu_whatever_the_default_device():
+    """A model built on the meta device and materialised with ``to_empty``: a meta key
+    (``to_empty`` moves only parameters and buffers) sent the op to its fake kernel,
+    an uninitialised mask (values like 1e31). On a GPU the key's ``int()`` would
+    wait for the device at every step."""
+    with torch.device("meta"):
+        layer = ydrop.ActivationDropout(p=0.5)
+    layer.to_empty(device="cpu")
+    assert layer._mask_key.device == torch.device("cpu")
+    out = torch.compile(layer, fullgraph=True)(torch.ones(6, 8))
+    assert ((out == 0) | ((out >= 1) & (out <= 8))).all()  # dropped, or kept times N / kept
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (4, 3, 5), (4, 3, 5, 5)])
+def test_the_mask_op_passes_torch_opcheck(shape):
+    """Schema, fake kernel and AOT dispatch (static and dynamic shapes) agree with the op."""
+    from ydrop._opaque import _mask_op
+
+    layer = ydrop.ActivationDropout().train()
+    x = torch.rand(shape)
+    torch.library.opcheck(_mask_op, (x, layer._mask_key, list(layer._mask_shape(x))))

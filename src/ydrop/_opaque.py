@@ -42,7 +42,7 @@ def register_owner(owner: object) -> None:
     key = next(_KEYS)
     # A plain attribute, not a buffer: it stays on the CPU (read without a device
     # sync) and out of ``state_dict``.
-    owner._mask_key = torch.tensor(key)
+    owner._mask_key = torch.tensor(key, device="cpu")  # also under a default device (a meta key: no mask drawn)
     _OWNERS[key] = owner
 
 
