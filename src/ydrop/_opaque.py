@@ -10,13 +10,20 @@ as unsafe for CUDA graphs (``mode="reduce-overhead"`` runs it outside the graph,
 it draws a new mask at every step). Run eagerly, the layer's method is called
 directly: the op costs nothing outside compilation.
 
-The op finds its layer by ``id`` in a table of weak references, filled when the
-layer is built (or unpickled, or deep-copied). Layers implement ``_draw_mask(x)``
-and ``_mask_shape(x)``; the mask broadcasts against ``x`` (see ``layers/base.py``).
+The op finds its layer by a key of its own, a CPU int64 tensor attribute
+(``_mask_key``) that the compiled graph takes as an input, in a table of weak
+references filled when the layer is built (or unpickled, or deep-copied: a copy gets
+a new key). A key, not the layer's ``id`` baked into the graph as a constant: Dynamo
+would guard on the layer object, so that every new model (a sweep, a copy) would be
+compiled again and, past Dynamo's recompile limit (8), run eagerly. Keys are never
+reused. Layers implement ``_draw_mask(x)`` and ``_mask_shape(x)`` (traced while
+compiling: the op's declared shape); the mask broadcasts against ``x`` (see
+``layers/base.py``).
 """
 
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import torch
@@ -25,11 +32,18 @@ from torch import Tensor
 __all__ = ["register_owner", "mask_dtype", "opaque_mask"]
 
 _OWNERS: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
+_KEYS = itertools.count()
 
 
 def register_owner(owner: object) -> None:
-    """Make ``owner`` reachable from the op (idempotent)."""
-    _OWNERS[id(owner)] = owner
+    """Give ``owner`` a new key (``_mask_key``) by which the op finds it; called
+    when a layer is built and again on its copies (a copy arrives with the key of
+    its original)."""
+    key = next(_KEYS)
+    # A plain attribute, not a buffer: it stays on the CPU (read without a device
+    # sync) and out of ``state_dict``.
+    owner._mask_key = torch.tensor(key, device="cpu")  # also under a default device (a meta key: no mask drawn)
+    _OWNERS[key] = owner
 
 
 def mask_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -40,20 +54,26 @@ def mask_dtype(dtype: torch.dtype) -> torch.dtype:
 def opaque_mask(owner, x: Tensor) -> Tensor:
     """``owner._draw_mask(x)``; a custom op while compiling."""
     if torch.compiler.is_compiling():
-        return _mask_op(x.detach(), id(owner))
+        return _mask_op(x.detach(), owner._mask_key, owner._mask_shape(x))
     return owner._draw_mask(x)
 
 
 # ``disable``: the compiled graph calls the op's body while Dynamo's frame hook is
 # still set, which would otherwise trace the body as user code. The schema is given
 # because ``disable``'s wrapper hides the annotations' module.
-@torch.library.custom_op("ydrop::mask", mutates_args=(), schema="(Tensor x, int owner) -> Tensor",
+@torch.library.custom_op("ydrop::mask", mutates_args=(),
+                         schema="(Tensor x, Tensor owner, SymInt[] shape) -> Tensor",
                          tags=(torch.Tag.nondeterministic_seeded, torch.Tag.cudagraph_unsafe))
 @torch.compiler.disable
-def _mask_op(x: Tensor, owner: int) -> Tensor:
-    return _OWNERS[owner]._draw_mask(x)
+def _mask_op(x: Tensor, owner: Tensor, shape: list[int]) -> Tensor:
+    layer = _OWNERS[int(owner)]
+    mask = layer._draw_mask(x)
+    if mask.shape != tuple(shape):  # the compiled graph was built for ``shape``
+        raise RuntimeError(f"{type(layer).__name__}._draw_mask returned a mask of shape {tuple(mask.shape)} "
+                           f"but _mask_shape declared {tuple(shape)} for an input of shape {tuple(x.shape)}")
+    return mask
 
 
 @_mask_op.register_fake
-def _(x: Tensor, owner: int) -> Tensor:
-    return x.new_empty(_OWNERS[owner]._mask_shape(x), dtype=mask_dtype(x.dtype))
+def _(x: Tensor, owner: Tensor, shape: list[int]) -> Tensor:
+    return x.new_empty(shape, dtype=mask_dtype(x.dtype))

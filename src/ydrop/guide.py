@@ -14,8 +14,8 @@ layers through the chain (eval mode) before the first of them runs. Excitation a
 gradxact anchor at the lowest layer's input; conductance at the affine stem's output
 (on Eq. 2's path an affine map's outputs interpolate those at the two ends; at the
 zero baseline one end is its bias), so a user's hook that changes the stem's output
-is not seen. The hooks stay (``close()`` removes them), so a compiled model is not
-recompiled each step, and run eagerly (``torch.compiler.disable``): a graph break.
+is not seen. The hooks stay (``close()`` removes them), run eagerly (a graph break), and
+adding one resets torch.compile's caches: a compiled model recompiles once, not each step.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ class _Tap:
     def __init__(self, module: nn.Module, read_input: bool) -> None:
         self.callbacks: list[Callable[[Tensor], None]] = []
         self.read_input = read_input
-        register = module.register_forward_pre_hook if read_input else module.register_forward_hook
-        self.handle = register(self)
+        self.handle = (module.register_forward_pre_hook if read_input else module.register_forward_hook)(self)
+        torch.compiler.reset()  # Dynamo does not guard on hooks: code compiled before this one would never call it
 
     @torch.compiler.disable
     def __call__(self, module: nn.Module, args: tuple, output: Any = None) -> None:

@@ -7,6 +7,8 @@ Writes a JSON report into the folder given as argv[1] (rank 0 only):
   parameters are identical after training;
 * ``unsynced``: the same run with the cross-rank synchronisation of the Y-Drop layer
   switched off, which must diverge (else the first check proves nothing);
+* ``compiled``: the ``synced`` run with ``torch.compile(ddp_model)`` and a Guide
+  scoring in a separate pass (the masks drawn by the compiled mask op);
 * ``train_run``: per rank, how many files ``train_run`` wrote, its metrics and a hash
   of the trained weights.
 """
@@ -39,11 +41,14 @@ def _buffers(net: nn.Module) -> list[list[float]]:
     return [m.drop_rate.tolist() for m in net.modules() if isinstance(m, ydrop.YDrop)]
 
 
-def _train_guided(rank: int) -> dict:
+def _train_guided(rank: int, compiled: bool = False) -> dict:
     """STEPS DDP steps on rank-specific data and random streams; buffers compared every step."""
     net = _net()
     model = nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
-    guide = ydrop.Guide(model)
+    if compiled:
+        torch.compiler.reset()
+        model = torch.compile(model)
+    guide = ydrop.Guide(model, reuse_forward=not compiled)
     guide.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     data = torch.Generator().manual_seed(100 + rank)
@@ -97,7 +102,7 @@ def main() -> None:
     with dist_.process_group("cpu") as active:
         assert active and dist_.world_size() == 2
         rank = dist_.rank()
-        report = {"synced": _train_guided(rank)}
+        report = {"synced": _train_guided(rank), "compiled": _train_guided(rank, compiled=True)}
         sync = (ydrop_layer.all_reduce_mean, ydrop_layer.broadcast_from_main)
         ydrop_layer.all_reduce_mean = ydrop_layer.broadcast_from_main = lambda t: t
         try:

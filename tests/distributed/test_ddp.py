@@ -53,6 +53,15 @@ def test_ydrop_buffers_identical_on_both_ranks_at_every_step(report):
     assert synced["same_params"]
 
 
+def test_compiled_ddp_model_keeps_ydrop_buffers_identical_on_both_ranks(report):
+    # torch.compile(DDP(model)): the masks come from the compiled mask op, whose
+    # body all-reduces and broadcasts as the eager layer does.
+    compiled = report["compiled"]
+    assert compiled["buffers_moved"]
+    assert compiled["same_buffers"] == [True] * len(compiled["same_buffers"])
+    assert compiled["same_params"]
+
+
 def test_without_synchronisation_the_buffers_diverge(report):
     # The control: the same run with the Y-Drop layer's all-reduce and broadcast
     # switched off drifts apart, so the check above can fail.
