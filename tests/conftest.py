@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -16,3 +17,13 @@ def umask():
 
     yield set_mask
     os.umask(old)
+
+
+@pytest.fixture
+def fresh_compiler():
+    """torch.compile's caches emptied before and after the test: each compiling test
+    compiles its own models, and earlier tests' cache entries for the same code
+    (``nn.Sequential.forward``) would count against Dynamo's recompile limit."""
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()

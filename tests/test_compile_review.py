@@ -21,11 +21,8 @@ import ydrop
 
 
 @pytest.fixture(autouse=True)
-def fresh_compiler():
-    torch.compiler.reset()
+def fresh_counters(fresh_compiler):
     counters.clear()
-    yield
-    torch.compiler.reset()
 
 
 def mlp(layer) -> nn.Sequential:

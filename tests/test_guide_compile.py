@@ -28,13 +28,7 @@ def cnn(layer):
                          nn.ReLU(), layer(), nn.Linear(16, 5))
 
 
-@pytest.fixture(autouse=True)
-def fresh_compiler():
-    """Each test compiles its own models: earlier tests' cache entries for the same
-    code (``nn.Sequential.forward``) would count against the recompile limit."""
-    torch.compiler.reset()
-    yield
-    torch.compiler.reset()
+pytestmark = pytest.mark.usefixtures("fresh_compiler")
 
 
 METHODS = {

@@ -38,13 +38,7 @@ def train_compiled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: in
     return losses
 
 
-@pytest.fixture(autouse=True)
-def fresh_compiler():
-    """Each test compiles its own model: earlier tests' cache entries for the same
-    code (``nn.Sequential.forward``) would count against the recompile limit."""
-    torch.compiler.reset()
-    yield
-    torch.compiler.reset()
+pytestmark = pytest.mark.usefixtures("fresh_compiler")
 
 
 def set_epoch(model: nn.Module, epoch: int) -> None:
