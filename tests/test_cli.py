@@ -294,6 +294,7 @@ def test_analyze_bad_input_exits_2_naming_the_argument(case, analysed_dry_runs, 
     assert not (tmp_path / "report").exists()  # refused before anything was written
 
 
+@pytest.mark.filterwarnings("ignore:the units' signed total")  # barely trained nets
 def test_table_and_analyze_name_each_unreadable_result_and_report_the_rest(tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["compare", "--dry-run", "--seeds", "2", "--methods", "none", "--out", str(out), "--no-progress",
