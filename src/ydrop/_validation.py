@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_targets",
     "check_logits",
+    "check_score_rows",
     "check_all_finite",
 ]
 
@@ -149,6 +150,16 @@ def check_logits(logits: Any, target: Tensor, batch_size: int) -> int:
         raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
     check_targets("target", target, batch_size, num_classes=logits.shape[1])
     return logits.shape[1]
+
+
+def check_score_rows(kind_name: str, scores: Any, layer: Any, name: str, rows: int) -> Tensor:
+    """``scores[layer]`` from a score function (the Guide's pass), refused unless it is (rows, N)."""
+    value = scores.get(layer) if isinstance(scores, dict) else None
+    if isinstance(value, Tensor) and value.dim() == 2 and value.shape[0] == rows:
+        return value
+    got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else f"{value!r:.40}"
+    raise ValueError(f"score {kind_name!r} returned {got} for layer {name!r}; a score function must return "
+                     f"{{layer: Tensor (samples, units)}} with one row per sample ({rows}) for every layer it is given")
 
 
 def check_all_finite(name: str, scores: Tensor) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_non_negative_int, check_targets
+from ._validation import check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores import eval_mode, score_kind
@@ -138,7 +138,7 @@ class Guide:
         chosen, chosen_target = (inputs, target) if rows is None else (inputs[rows], target[rows])
         with eval_mode(self.model):
             scores = kind.fn(self.model, chosen, chosen_target, layers)
-        return hand_out([_checked(kind_name, scores, layer, name, len(chosen)) for name, layer in zip(names, layers)])
+        return hand_out([check_score_rows(kind_name, scores, layer, name, len(chosen)) for name, layer in zip(names, layers)])
 
     def _hand_out(self, names: list[str], per_sample: list[bool], subset: Tensor | None,
                   scores: list[Tensor]) -> dict[str, Tensor]:
@@ -186,16 +186,6 @@ class Guide:
                           "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
                           RuntimeWarning, stacklevel=3)
         self._warned_no_epoch = True
-
-
-def _checked(kind_name: str, scores: Any, layer: nn.Module, name: str, rows: int) -> Tensor:
-    """``scores[layer]`` from a score function, refused unless it is (rows, N)."""
-    value = scores.get(layer) if isinstance(scores, dict) else None
-    if isinstance(value, Tensor) and value.dim() == 2 and value.shape[0] == rows:
-        return value
-    got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else f"{value!r:.40}"
-    raise ValueError(f"score {kind_name!r} returned {got} for layer {name!r}; a score function must return "
-                     f"{{layer: Tensor (samples, units)}} with one row per sample ({rows}) for every layer it is given")
 
 
 class _Tap:
