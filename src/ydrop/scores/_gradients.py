@@ -110,7 +110,8 @@ def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[
     outputs, classes = single_call_outputs(modules, captured, model, rows.shape[0]), check_logits(logits, target, batch)
     grads: Sequence[Tensor | None] = [None] * len(outputs)
     if logits.requires_grad:
-        chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()
+        with torch.enable_grad():  # the caller may be under torch.no_grad: the selection must be recorded too
+            chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()
         grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
     return outputs, [None if g is None else g[: groups * batch].unflatten(0, (groups, batch)) for g in grads], classes
 
