@@ -1,12 +1,145 @@
-"""A researcher's own models: scoring under torch.no_grad."""
+"""A researcher's own models: forward arguments beyond the batch (padding masks), outputs
+that are not bare logits (tuples, HuggingFace-style dicts), scoring under torch.no_grad."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import ydrop
 
-B, CLASSES = 6, 3
+B, T, VOCAB, D, CLASSES = 6, 5, 30, 8, 3
+
+
+class Encoder(nn.Module):
+    """Token ids + padding mask -> logits; mean pool over the tokens that are not padding."""
+
+    def __init__(self, output="tensor"):
+        super().__init__()
+        torch.manual_seed(0)
+        self.output = output
+        self.emb = nn.Embedding(VOCAB, D)
+        layer = nn.TransformerEncoderLayer(D, 2, 16, dropout=0.1, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(D, CLASSES)
+        self.seen_masks = []  # the padding mask of every forward
+
+    def forward(self, ids, src_key_padding_mask=None):
+        self.seen_masks.append(src_key_padding_mask)
+        h = self.enc(self.emb(ids), src_key_padding_mask=src_key_padding_mask)
+        keep = torch.ones_like(ids, dtype=h.dtype) if src_key_padding_mask is None else (~src_key_padding_mask).to(h)
+        logits = self.head(self.drop((h * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)))
+        if self.output == "dict":
+            return {"logits": logits, "hidden": h}
+        return (logits, h) if self.output == "tuple" else logits
+
+
+class Bound(nn.Module):
+    """The reference: the mask bound by hand (the whole batch, no row subsets)."""
+
+    def __init__(self, model, mask, pick=lambda out: out):
+        super().__init__()
+        self.model, self.mask, self.pick = model, mask, pick
+
+    def forward(self, ids):
+        return self.pick(self.model(ids, src_key_padding_mask=self.mask))
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, VOCAB, (B, T), generator=g)
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[: B // 2, 3:] = True
+    return ids, pad, torch.randint(0, CLASSES, (B,), generator=g)
+
+
+@pytest.mark.parametrize("output", ["tensor", "dict", "tuple"])
+def test_guide_step_scores_with_the_forward_kwargs_and_to_logits(output):
+    ids, pad, y = batch()
+    model = ydrop.convert(Encoder(output), "excitation", score="gradxact", include="drop")
+    pick = {"tensor": None, "dict": lambda out: out["logits"], "tuple": lambda out: out[0]}[output]
+    guide = ydrop.Guide(model, to_logits=pick)
+    given = guide.step(ids, y, src_key_padding_mask=pad)
+    assert all(mask is pad or torch.equal(mask, pad[: mask.shape[0]]) for mask in model.seen_masks)
+    reference = ydrop.gradxact(Bound(model, pad, pick or (lambda out: out)), ids, y, ["model.drop"])
+    torch.testing.assert_close(given["drop"], next(iter(reference.values())))
+    without_mask = ydrop.gradxact(Bound(model, None, pick or (lambda out: out)), ids, y, ["model.drop"])
+    assert not torch.allclose(given["drop"], next(iter(without_mask.values())))  # the mask matters here
+    model.train()
+    model(ids, src_key_padding_mask=pad)  # the training forward takes the scores
+
+
+class Scaled(nn.Module):
+    """Features times a per-sample scale (a keyword), then an MLP head in an nn.Sequential:
+    conductance's chain pass with a shared zero baseline is reachable from the head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Linear(4, 8)
+        self.head = nn.Sequential(nn.ReLU(), ydrop.YDrop(warmup_epochs=0), nn.Linear(8, 8), nn.ReLU(),
+                                  ydrop.YDrop(warmup_epochs=0), nn.Linear(8, CLASSES))
+
+    def forward(self, x, scale):
+        return self.head(self.stem(x) * scale.unsqueeze(1) + scale.unsqueeze(1))
+
+
+def test_conductance_with_a_per_sample_keyword_matches_sample_by_sample():
+    model = Scaled()
+    x, scale, y = torch.randn(B, 4), torch.rand(B) + 0.5, torch.randint(0, CLASSES, (B,))
+    layers = [model.head[1], model.head[4]]
+    guide = ydrop.Guide(model)
+    scored = {}
+    originals = [layer.set_scores for layer in layers]
+    for layer, original in zip(layers, originals):
+        layer.set_scores = lambda s, layer=layer, original=original: (scored.__setitem__(layer, s), original(s))[1]
+    torch.manual_seed(3)
+    guide.step(x, y, scale=scale)
+    torch.manual_seed(3)
+    rows = torch.randperm(B)[: max(1, B // 5)]  # Y-Drop's subset of B // n_c samples (Eq. 9)
+
+    class One(nn.Module):
+        def __init__(self, s):
+            super().__init__()
+            self.model, self.s = model, s
+
+        def forward(self, x):
+            return self.model(x, self.s.expand(x.shape[0]))
+
+    for row in rows.tolist():
+        one = One(scale[row: row + 1])
+        expected = ydrop.conductance(one, x[row: row + 1], y[row: row + 1], ["model.head.1", "model.head.4"])
+        for layer, value in zip(layers, expected.values()):
+            got = scored[layer][rows.tolist().index(row)]
+            torch.testing.assert_close(got, value[0])
+
+
+def test_guide_names_a_missing_forward_argument():
+    model = Scaled()
+    guide = ydrop.Guide(model)
+    with pytest.raises(ValueError, match=r"scale.*guide\.step\(inputs, target, scale=\.\.\.\)"):
+        guide.step(torch.randn(B, 4), torch.zeros(B, dtype=torch.long))
+
+
+def test_forward_kwarg_tensors_must_be_batch_first():
+    model = Scaled()
+    guide = ydrop.Guide(model)
+    with pytest.raises(ValueError, match=r"scale= .*one row per sample \(6, \.\.\.\).*\(5,\)"):
+        guide.step(torch.randn(B, 4), torch.zeros(B, dtype=torch.long), scale=torch.ones(5))
+
+
+@pytest.mark.parametrize("output", ["dict", "tuple"])
+def test_a_model_returning_a_dict_or_tuple_is_told_about_to_logits(output):
+    ids, pad, y = batch()
+    model = ydrop.convert(Encoder(output), "excitation", score="gradxact", include="drop")
+    with pytest.raises(ValueError, match=r"got " + output + r".*to_logits="):
+        ydrop.Guide(model).step(ids, y, src_key_padding_mask=pad)
+
+
+def test_to_logits_must_be_callable():
+    with pytest.raises(TypeError, match=r"to_logits must be None or a callable.*'logits'"):
+        ydrop.Guide(Scaled(), to_logits="logits")
 
 
 def tanh_above():

@@ -147,7 +147,9 @@ def check_logits(logits: Any, target: Tensor, batch_size: int) -> int:
     shape (B, classes) and that every target indexes one of them."""
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}")
+        raise ValueError(f"the model must return logits of shape (B, classes), got {shape}; for a model that "
+                         "returns a tuple or a dict, give the Guide to_logits=, e.g. ydrop.Guide(model, to_logits="
+                         "lambda out: out['logits']) (a score function called directly: wrap the model)")
     check_targets("target", target, batch_size, num_classes=logits.shape[1])
     return logits.shape[1]
 

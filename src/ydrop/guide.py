@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._forward import ScoringForward, check_forward_kwargs
 from ._validation import check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
@@ -49,9 +50,11 @@ class Guide:
         reuse_forward: score inside the training forward where the model allows it
             (module docstring); False always runs the separate pass (then a compiled
             model's forward has no graph break: README, torch.compile).
+        to_logits: maps the model's output to the logits, for a model that returns a
+            tuple or a dict (``lambda out: out["logits"]``); None: the output is them.
     """
 
-    def __init__(self, model: nn.Module, reuse_forward: bool = True) -> None:
+    def __init__(self, model: nn.Module, reuse_forward: bool = True, to_logits: Callable | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model = unwrap_model(model)
@@ -62,7 +65,7 @@ class Guide:
                              f"ExcitationDropout, ydrop.ActivationDropout); its modules are: {kinds or 'none'}")
         if not isinstance(reuse_forward, bool):
             raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
-        self.reuse_forward = reuse_forward
+        self.reuse_forward, self._forward = reuse_forward, ScoringForward(model, to_logits)
         self.epoch: int | None = None
         self.scored_layers: list[str] = []  # the layers the last step scores (by a pass or in the forward)
         self._taps: dict[tuple[int, bool], _Tap] = {}
@@ -91,10 +94,11 @@ class Guide:
             tap.handle.remove()
         self._taps.clear()
 
-    def step(self, inputs: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def step(self, inputs: Tensor, target: Tensor, **forward_kwargs: Any) -> dict[str, Tensor]:
         """Score ``inputs`` (B, *), the batch the next training forward sees, for
         ``target`` (B,) (class range checked on the rows a pass reads), and hand
-        every guided layer its scores.
+        every guided layer its scores. ``forward_kwargs``: the other arguments of that
+        forward (``src_key_padding_mask=mask``), its tensors batch first (``_forward.py``).
 
         Returns ``{layer name: scores (samples, N)}`` of the layers scored by a pass
         at this step; those scored inside the training forward are not listed, but
@@ -113,6 +117,7 @@ class Guide:
         if not isinstance(inputs, Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
             raise ValueError(f"inputs must be a non-empty batch tensor (B, ...), got {inputs!r:.80}")
         target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
+        kwargs = check_forward_kwargs(self.model, forward_kwargs, inputs.shape[0])
         self.scored_layers = list(active)
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
@@ -120,10 +125,11 @@ class Guide:
             groups[(request.kind, request.steps)].append(name)
         given: dict[str, Tensor] = {}
         for (kind, steps), names in groups.items():
-            given.update(self._score_group(kind, steps, names, inputs, target))
+            given.update(self._score_group(kind, steps, names, inputs, target, kwargs))
         return given
 
-    def _score_group(self, kind_name: str, steps: int, names: list[str], inputs: Tensor, target: Tensor):
+    def _score_group(self, kind_name: str, steps: int, names: list[str], inputs: Tensor, target: Tensor,
+                     kwargs: dict[str, Any]):
         kind = score_kind(kind_name)
         layers = [self.layers[name] for name in names]
         per_sample = [layer.score_request().per_sample for layer in layers]
@@ -133,33 +139,36 @@ class Guide:
             subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
         rows = subset if subset is not None and not any(per_sample) else None
         hand_out = partial(self._hand_out, names, per_sample, subset if rows is None else None)
-        if self._arm(kind, layers, inputs, target, rows, hand_out):
+        if self._arm(kind, layers, inputs, target, rows, hand_out, self._scoring_model(kwargs, None, batch)):
             return {}
         chosen, chosen_target = (inputs, target) if rows is None else (inputs[rows], target[rows])
         with eval_mode(self.model):
-            scores = kind.fn(self.model, chosen, chosen_target, layers)
-        return hand_out([check_score_rows(kind_name, scores, layer, name, len(chosen)) for name, layer in zip(names, layers)])
+            scores = kind.fn(self._scoring_model(kwargs, rows, len(chosen)), chosen, chosen_target, layers)
+        return hand_out([check_score_rows(kind_name, scores, layer, name, len(chosen))
+                         for name, layer in zip(names, layers)])
 
     def _hand_out(self, names: list[str], per_sample: list[bool], subset: Tensor | None,
                   scores: list[Tensor]) -> dict[str, Tensor]:
         """Give each layer ``names[i]`` its ``scores[i]``; a ranking layer
         (``per_sample[i]`` false) scored on the whole batch takes the random ``subset``."""
-        given = {}
-        for name, each, layer_scores in zip(names, per_sample, scores):
-            if subset is not None and not each:
-                layer_scores = layer_scores[subset]
+        given = {name: layer_scores if subset is None or each else layer_scores[subset]
+                 for name, each, layer_scores in zip(names, per_sample, scores)}
+        for name, layer_scores in given.items():
             self.layers[name].set_scores(layer_scores)
-            given[name] = layer_scores
         return given
 
+    def _scoring_model(self, kwargs: dict[str, Any], rows: Tensor | None, count: int) -> nn.Module:
+        """The model as the scores call it: itself, or with ``kwargs`` (their ``rows``) and to_logits."""
+        return self._forward.bind(kwargs, rows, count) if kwargs or self._forward.to_logits else self.model
+
     def _arm(self, kind, layers: list[GuidedDropout], inputs: Tensor, target: Tensor, rows: Tensor | None,
-             hand_out: Callable[[list[Tensor]], Any]) -> bool:
+             hand_out: Callable[[list[Tensor]], Any], model: nn.Module) -> bool:
         """Arm the hook that scores ``layers`` inside the next training forward
         (module docstring); False when the kind or the model does not allow it."""
         if not self.reuse_forward or kind.along is None:
             return False
         at_stem = kind.anchor == "stem"
-        found = (stem_anchor if at_stem else lowest_anchor)(self.model, layers, inputs)
+        found = (stem_anchor if at_stem else lowest_anchor)(model, layers, inputs)
         if found is None or not found.same_in_training:
             return False
         anchor, chain = found.module, found.chain

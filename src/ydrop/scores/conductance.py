@@ -114,7 +114,7 @@ def model_conductance(
     """The computation, model already in eval mode: one (B, N) tensor per module, in
     order, and the model's number of classes."""
     path = path_points(baseline, inputs, steps)
-    shared = baseline.stride(0) == 0  # one start point for every sample
+    shared = baseline.stride(0) == 0 and not getattr(model, "per_sample_inputs", False)  # one start point for all
     outputs, grads, classes = layer_gradients(model, path, target, modules, steps, inputs[:1], shared)
     return _scores(outputs, grads, steps, modules), classes
 
