@@ -323,3 +323,24 @@ def test_one_and_three_dimensional_maps_equal_the_two_dimensional_ones():
     # AdaptiveMaxPool3d to two windows of 2 after the two pools of 2: each window's max of
     # one value is the AdaptiveAvgPool2d's mean of it.
     torch.testing.assert_close(excitation_backprop(net3d, x[:, :, None], y, [net3d[1]])[net3d[1]], want)
+
+
+class Residual(nn.Module):
+    """A ResNet block whose identity shortcut is ``shortcut`` (the common ``nn.Sequential()``)."""
+
+    def __init__(self, shortcut):
+        super().__init__()
+        torch.manual_seed(0)
+        self.drop, self.conv, self.shortcut = nn.Dropout2d(0.2), nn.Conv2d(3, 3, 3, padding=1), shortcut
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
+
+    def forward(self, x):
+        h = self.drop(x)
+        return self.head(self.conv(h) + self.shortcut(h))
+
+
+def test_an_empty_sequential_shortcut_is_the_identity():
+    x, y = torch.randn(3, 3, 5, 5).relu(), torch.randint(0, 4, (3,))
+    empty, identity = Residual(nn.Sequential()), Residual(nn.Identity())
+    ours = excitation_backprop(empty, x, y, ["drop"])[empty.drop]
+    torch.testing.assert_close(ours, excitation_backprop(identity, x, y, ["drop"])[identity.drop])

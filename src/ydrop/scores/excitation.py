@@ -208,7 +208,7 @@ def _ruled_modules(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]],
             ruled.append((name, module, rule))  # its rule covers its children
             return
         children = list(module.named_children())
-        if not children:
+        if not children and not isinstance(module, nn.Sequential):  # an empty Sequential: the identity
             unruled.append((name, module))
         for child_name, child in children:
             visit(f"{name}.{child_name}" if name else child_name, child)
