@@ -611,3 +611,29 @@ def test_a_guided_layer_the_forward_never_runs_is_named():
     guide.set_epoch(0)
     with pytest.raises(ValueError, match=r"layer 'spare' \(YDrop\) did not run in the model's forward"):
         guide.step(torch.randn(10, 8), torch.randint(0, 3, (10,)))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_made_between_step_and_forward_leaves_the_original_alone(how):
+    """The copy of a model copies the Guide's hook on it: the copy's forward must not
+    score the original's layers, and the original still takes its scores in its own."""
+    import pickle
+
+    model = two_ydrop_net()
+    guide = started_guide(model)
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    guide.step(x, y)
+    model(x)
+    guide.step(x, y)
+    copied = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    before = model[3].mean_score.clone()
+    copied(torch.randn(16, 12))
+    assert torch.equal(model[3].mean_score, before)
+    torch.manual_seed(1)
+    model(torch.randn(16, 12))  # the original's own forward scores its layers
+    assert not torch.equal(model[3].mean_score, before)
+    copy_guide = started_guide(copied)
+    copy_guide.step(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copied(x).sum().backward()

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._forward import ScoringForward, check_forward_kwargs
+from ._tap import Tap
 from ._validation import check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
@@ -68,7 +69,7 @@ class Guide:
         self.reuse_forward, self._forward = reuse_forward, ScoringForward(model, to_logits)
         self.epoch: int | None = None
         self.scored_layers: list[str] = []  # the layers the last step scores (by a pass or in the forward)
-        self._taps: dict[tuple[int, bool], _Tap] = {}
+        self._taps: dict[tuple[int, bool], Tap] = {}
         self._warned_no_epoch = False
 
     def __repr__(self) -> str:
@@ -184,7 +185,7 @@ class Guide:
 
         key = (id(anchor), not at_stem)
         if key not in self._taps:
-            self._taps[key] = _Tap(anchor, read_input=not at_stem)
+            self._taps[key] = Tap(anchor, read_input=not at_stem)
         self._taps[key].callbacks.append(score)  # groups sharing an anchor (e.g. two n_c) each get one
         return True
 
@@ -195,23 +196,3 @@ class Guide:
                           "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
                           RuntimeWarning, stacklevel=3)
         self._warned_no_epoch = True
-
-
-class _Tap:
-    """A hook on an anchor module that hands its input (``read_input``) or output in
-    the next training forward to each of ``callbacks``, once; inert while not armed."""
-
-    def __init__(self, module: nn.Module, read_input: bool) -> None:
-        self.callbacks: list[Callable[[Tensor], None]] = []
-        self.read_input = read_input
-        self.handle = (module.register_forward_pre_hook if read_input else module.register_forward_hook)(self)
-        torch.compiler.reset()  # Dynamo does not guard on hooks: code compiled before this one would never call it
-
-    @torch.compiler.disable
-    def __call__(self, module: nn.Module, args: tuple, output: Any = None) -> None:
-        if not self.callbacks or not module.training:
-            return
-        callbacks, self.callbacks = self.callbacks, []
-        value = args[0] if self.read_input else output
-        for callback in callbacks if isinstance(value, Tensor) else ():
-            callback(value)
