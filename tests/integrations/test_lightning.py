@@ -101,3 +101,37 @@ def test_ydrop_imports_without_lightning():
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr
     assert "refused:" in proc.stdout and "pip install 'ydrop[lightning]'" in proc.stdout
+
+
+class Keyword(pl.LightningModule):
+    """A dict batch and a forward that needs a second argument (the Guide refuses to score without it)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Linear(8, 16)
+        self.head = nn.Sequential(nn.ReLU(), ydrop.YDrop(warmup_epochs=0, elasticity=0.1), nn.Linear(16, 3))
+
+    def forward(self, x, scale):
+        return self.head(self.stem(x) * scale.unsqueeze(1))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch["x"], scale=batch["scale"]), batch["y"])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_dict_batch_gives_the_guide_the_forward_arguments():
+    g = torch.Generator().manual_seed(2)
+    rows = [{"x": torch.randn(8, generator=g), "scale": torch.rand((), generator=g) + 0.5,
+             "y": torch.randint(0, 3, (), generator=g)} for _ in range(32)]
+    module = Keyword()
+    with pytest.raises(ValueError, match=r"batch of type dict with keys \['x', 'scale', 'y'\].*batch_to_xy"):
+        trainer([GuideCallback()], epochs=1).fit(module, DataLoader(rows, batch_size=16))
+    callback = GuideCallback(batch_to_xy=lambda b: (b["x"], b["y"], {"scale": b["scale"]}))
+    trainer([callback], epochs=1).fit(module, DataLoader(rows, batch_size=16))
+    assert callback.scored_batches == 2 and module.head[1].mean_score.numel() == 16
+    with pytest.raises(TypeError, match=r"batch_to_xy must return \(inputs, targets\) or .*got tuple \(Tensor, "):
+        bad = GuideCallback(batch_to_xy=lambda b: (b["x"], b["y"], b["scale"]))
+        trainer([bad], epochs=1).fit(Keyword(), DataLoader(rows, batch_size=16))

@@ -40,18 +40,34 @@ def default_batch_to_xy(batch: Any) -> tuple[Tensor, Tensor]:
     """``(inputs, targets)`` of a batch given as a tuple or list whose first two items they are."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
+    keys = f" with keys {list(batch)}" if isinstance(batch, dict) else ""
     raise ValueError(
-        f"GuideCallback cannot read (inputs, targets) from a batch of type {type(batch).__name__}; "
-        "pass batch_to_xy=lambda batch: (inputs, targets) to the callback"
+        f"GuideCallback cannot read (inputs, targets) from a batch of type {type(batch).__name__}{keys}; "
+        "pass batch_to_xy=lambda batch: (inputs, targets) to the callback, or (inputs, targets, "
+        "{name: value}) for the forward's other arguments, e.g. (batch['x'], batch['y'], {'mask': batch['mask']})"
     )
+
+
+def _split_xy(got: Any) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """``batch_to_xy``'s result as ``(inputs, targets, forward_kwargs)``."""
+    if isinstance(got, (tuple, list)) and len(got) == 2:
+        return got[0], got[1], {}
+    if isinstance(got, (tuple, list)) and len(got) == 3 and isinstance(got[2], dict):
+        return got[0], got[1], got[2]
+    kinds = ", ".join(type(item).__name__ for item in got) if isinstance(got, (tuple, list)) else ""
+    raise TypeError(f"batch_to_xy must return (inputs, targets) or (inputs, targets, forward_kwargs), the "
+                    f"last a dict of the forward's other arguments; got {type(got).__name__}"
+                    f"{f' ({kinds})' if kinds else ''}")
 
 
 class GuideCallback(pl.Callback):
     """Score the guided layers of the LightningModule before each training batch.
 
     Args:
-        batch_to_xy: maps a training batch to ``(inputs, targets)``; default: its first
-            two items.
+        batch_to_xy: maps a training batch to ``(inputs, targets)``, or to ``(inputs,
+            targets, forward_kwargs)`` when the forward takes more than the inputs (a
+            padding mask: ``{"src_key_padding_mask": batch["mask"]}``, passed to
+            ``Guide.step``); default: the batch's first two items.
         network: maps the LightningModule to the network the Guide scores, which must
             map inputs to logits; default: the module itself (its ``forward``).
         **guide_kwargs: passed to :class:`ydrop.Guide`.
@@ -90,8 +106,8 @@ class GuideCallback(pl.Callback):
 
     def on_train_batch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any,
                              batch_idx: int) -> None:
-        inputs, targets = self.batch_to_xy(batch)
-        self.guide.step(inputs, targets)
+        inputs, targets, forward_kwargs = _split_xy(self.batch_to_xy(batch))
+        self.guide.step(inputs, targets, **forward_kwargs)
         self.batches += 1
         # Not the scores step returns: layers scored in the training forward are not among them.
         self.scored_batches += bool(self.guide.scored_layers)
