@@ -14,8 +14,9 @@ Each metric is a torchmetrics-style object (``update`` per batch, ``compute``,
   weights barely moved between two state dicts (Ma et al. 2017, Table 5);
   :func:`feeding_layer` finds the module holding those weights.
 
-"Units" of a layer are its output units: the last dimension of a (B, N) output or
-the channels of a (B, C, H, W) map (summed over positions), as in ``ydrop.scores``.
+"Units" of a layer are its output units along its ``unit_dim``, as in ``ydrop.scores``:
+the N features of a (B, N) output, the D features of a (B, T, D) sequence (summed over
+tokens) and the channels of a (B, C, H, W) map (summed over positions).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from .._validation import as_real, check_non_negative, check_positive_int, describe
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
-from ..scores._units import normalise_rows, per_unit
+from ..scores._units import normalise_rows, per_unit, resolve_unit_dim
 from ..scores.plan import recorded_calls
 
 __all__ = [
@@ -279,7 +280,7 @@ class Utilisation:
             model(x)
         (output,) = single_call_outputs([module], captured, model, x.shape[0])
         p_eb = excitation_backprop(model, x, y, module)[module]
-        self.update_scores(output, p_eb)
+        self.update_scores(per_unit(output, getattr(module, "unit_dim", None)), p_eb)
 
     def update_scores(self, activations: Tensor, p_eb: Tensor) -> None:
         sums = _utilisation_sums(activations, p_eb)
@@ -335,7 +336,9 @@ def _weight_key(state: Mapping[str, Tensor], layer: str | nn.Module, model: nn.M
         if key in state:
             return key
     weights = [k for k in state if k.endswith("weight")]
-    raise ValueError(f"layer = {layer!r} names no weight in the state dict; weights are {weights[:8]}")
+    raise ValueError(f"layer = {layer!r} names no weight in the state dict; weights are {weights[:8]}; "
+                     "give the Linear or conv whose weight rows feed the units, not the dropout slot "
+                     "(ydrop.analysis.feeding_layer(model, slot, inputs) names it)")
 
 
 def conservative_units(
@@ -383,31 +386,43 @@ def feeding_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> str:
     The last module run before ``layer`` (or ``layer`` itself) that owns a weight of
     shape (N, ...) with N = the units of ``layer``: the Linear (or conv) that feeds
     a ReLU and a dropout slot. One forward of ``inputs[:1]`` in eval mode finds it.
+    A module with weights of another kind met first (``nn.MultiheadAttention``, whose
+    ``out_proj`` is not called as a module; an RNN) is named in an error, not passed.
     """
     _, target = _one_layer(model, layer)
     calls = _calls_until(model, target, inputs[:1])
     if not calls:
         raise ValueError(f"layer {layer!r} did not run in the model's forward")
-    units = calls[-1][1].shape[1]
+    output = calls[-1][1]
+    units = output.shape[resolve_unit_dim(output.dim(), getattr(target, "unit_dim", None))]
     names = {id(module): name for name, module in model.named_modules()}
     for module, _ in reversed(calls):
         if _weight_rows(module) == units:
             return names[id(module)]
+        if _weight_rows(module) is None and module is not target:
+            raise ValueError(f"the last module with weights run before layer {layer!r} is {names[id(module)]!r} "
+                             f"({type(module).__name__}), whose weights are not one row per unit ({units}, ...); "
+                             "name the module whose weight rows feed the units yourself")
     raise ValueError(f"no module with a ({units}, ...) weight runs before layer {layer!r}: nothing feeds its units")
 
 
 def _calls_until(model: nn.Module, target: nn.Module, probe: Tensor) -> list[tuple[nn.Module, Tensor]]:
-    """(module, output) of every call of ``target`` and of the modules with a weight of
-    two or more dimensions, in call order, up to and including ``target``'s first call
+    """(module, output) of every call of ``target`` and of the modules holding a parameter
+    of two or more dimensions, in call order, up to and including ``target``'s first call
     (modules run after it do not feed it); empty when ``target`` did not run. One
     forward of ``probe`` in eval mode without gradients."""
-    watched = [module for module in model.modules() if module is target or _weight_rows(module) is not None]
+    watched = [module for module in model.modules() if module is target or _owns_matrix(module)]
     with torch.no_grad(), eval_mode(model):
         calls = recorded_calls(model, watched, probe)[0]
     for index, (module, _, _) in enumerate(calls):
         if module is target:
             return [(called, output) for called, _, output in calls[:index + 1]]
     return []
+
+
+def _owns_matrix(module: nn.Module) -> bool:
+    """Whether ``module`` itself (not a child) holds a parameter of two or more dimensions."""
+    return any(parameter.dim() >= 2 for parameter in module.parameters(recurse=False))
 
 
 def _weight_rows(module: nn.Module) -> int | None:

@@ -1,9 +1,10 @@
 """Robustness to removing units at inference (Y-Drop Fig. 3, Excitation Dropout Fig. 7).
 
 Units of one layer are *removed* by multiplying the layer's output by a 0/1 mask
-(no rescaling) in a forward hook that is always removed in ``finally``. Units are
-the last dimension of a (B, N) output or the channels of a (B, C, H, W) map (a
-removed channel is zero at every position). Every curve records, per grid point,
+(no rescaling) in a forward hook that is always removed in ``finally``. Units lie
+along the layer's ``unit_dim``, as everywhere in ydrop: the N features of a (B, N)
+output, the D features of a (B, T, D) sequence (removed at every token) and the
+channels of a (B, C, H, W) map (a removed channel is zero at every position). Every curve records, per grid point,
 the accuracy and the mean softmax probability of the ground-truth class, with the
 model in eval mode under ``no_grad``.
 
@@ -40,6 +41,7 @@ from tqdm.auto import tqdm
 from .._validation import as_real, check_choice, check_positive_int, describe
 from ..scores import excitation_backprop
 from ..scores._hooks import LayerSpec, eval_mode, resolve_layers
+from ..scores._units import resolve_unit_dim
 from .metrics import _check_batch, conductance_spread
 
 __all__ = [
@@ -92,27 +94,31 @@ class RobustnessCurve:
         return asdict(self)
 
 
-def _masked(output: Tensor, mask: Tensor, expand: bool) -> Tensor:
-    """``output`` (B, N, *) times ``mask`` on its units.
+def _masked(output: Tensor, mask: Tensor, expand: bool, unit_dim: int | None = None) -> Tensor:
+    """``output`` (B, ...) times ``mask`` on its units (along ``unit_dim``, module docstring).
 
-    Without ``expand``: ``mask`` (N,) or (B, N) -> (B, N, *). With ``expand``: ``mask``
-    (M, N) or (M, B, N) -> (M * B, N, *), block m being the output times mask m.
+    Without ``expand``: ``mask`` (N,) or (B, N). With ``expand``: ``mask`` (M, N) or
+    (M, B, N) -> (M * B, ...), block m being the output times mask m.
     """
     if not isinstance(output, Tensor) or output.dim() < 2:
         raise TypeError(f"removing units needs a layer with a (B, N, ...) tensor output, got {type(output).__name__}")
+    dim = resolve_unit_dim(output.dim(), unit_dim)
     m = mask.to(device=output.device, dtype=output.dtype)
-    if m.shape[-1] != output.shape[1]:
-        raise ValueError(f"mask has {m.shape[-1]} units, the layer output has {output.shape[1]}")
-    spatial = [1] * (output.dim() - 2)
+    if m.shape[-1] != output.shape[dim]:
+        raise ValueError(f"mask has {m.shape[-1]} units, the layer output {tuple(output.shape)} has "
+                         f"{output.shape[dim]} along its unit dimension {dim}")
+    # (1 or B, *1, N, *1): the units at ``dim``, one value for every position around them.
+    shape = [1] * (dim - 1) + [m.shape[-1]] + [1] * (output.dim() - dim - 1)
     if not expand:
-        return output * m.reshape(-1, m.shape[-1], *spatial)
-    m = m.reshape(m.shape[0], -1, m.shape[-1], *spatial)  # (M, 1 or B, N, *1)
+        return output * m.reshape(-1, *shape)
+    m = m.reshape(m.shape[0], -1, *shape)  # (M, 1 or B, ...)
     return (output.unsqueeze(0) * m).reshape(-1, *output.shape[1:])
 
 
 @contextmanager
 def _masking(module: nn.Module, mask: Tensor, expand: bool) -> Iterator[None]:
-    handle = module.register_forward_hook(lambda _module, _inputs, output: _masked(output, mask, expand))
+    unit_dim = getattr(module, "unit_dim", None)  # a guided layer's or a baseline's own
+    handle = module.register_forward_hook(lambda _module, _inputs, output: _masked(output, mask, expand, unit_dim))
     try:
         yield
     finally:
@@ -123,8 +129,9 @@ def remove_units(module: nn.Module, mask: Tensor):
     """Context manager: multiply ``module``'s output by ``mask`` while inside the block.
 
     ``mask``: (N,) shared by all samples or (B, N) one row per sample; 1 keeps a
-    unit, 0 removes it (no rescaling). For a (B, C, *spatial) output the mask
-    applies per channel. The hook is removed in ``finally``, also when the forward
+    unit, 0 removes it (no rescaling). Units lie along the layer's ``unit_dim``
+    (module docstring): a channel of a (B, C, *spatial) output, a feature of a
+    (B, T, D) one at every token. The hook is removed in ``finally``, also when the forward
     raises.
     """
     return _masking(module, mask, expand=False)
@@ -153,8 +160,14 @@ def _batches(data: Iterable) -> Iterable:
     return data
 
 
+def _unit_count(model: nn.Module, module: nn.Module, x: Tensor) -> int:
+    """N, the units of ``module``'s output along its unit dimension."""
+    shape = _output_shape(model, module, x)
+    return shape[resolve_unit_dim(len(shape) + 1, getattr(module, "unit_dim", None)) - 1]
+
+
 def _output_shape(model: nn.Module, module: nn.Module, x: Tensor) -> torch.Size:
-    """Shape of one sample's output of ``module``: (N,) or (C, *spatial)."""
+    """Shape of one sample's output of ``module``: (N,), (T, D) or (C, *spatial)."""
     seen: list[torch.Size] = []
     handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out.shape[1:]))
     try:
@@ -271,7 +284,7 @@ def random_removal(
     _, module = resolve_layers(model, layer)[0]
     batches = _batches(data)
     unpruned = evaluate(model, batches)
-    units = _output_shape(model, module, next(iter(batches))[0])[0]
+    units = _unit_count(model, module, next(iter(batches))[0])
     ranks = torch.rand(repeats, units, generator=generator).argsort(1).argsort(1)  # (R, N) a random order each
     removed = _removed_counts(fractions, units)
     keep = (ranks.unsqueeze(0) >= removed.view(-1, 1, 1)).float().flatten(0, 1)  # (G * R, N), grid-major
@@ -307,7 +320,7 @@ def ranked_removal(
         raise ValueError(f"scores must be a 1-D tensor of per-unit importance, got {getattr(scores, 'shape', scores)!r}")
     batches = _batches(data)
     unpruned = evaluate(model, batches)
-    units = _output_shape(model, module, next(iter(batches))[0])[0]
+    units = _unit_count(model, module, next(iter(batches))[0])
     if scores.numel() != units:
         raise ValueError(f"scores has {scores.numel()} units, layer has {units}")
     ranking = torch.sort(scores.detach().cpu().double(), descending=(order == "most"), stable=True).indices
