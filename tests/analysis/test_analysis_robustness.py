@@ -207,12 +207,18 @@ def test_argument_errors_name_the_argument_and_echo_the_value():
         random_removal(model, data(), model[2], repeats=0, progress=False)
     with pytest.raises(ValueError, match="order must be one of 'most', 'least'; got 'top'"):
         ranked_removal(model, data(), model[2], scores=torch.ones(12), order="top", progress=False)
-    with pytest.raises(ValueError, match="exactly one of ranking_data"):
+    with pytest.raises(ValueError, match="exactly one of ranking_data= .* or scores= .*; got neither"):
         ranked_removal(model, data(), model[2], progress=False)
-    with pytest.raises(ValueError, match="scores has 3 units, layer has 12"):
+    with pytest.raises(ValueError, match="scores= has 3 values but layer '2' has 12 units"):
         ranked_removal(model, data(), model[2], scores=torch.ones(3), progress=False)
     with pytest.raises(ValueError, match="data must hold at least one sample"):
         random_removal(model, [], model[2], progress=False)
+    with pytest.raises(TypeError, match=r"data must be an iterable of \(x, y\) batches .*got a tensor of shape \(4, 6\)"):
+        random_removal(model, torch.randn(4, 6), model[2], progress=False)
+    with pytest.raises(TypeError, match=r"data must yield \(x, y\) batches .*dict with keys \['x', 'y'\]"):
+        evaluate(model, [{"x": torch.randn(4, 6), "y": torch.zeros(4, dtype=torch.long)}])
+    with pytest.raises(ValueError, match=r"layer = '3x' is not the name of a submodule of the model; did you mean '3'"):
+        random_removal(model, data(), "3x", progress=False)
 
 
 def test_masked_networks_split_over_several_forwards_give_the_same_curves(monkeypatch):

@@ -21,9 +21,10 @@ tokens) and the channels of a (B, C, H, W) map (summed over positions).
 
 from __future__ import annotations
 
+import difflib
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -54,10 +55,29 @@ __all__ = [
 DEFAULT_TOP_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 
 
-def _one_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
+def one_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
+    """(name, module) of the analysed ``layer``, a submodule or its name; errors name ``layer``."""
     if not isinstance(layer, (nn.Module, str)):
-        raise TypeError(f"layer must be an nn.Module or a submodule name, got {type(layer).__name__}")
+        raise TypeError(f"layer must be an nn.Module or a submodule name, got {describe(layer, nn.Module)}")
+    names = [name for name, _ in model.named_modules()]
+    if isinstance(layer, str) and layer not in names:
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[1:6]}"
+        raise ValueError(f"layer = {layer!r} is not the name of a submodule of the model; {hint}")
     return resolve_layers(model, layer)[0]
+
+
+def pairs(data: Iterable) -> Iterator[tuple[Tensor, Tensor]]:
+    """The (x, y) batches of ``data``; a TypeError naming ``data`` for anything else
+    (a bare tensor, a dict batch), where unpacking would say "too many values"."""
+    if isinstance(data, Tensor) or not isinstance(data, Iterable):
+        raise TypeError(f"data must be an iterable of (x, y) batches (a DataLoader, a list of pairs), "
+                        f"got {describe(data, Tensor)}")
+    for batch in data:
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            kind = f"dict with keys {list(batch)}" if isinstance(batch, dict) else describe(batch, Tensor)
+            raise TypeError(f"data must yield (x, y) batches (pairs of tensors), got a batch that is {kind}")
+        yield batch[0], batch[1]
 
 
 def _check_batch(x, y) -> None:
@@ -105,8 +125,12 @@ class SpreadResult:
 
 def _over(metric, model: nn.Module, data: Iterable):
     """A functional twin: ``metric.update`` on every (x, y) batch, then ``compute()``."""
-    for x, y in data:
+    seen = 0
+    for x, y in pairs(data):
         metric.update(model, x, y)
+        seen += x.shape[0]
+    if not seen:
+        raise ValueError("data must hold at least one sample, got no batches or only empty ones")
     return metric.compute()
 
 
@@ -167,7 +191,7 @@ class ConductanceSpread:
 
     def update(self, model: nn.Module, x: Tensor, y: Tensor) -> None:
         _check_batch(x, y)
-        _, module = _one_layer(model, self.layer)
+        _, module = one_layer(model, self.layer)
         scores = conductance(model, x, y, module, steps=self.steps)[module].detach()
         self.update_scores(scores)
 
@@ -275,7 +299,7 @@ class Utilisation:
         _check_batch(x, y)
         if self.layer is None:
             raise ValueError("layer must be given to update from a model; use update_scores for precomputed values")
-        _, module = _one_layer(model, self.layer)
+        _, module = one_layer(model, self.layer)
         with torch.no_grad(), eval_mode(model), capture_outputs([module]) as captured:
             model(x)
         (output,) = single_call_outputs([module], captured, model, x.shape[0])
@@ -389,7 +413,7 @@ def feeding_layer(model: nn.Module, layer: LayerSpec, inputs: Tensor) -> str:
     A module with weights of another kind met first (``nn.MultiheadAttention``, whose
     ``out_proj`` is not called as a module; an RNN) is named in an error, not passed.
     """
-    _, target = _one_layer(model, layer)
+    _, target = one_layer(model, layer)
     calls = _calls_until(model, target, inputs[:1])
     if not calls:
         raise ValueError(f"layer {layer!r} did not run in the model's forward")

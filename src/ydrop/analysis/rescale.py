@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .._validation import check_positive_int
 from ..guide import Guide
 from ..layers import Dropout, GuidedDropout
+from .metrics import pairs
 
 __all__ = ["ScaleResult", "train_test_scale"]
 
@@ -107,7 +108,7 @@ def _guide_past_warmup(model: nn.Module) -> Guide | None:
 
 
 def _training_forwards(model: nn.Module, guide: Guide | None, data: Iterable, repeats: int) -> None:
-    for x, y in data:
+    for x, y in pairs(data):
         for _ in range(repeats):
             if guide is not None:
                 guide.step(x, y)

@@ -40,9 +40,9 @@ from tqdm.auto import tqdm
 
 from .._validation import as_real, check_choice, check_positive_int, describe
 from ..scores import excitation_backprop
-from ..scores._hooks import LayerSpec, eval_mode, resolve_layers
+from ..scores._hooks import LayerSpec, eval_mode
 from ..scores._units import resolve_unit_dim
-from .metrics import _check_batch, conductance_spread
+from .metrics import _check_batch, conductance_spread, one_layer, pairs
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -192,7 +192,7 @@ def evaluate(model: nn.Module, data: Iterable) -> tuple[float, float]:
     correct = gt = 0.0
     count = 0
     with torch.no_grad(), eval_mode(model):
-        for x, y in data:
+        for x, y in pairs(data):
             _check_batch(x, y)
             c, g = _scores(model(x), y)
             correct += float(c.sum())
@@ -216,7 +216,7 @@ def _removal_scores(
     count = 0
     total = len(batches) if hasattr(batches, "__len__") else None
     with eval_mode(model):
-        for x, y in tqdm(batches, desc=desc, total=total, unit="batch", leave=False, disable=not progress):
+        for x, y in tqdm(pairs(batches), desc=desc, total=total, unit="batch", leave=False, disable=not progress):
             _check_batch(x, y)
             masks = masks_for(x, y).to(x.device)
             if correct is None:
@@ -281,7 +281,7 @@ def random_removal(
     """
     fractions = _check_grid("fractions", fractions)
     repeats = check_positive_int("repeats", repeats)
-    _, module = resolve_layers(model, layer)[0]
+    _, module = one_layer(model, layer)
     batches = _batches(data)
     unpruned = evaluate(model, batches)
     units = _unit_count(model, module, next(iter(batches))[0])
@@ -311,9 +311,12 @@ def ranked_removal(
     """
     order = check_choice("order", order, ("most", "least"))
     fractions = _check_grid("fractions", fractions)
-    _, module = resolve_layers(model, layer)[0]
+    name, module = one_layer(model, layer)
     if (scores is None) == (ranking_data is None):
-        raise ValueError("give exactly one of ranking_data (to measure mean conductance) or scores (N,)")
+        got = "neither" if scores is None else "both"
+        raise ValueError("ranked_removal needs exactly one of ranking_data= (batches on which to measure each "
+                         f"unit's mean conductance, e.g. the validation set) or scores= (N,) per-unit importance; "
+                         f"got {got}")
     if scores is None:
         scores = conductance_spread(model, ranking_data, module, steps=steps).mean
     if not isinstance(scores, Tensor) or scores.dim() != 1:
@@ -322,7 +325,8 @@ def ranked_removal(
     unpruned = evaluate(model, batches)
     units = _unit_count(model, module, next(iter(batches))[0])
     if scores.numel() != units:
-        raise ValueError(f"scores has {scores.numel()} units, layer has {units}")
+        raise ValueError(f"scores= has {scores.numel()} values but layer {name!r} has {units} units: give one "
+                         "importance per unit")
     ranking = torch.sort(scores.detach().cpu().double(), descending=(order == "most"), stable=True).indices
     position = torch.empty(units, dtype=torch.long)
     position[ranking] = torch.arange(units)
@@ -371,7 +375,7 @@ def peb_threshold_removal(
     """
     order = check_choice("order", order, ("most", "least"))
     thresholds = _check_grid("thresholds", thresholds)
-    _, module = resolve_layers(model, layer)[0]
+    _, module = one_layer(model, layer)
     batches = _batches(data)
     unpruned = evaluate(model, batches)
 
