@@ -170,3 +170,9 @@ def test_guide_scoring_under_no_grad(reuse_forward):
         model(x)
     assert guide.scored_layers == ["2", "5"]
     assert model[2].mean_score.abs().sum() > 0
+
+
+def test_a_forward_keyword_the_model_does_not_take_is_named_with_the_ones_it_takes():
+    with pytest.raises(TypeError, match=r"forward keyword scael=, but Scaled\.forward takes no argument 'scael'; "
+                                        r"it takes scale besides the batch"):
+        ydrop.Guide(Scaled()).step(torch.randn(B, 4), torch.zeros(B, dtype=torch.long), scael=torch.ones(B))

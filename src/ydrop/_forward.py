@@ -75,6 +75,7 @@ def check_forward_kwargs(model: nn.Module, kwargs: dict[str, Any], batch: int) -
                 f"guide.step's forward keyword {key}= must hold one row per sample ({batch}, ...), like the inputs, "
                 f"as the scores slice and repeat it with them; got shape {tuple(value.shape)}. Keep an argument "
                 "that is not per sample in the model (an attribute or buffer read by its forward)")
+    _check_known(model, kwargs)
     missing = [name for name in _required_after_first(type(model)) if name not in kwargs]
     if missing:
         given = ", ".join(f"{name}=..." for name in missing)
@@ -82,6 +83,30 @@ def check_forward_kwargs(model: nn.Module, kwargs: dict[str, Any], batch: int) -
                          f"Guide's scoring pass calls model(inputs, **forward_kwargs): pass it as "
                          f"guide.step(inputs, target, {given}) (README, Usage: models with more inputs)")
     return kwargs
+
+
+def _check_known(model: nn.Module, kwargs: dict[str, Any]) -> None:
+    """A TypeError naming the first keyword of ``kwargs`` that ``model.forward`` does not take."""
+    accepted = _accepted_after_first(type(model))
+    unknown = [key for key in kwargs if accepted is not None and key not in accepted]
+    if unknown:
+        raise TypeError(f"guide.step got the forward keyword {unknown[0]}=, but {type(model).__name__}.forward takes "
+                        f"no argument {unknown[0]!r}; it takes {', '.join(accepted) or 'nothing'} besides the batch "
+                        "(guide.step(inputs, target, **forward_kwargs) passes them to the model)")
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted_after_first(kind: type) -> tuple[str, ...] | None:
+    """The keyword names ``kind.forward`` takes after ``self`` and the batch; None
+    when it takes any (``**kwargs``) or has no signature to read."""
+    try:
+        parameters = list(inspect.signature(kind.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters[2:] if p.kind in named)
 
 
 @functools.lru_cache(maxsize=None)

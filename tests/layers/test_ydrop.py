@@ -435,3 +435,9 @@ def test_a_wrong_unit_count_is_refused_already_in_warmup():
     layer = YDrop(num_units=16, warmup_epochs=2).train()
     with pytest.raises(ValueError, match="built for 16 units but its input has 12"):
         layer(torch.randn(4, 12))
+
+
+def test_a_drop_rate_given_as_first_argument_is_told_what_steps_is():
+    with pytest.raises(ValueError, match=r"steps must be an integer >= 1 .*got 0.5: YDrop's first argument is not a "
+                                         r"drop rate.*warmup_p="):
+        YDrop(0.5)

@@ -95,6 +95,10 @@ class YDrop(GuidedDropout):
     ) -> None:
         super().__init__(score=score, warmup_epochs=warmup_epochs, warmup_p=warmup_p, fallback_p=warmup_p,
                          unit_dim=unit_dim)
+        if isinstance(steps, float) and 0 < steps < 1:  # YDrop(0.5) in place of nn.Dropout(0.5)
+            raise ValueError(f"steps must be an integer >= 1 (n_c, conductance's interpolation steps), got {steps}: "
+                             "YDrop's first argument is not a drop rate as nn.Dropout's is; Y-Drop draws its rates "
+                             "itself (mu_low, mu_high), and its warm-up rate is warmup_p=")
         self.steps = check_positive_int("steps", steps)
         self.strong_fraction = check_open_unit("strong_fraction", strong_fraction)
         self.p_low_max = check_rate("p_low_max", p_low_max)
