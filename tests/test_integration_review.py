@@ -176,3 +176,37 @@ def test_a_forward_keyword_the_model_does_not_take_is_named_with_the_ones_it_tak
     with pytest.raises(TypeError, match=r"forward keyword scael=, but Scaled\.forward takes no argument 'scael'; "
                                         r"it takes scale besides the batch"):
         ydrop.Guide(Scaled()).step(torch.randn(B, 4), torch.zeros(B, dtype=torch.long), scael=torch.ones(B))
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, CLASSES))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, CLASSES))
+
+
+def transformer():
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+    return nn.Sequential(nn.Linear(6, 8), nn.TransformerEncoder(layer, 1, enable_nested_tensor=False),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * T, CLASSES))
+
+
+@pytest.mark.parametrize("make, shape, scores", [
+    (mlp, (6,), ("conductance", "excitation")), (cnn, (3, 5, 5), ("conductance", "excitation")),
+    (transformer, (T, 6), ("conductance", "gradxact"))])
+def test_bf16_autocast_around_the_forward_and_guide_step(make, shape, scores):
+    x, y = torch.randn(B, *shape), torch.randint(0, CLASSES, (B,))
+    for method, score in (("ydrop", scores[0]), ("excitation", scores[1]), ("activation", "activation")):
+        torch.manual_seed(0)
+        plain, model = ydrop.convert(make(), "dropout"), ydrop.convert(make(), method, score=score)
+        guide = ydrop.Guide(model, reuse_forward=method == "ydrop")
+        guide.set_epoch(5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            given = guide.step(x, y)
+            out, expected = model(x), plain(x)
+        F.cross_entropy(out.float(), y).backward()
+        assert out.dtype == expected.dtype and torch.isfinite(out).all()
+        assert all(torch.isfinite(s).all() for s in given.values())
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
