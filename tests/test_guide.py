@@ -637,3 +637,41 @@ def test_a_copy_made_between_step_and_forward_leaves_the_original_alone(how):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         copied(x).sum().backward()
+
+
+def test_resuming_from_a_state_dict_mid_training_continues_as_the_uninterrupted_run(tmp_path):
+    """Model + optimizer + Guide saved after some Y-Drop steps (mid score_every cycle),
+    loaded into a fresh model: the next steps equal those of the run that went on."""
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(16, 12, generator=g), torch.randint(0, 5, (16,), generator=g)) for _ in range(6)]
+
+    def run(model, optimizer, guide, steps):
+        outputs = []
+        for index in steps:
+            x, y = batches[index]
+            guide.set_epoch(index // 2)
+            torch.manual_seed(100 + index)
+            guide.step(x, y)
+            out = model(x)
+            optimizer.zero_grad()
+            F.cross_entropy(out, y).backward()
+            optimizer.step()
+            outputs.append(out.detach())
+        return outputs
+
+    def fresh():
+        model = two_ydrop_net(score_every=2, elasticity=0.1)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), Guide(model)
+
+    whole = run(*fresh(), range(6))
+    model, optimizer, guide = fresh()
+    run(model, optimizer, guide, range(3))
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "guide": guide.state_dict()},
+               tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    model, optimizer, guide = fresh()  # its Y-Drop layers lazy: no EMA, no ranking yet
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    guide.load_state_dict(saved["guide"])
+    for got, expected in zip(run(model, optimizer, guide, range(3, 6)), whole[3:]):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
