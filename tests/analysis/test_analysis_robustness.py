@@ -219,6 +219,17 @@ def test_argument_errors_name_the_argument_and_echo_the_value():
         evaluate(model, [{"x": torch.randn(4, 6), "y": torch.zeros(4, dtype=torch.long)}])
     with pytest.raises(ValueError, match=r"layer = '3x' is not the name of a submodule of the model; did you mean '3'"):
         random_removal(model, data(), "3x", progress=False)
+    with pytest.raises(ValueError, match=r"logits of shape \(B, classes\), got dict; .*to_logits"):
+        evaluate(nn.Sequential(model, Pick()), data())
+    with pytest.raises(ValueError, match=r"target holds class index 9, outside \[0, 3\]"):
+        evaluate(model, [(torch.randn(2, 6), torch.tensor([0, 9]))])
+
+
+class Pick(nn.Module):
+    """A model returning a dict, as HuggingFace models do."""
+
+    def forward(self, logits):
+        return {"logits": logits}
 
 
 def test_masked_networks_split_over_several_forwards_give_the_same_curves(monkeypatch):

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._validation import as_real, check_choice, check_positive_int, describe
+from .._validation import as_real, check_choice, check_logits, check_positive_int, describe
 from ..scores import excitation_backprop
 from ..scores._hooks import LayerSpec, eval_mode
 from ..scores._units import resolve_unit_dim
@@ -182,6 +182,7 @@ def _output_shape(model: nn.Module, module: nn.Module, x: Tensor) -> torch.Size:
 
 def _scores(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample correctness and ground-truth probability (float64)."""
+    check_logits(logits, y, y.shape[0])  # a model returning a dict, a target out of range: said here
     correct = (logits.argmax(1) == y).double()
     gt = F.softmax(logits.double(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
     return correct, gt
