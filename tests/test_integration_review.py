@@ -210,3 +210,20 @@ def test_bf16_autocast_around_the_forward_and_guide_step(make, shape, scores):
         assert out.dtype == expected.dtype and torch.isfinite(out).all()
         assert all(torch.isfinite(s).all() for s in given.values())
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ydrop.register_score("x", lambda *a: {}, whole_batch="yes"), TypeError,
+     r"whole_batch must be True or False, got 'yes' of type str"),
+    (lambda: ydrop.activation(Scaled().head, torch.randn(2, 8), 5), TypeError,
+     r"layers must be a submodule of the model, its name or a list of them, got 5 of type int"),
+    (lambda: ydrop.excitation_backprop("net", torch.randn(2, 8), 0, ["1"]), TypeError,
+     r"model must be an nn\.Module, got 'net' of type str"),
+    (lambda: ydrop.analysis.utilisation("net", [(torch.randn(2, 8), torch.zeros(2, dtype=torch.long))], "1"),
+     TypeError, r"model must be an nn\.Module, got 'net'"),
+    (lambda: ydrop.Guide(Scaled()).load_state_dict(3), TypeError, r"state must be a dict .*got 3 of type int"),
+])
+def test_bad_arguments_of_the_public_functions_name_the_argument_and_echo_the_value(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+

@@ -25,6 +25,10 @@ __all__ = [
     "check_positive_int",
     "check_non_negative_int",
     "check_choice",
+    "check_bool",
+    "check_module",
+    "check_layer_list",
+    "check_mapping",
     "check_targets",
     "check_logits",
     "check_score_rows",
@@ -111,6 +115,32 @@ def check_non_negative_int(name: str, value: Any) -> int:
 def check_choice(name: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {describe(value, bool)}")
+    return value
+
+
+def check_module(name: str, value: Any) -> Any:
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{name} must be an nn.Module, got {describe(value, torch.nn.Module)}")
+    return value
+
+
+def check_layer_list(layers: Any) -> list:
+    """``layers`` given as a list or tuple of modules / names, as a list."""
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a submodule of the model, its name or a list of them, got "
+                        f"{describe(layers, torch.nn.Module)}")
+    return list(layers)
+
+
+def check_mapping(name: str, value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict (as state_dict() returns), got {describe(value, dict)}")
     return value
 
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ._forward import ScoringForward, check_forward_kwargs
 from ._tap import Tap
-from ._validation import check_non_negative_int, check_score_rows, check_targets
+from ._validation import check_mapping, check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores import eval_mode, score_kind
@@ -86,7 +86,7 @@ class Guide:
         return {"epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("epoch") is not None:
+        if check_mapping("state", state).get("epoch") is not None:
             self.set_epoch(state["epoch"])
 
     def close(self) -> None:

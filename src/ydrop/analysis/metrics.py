@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_real, check_non_negative, check_positive_int, describe
+from .._validation import as_real, check_module, check_non_negative, check_positive_int, describe
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
 from ..scores._units import normalise_rows, per_unit, resolve_unit_dim
@@ -59,7 +59,7 @@ def one_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     """(name, module) of the analysed ``layer``, a submodule or its name; errors name ``layer``."""
     if not isinstance(layer, (nn.Module, str)):
         raise TypeError(f"layer must be an nn.Module or a submodule name, got {describe(layer, nn.Module)}")
-    names = [name for name, _ in model.named_modules()]
+    names = [name for name, _ in check_module("model", model).named_modules()]
     if isinstance(layer, str) and layer not in names:
         close = difflib.get_close_matches(layer, names, n=3)
         hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[1:6]}"

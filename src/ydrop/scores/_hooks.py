@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from torch import Tensor, nn
 
-from .._validation import check_targets
+from .._validation import check_layer_list, check_module, check_targets
 
 LayerSpec = nn.Module | str
 
@@ -30,12 +30,10 @@ def prepare_call(model: nn.Module, inputs: Tensor, target, layers) -> tuple[Tens
 def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
     """Normalise ``layers`` (a module, a qualified name, or a list of them) to
     ``[(name, module), ...]``, refusing anything that is not inside ``model``."""
-    if isinstance(layers, (nn.Module, str)):
-        layers = [layers]
-    layers = list(layers)
+    layers = [layers] if isinstance(layers, (nn.Module, str)) else check_layer_list(layers)
     if not layers:
         raise ValueError("layers must name at least one submodule of the model, got an empty list")
-    by_identity = {id(module): name for name, module in model.named_modules()}
+    by_identity = {id(module): name for name, module in check_module("model", model).named_modules()}
     by_name = dict(model.named_modules())
     resolved: list[tuple[str, nn.Module]] = []
     for index, layer in enumerate(layers):

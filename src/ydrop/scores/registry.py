@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from .._validation import check_bool
+
 __all__ = ["ScoreFn", "ScoreKind", "register_score", "score_kind", "registered_scores"]
 
 ScoreFn = Callable[[nn.Module, Tensor, Tensor, list], dict]
@@ -58,7 +60,7 @@ def register_score(name: str, fn: ScoreFn, *, whole_batch: bool = True, from_inp
             raise TypeError(f"{option} must be None or callable (see ydrop.scores.ScoreKind), got {value!r}")
     if anchor not in ("lowest", "stem"):
         raise ValueError(f"anchor must be 'lowest' or 'stem', got {anchor!r}")
-    _SCORES[name] = ScoreKind(name, fn, bool(whole_batch), from_input, along, anchor)
+    _SCORES[name] = ScoreKind(name, fn, check_bool("whole_batch", whole_batch), from_input, along, anchor)
 
 
 def score_kind(name: str, option: str = "score") -> ScoreKind:
