@@ -227,3 +227,11 @@ def test_bad_arguments_of_the_public_functions_name_the_argument_and_echo_the_va
     with pytest.raises(error, match=message):
         call()
 
+
+@pytest.mark.parametrize("name, attribute", [("data", "load_dataset"), ("train", "TrainConfig"),
+                                             ("analysis", "evaluate")])
+def test_the_documented_submodules_resolve_after_a_plain_import_ydrop(monkeypatch, name, attribute):
+    """README's ydrop.data.load_dataset, ydrop.train.TrainConfig, ydrop.analysis.*: a fresh
+    ``import ydrop`` has not loaded these subpackages (as if no other module had imported them)."""
+    monkeypatch.delattr(ydrop, name, raising=False)
+    assert callable(getattr(getattr(ydrop, name), attribute))

@@ -28,6 +28,18 @@ from .convert import convert  # the function; it shadows the submodule's name on
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so that ``import ydrop`` stays light: ``ydrop.data.load_dataset``,
+# ``ydrop.train.TrainConfig``, ``ydrop.analysis.evaluate`` work after ``import ydrop``.
+_LAZY_SUBMODULES = ("analysis", "data", "integrations", "train")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "YDrop",
     "ExcitationDropout",
