@@ -675,3 +675,16 @@ def test_resuming_from_a_state_dict_mid_training_continues_as_the_uninterrupted_
     guide.load_state_dict(saved["guide"])
     for got, expected in zip(run(model, optimizer, guide, range(3, 6)), whole[3:]):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_a_guide_built_every_epoch_leaves_no_hooks_behind():
+    """Hooks of Guides that are gone remove themselves; a Guide used in one expression still scores."""
+    model = two_ydrop_net()
+    x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
+    for epoch in range(3):
+        before = model[3].mean_score.clone()
+        started_guide(model).step(x, y)  # this Guide lives on only in the hook it armed
+        model(x)
+        assert not torch.equal(model[3].mean_score, before)
+    model(x)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

@@ -2,15 +2,18 @@
 
 A ``Tap`` sits on an anchor module (``guide.py``'s module docstring) and hands the
 anchor's input or output in the next training forward to the callbacks the Guide
-armed it with, once. A copy of the model (``copy.deepcopy``, ``pickle``,
-``torch.save(model)``) copies its hooks too; the copy of a tap belongs to no Guide:
-it carries no callbacks (the original's would score the *original* layers with the
-copy's activations, and they do not pickle) and removes itself from the copy at its
-first call. A Guide built on the copy adds a tap of its own.
+armed it with, once. A tap belongs to its Guide: once that Guide is gone (a new
+Guide built every epoch on the same model), it removes itself at its next call. A
+copy of the model (``copy.deepcopy``, ``pickle``, ``torch.save(model)``) copies its
+hooks too; the copy of a tap belongs to no Guide: it carries no callbacks (the
+original's would score the *original* layers with the copy's activations, and they
+do not pickle) and removes itself from the copy at its first call. A Guide built on
+the copy adds a tap of its own.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,22 +25,23 @@ __all__ = ["Tap"]
 
 class Tap:
     """A hook on ``module`` that hands its input (``read_input``) or output in the
-    next training forward to each of ``callbacks``, once; inert while not armed."""
+    next training forward to each of ``callbacks``, once; inert while not armed.
+    ``owner``: the Guide, held weakly (module docstring)."""
 
-    def __init__(self, module: nn.Module, read_input: bool) -> None:
+    def __init__(self, module: nn.Module, read_input: bool, owner: object) -> None:
         self.callbacks: list[Callable[[Tensor], None]] = []
         self.read_input = read_input
-        self.copied = False
+        self.owner: weakref.ref | None = weakref.ref(owner)
         self.handle = (module.register_forward_pre_hook if read_input else module.register_forward_hook)(self)
         torch.compiler.reset()  # Dynamo does not guard on hooks: code compiled before this one would never call it
 
     def __getstate__(self) -> dict[str, Any]:
         # The handle's state is the hooks dict it belongs to: in a copied model, the copy's.
-        return {"callbacks": [], "read_input": self.read_input, "copied": True, "handle": self.handle}
+        return {"callbacks": [], "read_input": self.read_input, "owner": None, "handle": self.handle}
 
     @torch.compiler.disable
     def __call__(self, module: nn.Module, args: tuple, output: Any = None) -> None:
-        if self.copied:
+        if self.owner is None or self.owner() is None:  # a copy's, or its Guide is gone
             self.handle.remove()
             return
         if not self.callbacks or not module.training:

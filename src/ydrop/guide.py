@@ -185,7 +185,7 @@ class Guide:
 
         key = (id(anchor), not at_stem)
         if key not in self._taps:
-            self._taps[key] = Tap(anchor, read_input=not at_stem)
+            self._taps[key] = Tap(anchor, read_input=not at_stem, owner=self)
         self._taps[key].callbacks.append(score)  # groups sharing an anchor (e.g. two n_c) each get one
         return True
 
