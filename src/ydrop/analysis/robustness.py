@@ -4,9 +4,9 @@ Units of one layer are *removed* by multiplying the layer's output by a 0/1 mask
 (no rescaling) in a forward hook that is always removed in ``finally``. Units lie
 along the layer's ``unit_dim``, as everywhere in ydrop: the N features of a (B, N)
 output, the D features of a (B, T, D) sequence (removed at every token) and the
-channels of a (B, C, H, W) map (a removed channel is zero at every position). Every curve records, per grid point,
-the accuracy and the mean softmax probability of the ground-truth class, with the
-model in eval mode under ``no_grad``.
+channels of a (B, C, H, W) map (a removed channel is zero at every position). Every
+curve records, per grid point, the accuracy and the mean softmax probability of the
+ground-truth class, with the model in eval mode under ``no_grad``.
 
 - :func:`random_removal`: a random fraction of units, R repeats (Fig. 3a / 7 right);
 - :func:`ranked_removal`: most (or least) important first, by mean conductance on
