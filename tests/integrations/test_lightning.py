@@ -84,6 +84,10 @@ def test_bad_batch_and_arguments_are_named():
         GuideCallback().batch_to_xy({"x": 1})
     with pytest.raises(TypeError, match="batch_to_xy must be a callable"):
         GuideCallback(batch_to_xy=3)
+    with pytest.raises(TypeError, match=r"unknown keyword argument 'reuse'; .*Guide's: reuse_forward, to_logits"):
+        GuideCallback(reuse=False)
+    with pytest.raises(TypeError, match=r"network must map the LightningModule to the nn.Module .*returned int 3"):
+        GuideCallback(network=lambda module: 3).setup(None, Tiny(), "fit")
 
 
 def test_ydrop_imports_without_lightning():

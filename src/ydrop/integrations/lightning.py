@@ -19,6 +19,7 @@ Lightning is an optional dependency: ``pip install 'ydrop[lightning]'``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from torch import Tensor, nn
@@ -88,6 +89,11 @@ class GuideCallback(pl.Callback):
             raise TypeError(f"batch_to_xy must be a callable batch -> (inputs, targets), got {batch_to_xy!r}")
         if network is not None and not callable(network):
             raise TypeError(f"network must be None or a callable module -> nn.Module, got {network!r}")
+        accepted = [name for name in inspect.signature(Guide).parameters if name != "model"]
+        unknown = [name for name in guide_kwargs if name not in accepted]
+        if unknown:
+            raise TypeError(f"GuideCallback got an unknown keyword argument {unknown[0]!r}; besides batch_to_xy and "
+                            f"network it takes ydrop.Guide's: {', '.join(accepted)}")
         self.batch_to_xy = batch_to_xy
         self.network = network
         self.guide_kwargs = guide_kwargs
@@ -98,7 +104,11 @@ class GuideCallback(pl.Callback):
 
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if self.guide is None:
-            self.guide = Guide(self.network(pl_module) if self.network else pl_module, **self.guide_kwargs)
+            network = self.network(pl_module) if self.network else pl_module
+            if not isinstance(network, nn.Module):
+                raise TypeError(f"network must map the LightningModule to the nn.Module to score, e.g. network=lambda "
+                                f"module: module.net; it returned {type(network).__name__} {network!r:.60}")
+            self.guide = Guide(network, **self.guide_kwargs)
         self._apply_pending_state()
 
     def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
