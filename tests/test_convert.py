@@ -262,9 +262,13 @@ def test_a_dropout_model_itself_is_returned_converted():
     assert isinstance(layer, ExcitationDropout) and layer.p == 0.25
 
 
-def test_a_model_without_dropout_is_returned_unchanged():
+def test_a_model_without_dropout_is_returned_unchanged_with_a_warning_saying_why():
     model = nn.Sequential(nn.Linear(2, 2))
-    assert ydrop.convert(model, "ydrop") is model and isinstance(model[0], nn.Linear)
+    with pytest.warns(UserWarning, match=r"found no nn.Dropout .* in Sequential, so nothing was replaced; .*F.dropout"):
+        assert ydrop.convert(model, "ydrop") is model and isinstance(model[0], nn.Linear)
+    converted = ydrop.convert(nn.Sequential(nn.Linear(2, 2), nn.Dropout()), "ydrop")
+    with pytest.warns(UserWarning, match=r"nothing was replaced; it holds guided layers already: 1 \(YDrop\)"):
+        ydrop.convert(converted, "excitation")  # converting again does not turn Y-Drop into Excitation Dropout
 
 
 def test_include_as_a_callable_gets_the_name_and_the_module():

@@ -82,7 +82,8 @@ def convert(model: nn.Module, method: Any, *, include: Include = None, **kwargs:
             method takes it and ``unit_dim`` is not given.
 
     Returns:
-        ``model``, converted (unchanged if it holds no such dropout module); if
+        ``model``, converted (unchanged, with a warning, if it holds no such dropout
+        module: its dropout may be functional, or already converted); if
         ``model`` itself is a dropout module, its replacement (as
         ``convert_sync_batchnorm`` does).
 
@@ -96,6 +97,8 @@ def convert(model: nn.Module, method: Any, *, include: Include = None, **kwargs:
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__} {model!r}")
     factory = resolve_dropout(method)  # an unknown method raises here, listing the names
     selected = _select(model, include)
+    if not selected and include is None:
+        _warn_nothing_to_convert(model)
     device = _device_of(model)
     # Build every replacement before swapping any: a bad keyword leaves the model as it was.
     replacements = [(name, _replacement(name, old, method, factory, kwargs, device)) for name, old in selected]
@@ -121,6 +124,18 @@ def _warn_if_skipped_in_eval(model: nn.Module, replacements: list[tuple[str, nn.
         warnings.warn(f"{', '.join(skipped)} sit inside nn.TransformerEncoderLayer, whose eval fast path (under "
                       "torch.no_grad) skips dropout modules, so their eval-mode output is not applied there; call "
                       "torch.backends.mha.set_fastpath_enabled(False) to evaluate with them", UserWarning, stacklevel=3)
+
+
+def _warn_nothing_to_convert(model: nn.Module) -> None:
+    """A model without dropout modules is returned unchanged; say so, and why that may be."""
+    from .layers.base import GuidedDropout
+
+    guided = [f"{name or '<model>'} ({type(m).__name__})" for name, m in model.named_modules()
+              if isinstance(m, GuidedDropout)]
+    why = (f"it holds guided layers already: {', '.join(guided[:3])}{', ...' if len(guided) > 3 else ''}" if guided
+           else "dropout applied as F.dropout(...) in a forward is not a module: use nn.Dropout there")
+    warnings.warn(f"ydrop.convert found no nn.Dropout / nn.Dropout1d / 2d / 3d module in {type(model).__name__}, so "
+                  f"nothing was replaced; {why}", UserWarning, stacklevel=3)
 
 
 def _include_filter(include: Include) -> Callable[[str, nn.Module], bool] | None:
