@@ -441,3 +441,12 @@ def test_a_drop_rate_given_as_first_argument_is_told_what_steps_is():
     with pytest.raises(ValueError, match=r"steps must be an integer >= 1 .*got 0.5: YDrop's first argument is not a "
                                          r"drop rate.*warmup_p="):
         YDrop(0.5)
+
+
+@pytest.mark.parametrize("num_units", [None, UNITS])
+@pytest.mark.parametrize("dtype, ema", [(torch.float64, torch.float64), (torch.bfloat16, torch.float32)])
+def test_the_ema_dtype_after_a_model_cast_does_not_depend_on_num_units(num_units, dtype, ema):
+    layer = started(YDrop(num_units=num_units)).to(dtype)
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS, dtype=dtype))
+    assert layer.drop_rate.dtype == ema

@@ -195,7 +195,8 @@ class YDrop(GuidedDropout):
 
     def _ensure_state(self, x: Tensor, dim: int) -> None:
         if self.drop_rate.numel() == 0:
-            self.drop_rate = torch.full((x.shape[dim],), self.p0, device=x.device)
+            self.drop_rate = torch.full((x.shape[dim],), self.p0, device=x.device,
+                                        dtype=_ema_dtype(self.drop_rate.dtype))  # float64 after model.double()
         elif self.drop_rate.dtype != _ema_dtype(self.drop_rate.dtype):
             # A model cast to bf16 / fp16 casts this buffer too, and the EMA's steps
             # alpha (g - p) are below those dtypes' resolution near p0: it would
