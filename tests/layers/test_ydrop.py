@@ -450,3 +450,12 @@ def test_the_ema_dtype_after_a_model_cast_does_not_depend_on_num_units(num_units
     layer.set_scores(ranked_scores())
     layer(torch.ones(8, UNITS, dtype=dtype))
     assert layer.drop_rate.dtype == ema
+
+
+def test_a_lazy_layer_of_a_double_model_loads_the_ema_in_float64():
+    trained = started(YDrop(elasticity=0.5))
+    trained.set_scores(ranked_scores())
+    trained(torch.ones(8, UNITS))
+    lazy = YDrop(elasticity=0.5).double()
+    lazy.load_state_dict(trained.state_dict())
+    assert lazy.drop_rate.dtype == torch.float64 and torch.equal(lazy.drop_rate.float(), trained.drop_rate)

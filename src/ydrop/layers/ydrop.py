@@ -262,14 +262,15 @@ def _fit_ema_to_saved(module: YDrop, saved: object) -> None:
     The EMA is sized lazily on the first guided step, so a lazy layer takes a
     trained one's size, and a state saved before the first guided step (empty)
     makes the layer lazy again, as a fresh one. Two sizes that are both set and
-    differ are left for ``load_state_dict`` to report. The buffer is float32 at
-    least, so that loading into a model cast to bf16 keeps the saved EMA exact."""
+    differ are left for ``load_state_dict`` to report. The buffer keeps the model's
+    dtype (as a layer built with ``num_units`` does), float32 at least, so that
+    loading into a model cast to bf16 keeps the saved EMA exact."""
     if not isinstance(saved, Tensor):
         return
     current = module.drop_rate
     lazy = current.numel() == 0 or saved.numel() == 0
-    shape, dtype = (saved.shape, saved.dtype) if lazy else (current.shape, current.dtype)
-    dtype = _ema_dtype(dtype)
+    shape = saved.shape if lazy else current.shape
+    dtype = _ema_dtype(current.dtype)  # the model's, as for a layer built with num_units
     if (shape, dtype) != (current.shape, current.dtype):
         module.drop_rate = torch.empty(shape, dtype=dtype, device=current.device)
 
