@@ -90,6 +90,14 @@ def test_bad_batch_and_arguments_are_named():
         GuideCallback(network=lambda module: 3).setup(None, Tiny(), "fit")
 
 
+def test_a_three_item_batch_reads_its_first_two_only_when_the_second_is_class_indices():
+    x, y, mask = torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.zeros(4, 5, dtype=torch.bool)
+    read = GuideCallback().batch_to_xy
+    assert read((x, y, torch.arange(4)))[1] is y  # (inputs, targets, sample index): the common case
+    with pytest.raises(ValueError, match=r"3 items \(float32 \(4, 3\), bool \(4, 5\), int64 \(4,\)\).*batch_to_xy="):
+        read((x, mask, y))
+
+
 def test_ydrop_imports_without_lightning():
     # A stand-in for an environment without the extra: the import system refuses lightning.
     code = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import torch
 from torch import Tensor, nn
 
 try:
@@ -40,6 +41,12 @@ __all__ = ["GuideCallback", "default_batch_to_xy"]
 def default_batch_to_xy(batch: Any) -> tuple[Tensor, Tensor]:
     """``(inputs, targets)`` of a batch given as a tuple or list whose first two items they are."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        if len(batch) > 2 and not _class_indices(batch[1]):
+            kinds = ", ".join(_describe(item) for item in batch)
+            raise ValueError(
+                f"GuideCallback reads (inputs, targets) as the first two items of a tuple batch, but this batch has "
+                f"{len(batch)} items ({kinds}) and its second is not class indices; pass batch_to_xy=, e.g. "
+                "lambda batch: (batch[0], batch[2], {'src_key_padding_mask': batch[1]}) for (inputs, mask, targets)")
         return batch[0], batch[1]
     keys = f" with keys {list(batch)}" if isinstance(batch, dict) else ""
     raise ValueError(
@@ -47,6 +54,16 @@ def default_batch_to_xy(batch: Any) -> tuple[Tensor, Tensor]:
         "pass batch_to_xy=lambda batch: (inputs, targets) to the callback, or (inputs, targets, "
         "{name: value}) for the forward's other arguments, e.g. (batch['x'], batch['y'], {'mask': batch['mask']})"
     )
+
+
+def _class_indices(item: Any) -> bool:
+    return isinstance(item, Tensor) and item.dim() == 1 and not item.is_floating_point() and item.dtype != torch.bool
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, Tensor):
+        return f"{str(item.dtype).removeprefix('torch.')} {tuple(item.shape)}"
+    return type(item).__name__
 
 
 def _split_xy(got: Any) -> tuple[Tensor, Tensor, dict[str, Any]]:
