@@ -1,6 +1,8 @@
 """A researcher's own models: forward arguments beyond the batch (padding masks), outputs
 that are not bare logits (tuples, HuggingFace-style dicts), scoring under torch.no_grad."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -235,3 +237,32 @@ def test_the_documented_submodules_resolve_after_a_plain_import_ydrop(monkeypatc
     ``import ydrop`` has not loaded these subpackages (as if no other module had imported them)."""
     monkeypatch.delattr(ydrop, name, raising=False)
     assert callable(getattr(getattr(ydrop, name), attribute))
+
+
+def binary_classifier(method):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), ydrop.create_dropout(method, warmup_epochs=0), nn.Linear(16, 1))
+
+
+def test_a_one_logit_binary_classifier_is_told_how_to_be_scored():
+    model, x, y = binary_classifier("ydrop"), torch.randn(8, 5), torch.ones(8, dtype=torch.long)
+    guide = ydrop.Guide(model, reuse_forward=False)
+    with pytest.raises(ValueError, match=r"class index 1, outside \[0, 0\].*to_logits=lambda z: torch.cat\(\[-z, z\]"):
+        guide.step(x, y)
+
+
+@pytest.mark.parametrize("score", ["conductance", "gradxact"])
+def test_a_one_logit_binary_classifier_scores_as_its_two_logit_equivalent(score):
+    model, x, y = binary_classifier("ydrop"), torch.randn(40, 5), torch.arange(40) % 2  # 8 samples scored
+    model[2].score = score
+    two = copy.deepcopy(model)
+    with torch.no_grad():  # logits (-z, z): the same network with a head of two outputs
+        two[3] = nn.Linear(16, 2)
+        two[3].weight.copy_(torch.cat([-model[3].weight, model[3].weight]))
+        two[3].bias.copy_(torch.cat([-model[3].bias, model[3].bias]))
+    given = ydrop.Guide(model, to_logits=lambda z: torch.cat([-z, z], dim=1), reuse_forward=False)
+    torch.manual_seed(1)
+    got = given.step(x, y)["2"]
+    torch.manual_seed(1)
+    expected = ydrop.Guide(two, reuse_forward=False).step(x, y)["2"]
+    torch.testing.assert_close(got, expected)

@@ -165,8 +165,11 @@ def check_targets(name: str, target: Any, batch_size: int, num_classes: int | No
     if num_classes is not None and target.numel() > 0:
         def explain() -> str:
             bad = target[(target < 0) | (target >= num_classes)][0].item()
+            hint = ("; a binary classifier with one logit z (BCEWithLogitsLoss) scores as two logits: give the Guide "
+                    "to_logits=lambda z: torch.cat([-z, z], dim=1) (conductance, gradxact), or give the model a head "
+                    "of two outputs (Excitation Backprop follows modules only)" if num_classes == 1 else "")
             return (f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
-                    f"for a model with {num_classes} outputs")
+                    f"for a model with {num_classes} outputs{hint}")
 
         _assert_on_device(((target >= 0) & (target < num_classes)).all(), explain)
     return target.long()
