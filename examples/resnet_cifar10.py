@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 import ydrop
 from ydrop.data import BatchLoader, DatasetNotFoundError, PadCropFlip, load_dataset
+from _options import non_negative_int, positive_float, positive_int  # examples/_options.py, next to this script
 
 METHODS = ("dropout", "ydrop", "excitation", "activation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -162,32 +163,6 @@ def load_cifar10(args: argparse.Namespace):
     if args.limit is not None:
         splits = [s.subset(range(min(args.limit, len(s)))) for s in splits]
     return splits
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

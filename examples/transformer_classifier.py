@@ -36,6 +36,8 @@ from tqdm.auto import tqdm
 
 import ydrop
 
+from _options import non_negative_int, positive_float, positive_int  # examples/_options.py, next to this script
+
 METHODS = ("dropout", "ydrop", "excitation", "activation")
 DEVICES = ("auto", "cpu", "cuda")
 PAD, MARKERS, VOCAB = 0, (1, 2, 3), 16  # id 0 pads; 1, 2, 3 are the markers A, B, C; 4..15 fill
@@ -161,32 +163,6 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
 
 
 # ------------------------------------------------------------------------------ options
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="ydrop", choices=METHODS,

@@ -22,6 +22,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # as tests/data/_data_formats.py
 
 def _import(name: str):
     """examples/<name>.py as a module, imported once per test session."""
+    if str(REPO / "examples") not in sys.path:  # as when run as a script: its helpers sit next to it
+        sys.path.insert(0, str(REPO / "examples"))
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
