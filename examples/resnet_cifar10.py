@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 import ydrop
 from ydrop.data import BatchLoader, DatasetNotFoundError, PadCropFlip, load_dataset
-from _options import non_negative_int, positive_float, positive_int  # examples/_options.py, next to this script
+from _options import non_negative_int, pick_device, positive_float, positive_int  # examples/_options.py, next to this script
 
 METHODS = ("dropout", "ydrop", "excitation", "activation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -188,15 +188,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.data_dir.exists() and not args.data_dir.is_dir():
         p.error(f"argument --data-dir: {str(args.data_dir)!r} is a file; give the folder that holds cifar-10/")
     return args
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: argument --device: 'cuda' was asked for but torch.cuda.is_available() is False "
-                 f"(torch {torch.__version__}); use --device cpu or auto")
-    return torch.device(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 import ydrop
 
-from _options import non_negative_int, positive_float, positive_int  # examples/_options.py, next to this script
+from _options import non_negative_int, pick_device, positive_float, positive_int  # examples/_options.py, next to this script
 
 METHODS = ("dropout", "ydrop", "excitation", "activation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -179,15 +179,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="default: %(default)s")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p.parse_args(argv)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: argument --device: 'cuda' was asked for but torch.cuda.is_available() is False "
-                 f"(torch {torch.__version__}); use --device cpu or auto")
-    return torch.device(name)
 
 
 def main(argv: list[str] | None = None) -> int:
