@@ -8,7 +8,9 @@ none of that state, so it is not recompiled when the state changes. The op is ta
 as random (never merged with another call, never recomputed in the backward) and
 as unsafe for CUDA graphs (``mode="reduce-overhead"`` runs it outside the graph, so
 it draws a new mask at every step). Run eagerly, the layer's method is called
-directly: the op costs nothing outside compilation.
+directly: the op costs nothing outside compilation. The op is defined
+(``_mask_op.py``) when the first layer is built: defining it loads torch's compiler,
+seconds that ``import ydrop`` alone need not pay.
 
 The op finds its layer by a key of its own, a CPU int64 tensor attribute
 (``_mask_key``) that the compiled graph takes as an input, in a table of weak
@@ -39,6 +41,8 @@ def register_owner(owner: object) -> None:
     """Give ``owner`` a new key (``_mask_key``) by which the op finds it; called
     when a layer is built and again on its copies (a copy arrives with the key of
     its original)."""
+    from . import _mask_op  # noqa: F401  defines torch.ops.ydrop.mask; loads torch's compiler, so not at import
+
     key = next(_KEYS)
     # A plain attribute, not a buffer: it stays on the CPU (read without a device
     # sync) and out of ``state_dict``.
@@ -54,26 +58,5 @@ def mask_dtype(dtype: torch.dtype) -> torch.dtype:
 def opaque_mask(owner, x: Tensor) -> Tensor:
     """``owner._draw_mask(x)``; a custom op while compiling."""
     if torch.compiler.is_compiling():
-        return _mask_op(x.detach(), owner._mask_key, owner._mask_shape(x))
+        return torch.ops.ydrop.mask(x.detach(), owner._mask_key, owner._mask_shape(x))
     return owner._draw_mask(x)
-
-
-# ``disable``: the compiled graph calls the op's body while Dynamo's frame hook is
-# still set, which would otherwise trace the body as user code. The schema is given
-# because ``disable``'s wrapper hides the annotations' module.
-@torch.library.custom_op("ydrop::mask", mutates_args=(),
-                         schema="(Tensor x, Tensor owner, SymInt[] shape) -> Tensor",
-                         tags=(torch.Tag.nondeterministic_seeded, torch.Tag.cudagraph_unsafe))
-@torch.compiler.disable
-def _mask_op(x: Tensor, owner: Tensor, shape: list[int]) -> Tensor:
-    layer = _OWNERS[int(owner)]
-    mask = layer._draw_mask(x)
-    if mask.shape != tuple(shape):  # the compiled graph was built for ``shape``
-        raise RuntimeError(f"{type(layer).__name__}._draw_mask returned a mask of shape {tuple(mask.shape)} "
-                           f"but _mask_shape declared {tuple(shape)} for an input of shape {tuple(x.shape)}")
-    return mask
-
-
-@_mask_op.register_fake
-def _(x: Tensor, owner: Tensor, shape: list[int]) -> Tensor:
-    return x.new_empty(shape, dtype=mask_dtype(x.dtype))

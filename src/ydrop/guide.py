@@ -24,18 +24,20 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ._forward import ScoringForward, check_forward_kwargs
-from ._tap import Tap
 from ._validation import check_mapping, check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores import eval_mode, score_kind
 from .scores.plan import lowest_anchor, stem_anchor
+
+if TYPE_CHECKING:
+    from ._tap import Tap
 
 __all__ = ["Guide"]
 
@@ -185,6 +187,8 @@ class Guide:
 
         key = (id(anchor), not at_stem)
         if key not in self._taps:
+            from ._tap import Tap  # here, not at `import ydrop`: it loads torch's compiler (seconds)
+
             self._taps[key] = Tap(anchor, read_input=not at_stem, owner=self)
         self._taps[key].callbacks.append(score)  # groups sharing an anchor (e.g. two n_c) each get one
         return True
