@@ -76,7 +76,7 @@ def check_forward_kwargs(model: nn.Module, kwargs: dict[str, Any], batch: int) -
                 f"as the scores slice and repeat it with them; got shape {tuple(value.shape)}. Keep an argument "
                 "that is not per sample in the model (an attribute or buffer read by its forward)")
     _check_known(model, kwargs)
-    missing = [name for name in _required_after_first(type(model)) if name not in kwargs]
+    missing = [name for name in _forward_parameters(type(model))[1] if name not in kwargs]
     if missing:
         given = ", ".join(f"{name}=..." for name in missing)
         raise ValueError(f"{type(model).__name__}.forward requires {', '.join(missing)} besides the batch, and the "
@@ -87,7 +87,7 @@ def check_forward_kwargs(model: nn.Module, kwargs: dict[str, Any], batch: int) -
 
 def _check_known(model: nn.Module, kwargs: dict[str, Any]) -> None:
     """A TypeError naming the first keyword of ``kwargs`` that ``model.forward`` does not take."""
-    accepted = _accepted_after_first(type(model))
+    accepted = _forward_parameters(type(model))[0]
     unknown = [key for key in kwargs if accepted is not None and key not in accepted]
     if unknown:
         raise TypeError(f"guide.step got the forward keyword {unknown[0]}=, but {type(model).__name__}.forward takes "
@@ -96,25 +96,17 @@ def _check_known(model: nn.Module, kwargs: dict[str, Any]) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _accepted_after_first(kind: type) -> tuple[str, ...] | None:
-    """The keyword names ``kind.forward`` takes after ``self`` and the batch; None
-    when it takes any (``**kwargs``) or has no signature to read."""
+def _forward_parameters(kind: type) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """The keyword names ``kind.forward`` takes after ``self`` and the batch (None when
+    it takes any, ``**kwargs``), and those of them without a default. No signature to
+    read (a builtin): (None, ()), and the call tells."""
     try:
         parameters = list(inspect.signature(kind.forward).parameters.values())
     except (TypeError, ValueError):
-        return None
+        return None, ()
+    named = [p for p in parameters[2:]
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    required = tuple(p.name for p in named if p.default is inspect.Parameter.empty)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return tuple(p.name for p in parameters[2:] if p.kind in named)
-
-
-@functools.lru_cache(maxsize=None)
-def _required_after_first(kind: type) -> tuple[str, ...]:
-    """The parameters of ``kind.forward`` after ``self`` and the batch that have no default."""
-    try:
-        parameters = list(inspect.signature(kind.forward).parameters.values())
-    except (TypeError, ValueError):  # no signature to read (a builtin): let the call tell
-        return ()
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return tuple(p.name for p in parameters[2:] if p.kind in named and p.default is inspect.Parameter.empty)
+        return None, required
+    return tuple(p.name for p in named), required

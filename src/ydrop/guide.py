@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._forward import ScoringForward, check_forward_kwargs
-from ._validation import check_mapping, check_non_negative_int, check_score_rows, check_targets
+from ._validation import check_bool, check_mapping, check_module, check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
 from .layers.base import GuidedDropout
 from .scores import eval_mode, score_kind
@@ -58,17 +58,14 @@ class Guide:
     """
 
     def __init__(self, model: nn.Module, reuse_forward: bool = True, to_logits: Callable | None = None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.model = model = unwrap_model(model)
+        self.model = model = unwrap_model(check_module("model", model))
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, GuidedDropout)}
         if not self.layers:
             kinds = ", ".join(sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__}))
             raise ValueError(f"model ({type(model).__name__}) holds no guided dropout layer (ydrop.YDrop, ydrop."
                              f"ExcitationDropout, ydrop.ActivationDropout); its modules are: {kinds or 'none'}")
-        if not isinstance(reuse_forward, bool):
-            raise TypeError(f"reuse_forward must be True or False, got {reuse_forward!r}")
-        self.reuse_forward, self._forward = reuse_forward, ScoringForward(model, to_logits)
+        self.reuse_forward = check_bool("reuse_forward", reuse_forward)
+        self._forward = ScoringForward(model, to_logits)
         self.epoch: int | None = None
         self.scored_layers: list[str] = []  # the layers the last step scores (by a pass or in the forward)
         self._taps: dict[tuple[int, bool], Tap] = {}
