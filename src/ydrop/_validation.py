@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "as_real",
@@ -33,6 +33,9 @@ __all__ = [
     "check_logits",
     "check_score_rows",
     "check_all_finite",
+    "single_call_outputs",
+    "CHECKPOINT_ADVICE",
+    "gradients_off_error",
 ]
 
 
@@ -230,3 +233,38 @@ def _assert_on_device(condition: Tensor, explain: Callable[[], str]) -> None:
     """
     if _reads_are_free(condition) and not bool(condition):
         raise ValueError(explain())
+
+
+def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor]], model: nn.Module,
+                        rows: int) -> list[Tensor]:
+    """The one output of each module, refusing a layer that did not run, ran twice,
+    or whose output is not batch-first (``rows`` rows, as the model's input)."""
+    for module, calls in zip(modules, captured):
+        if len(calls) == 1 and calls[0].shape[0] == rows:
+            continue
+        name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
+        if len(calls) == 1:
+            problem = (f"gave an output of shape {tuple(calls[0].shape)} for {rows} input rows: scores need the "
+                       "batch first at every scored layer (e.g. nn.TransformerEncoderLayer(batch_first=True))")
+        else:
+            problem = (f"{f'ran {len(calls)} times' if calls else 'did not run'} in the model's forward; a scored "
+                       "layer must run exactly once per forward (convert(..., include=) can leave one out)")
+        raise ValueError(f"layer {name!r} ({type(module).__name__}) {problem}")
+    return [calls[0] for calls in captured]
+
+
+# The scoring passes run the model in eval mode and differentiate the target logit
+# through the forward their hooks changed; a checkpointed block recomputes without them.
+CHECKPOINT_ADVICE = ("activation checkpointing in eval mode does this: checkpoint only in training, e.g. "
+                     "`checkpoint(block, x) if self.training else block(x)` (as Hugging Face models do); the "
+                     "scoring passes run the model in eval mode")
+
+
+def gradients_off_error(module: nn.Module, model: nn.Module) -> ValueError:
+    """The error of a scored layer that runs with gradients turned off inside the
+    model's forward (``torch.no_grad``, a reentrant ``torch.utils.checkpoint``): the
+    target logit's gradient could not reach it, and its scores would be silently 0."""
+    name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
+    return ValueError(f"scored layer {name!r} ({type(module).__name__}) runs with gradients turned off inside the "
+                      "model's forward (torch.no_grad, or torch.utils.checkpoint(use_reentrant=True)), so the "
+                      f"target logit's gradient cannot reach it; {CHECKPOINT_ADVICE}")

@@ -119,24 +119,33 @@ class Guide:
         target = check_targets("target", target, inputs.shape[0]).to(inputs.device)
         kwargs = check_forward_kwargs(self.model, forward_kwargs, inputs.shape[0])
         self.scored_layers = list(active)
+        given: dict[str, Tensor] = {}
+        for kind, names, subset in self._groups(active, inputs):
+            given.update(self._score_group(kind, names, subset, inputs, target, kwargs))
+        return given
+
+    def _groups(self, active: dict[str, GuidedDropout], inputs: Tensor) -> list[tuple[str, list[str], Tensor | None]]:
+        """(score kind, layer names, samples) per pass: the layers grouped by (kind, steps);
+        a group with a layer that only ranks its units takes B_c = max(1, B // steps)
+        random samples (Eq. 9), all drawn before any group is scored (whose policies
+        draw too: Y-Drop's bucket rates), else None: every sample."""
         groups: dict[tuple[str, int], list[str]] = defaultdict(list)
         for name, layer in active.items():
             request = layer.score_request()
             groups[(request.kind, request.steps)].append(name)
-        given: dict[str, Tensor] = {}
+        batch, drawn = inputs.shape[0], []
         for (kind, steps), names in groups.items():
-            given.update(self._score_group(kind, steps, names, inputs, target, kwargs))
-        return given
+            every = score_kind(kind).whole_batch or all(self.layers[n].score_request().per_sample for n in names)
+            drawn.append((kind, names, None if every else
+                          torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]))
+        return drawn
 
-    def _score_group(self, kind_name: str, steps: int, names: list[str], inputs: Tensor, target: Tensor,
-                     kwargs: dict[str, Any]):
+    def _score_group(self, kind_name: str, names: list[str], subset: Tensor | None, inputs: Tensor,
+                     target: Tensor, kwargs: dict[str, Any]):
         kind = score_kind(kind_name)
         layers = [self.layers[name] for name in names]
         per_sample = [layer.score_request().per_sample for layer in layers]
         batch = inputs.shape[0]
-        subset = None
-        if not kind.whole_batch and not all(per_sample):
-            subset = torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]
         rows = subset if subset is not None and not any(per_sample) else None
         hand_out = partial(self._hand_out, names, per_sample, subset if rows is None else None)
         if self._arm(kind, layers, inputs, target, rows, hand_out, self._scoring_model(kwargs, None, batch)):
@@ -197,3 +206,4 @@ class Guide:
                           "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
                           RuntimeWarning, stacklevel=3)
         self._warned_no_epoch = True
+

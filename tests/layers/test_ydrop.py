@@ -249,7 +249,7 @@ def test_the_kept_ranking_is_computed_once_per_mean_and_follows_every_change(mon
     """The ranking of the kept mean is cached for the steps that reuse it, and
     recomputed when the mean is replaced (new scores), overwritten in place
     (``load_state_dict`` into a layer that already has one) or ``strong_fraction``
-    changes."""
+    changes (from the next step on)."""
     from ydrop.layers import functional, ydrop as ydrop_module
 
     rankings = []
@@ -276,6 +276,7 @@ def test_the_kept_ranking_is_computed_once_per_mean_and_follows_every_change(mon
     layer.load_state_dict(state)  # copied into the existing buffer, in place
     assert strong_after_a_step(layer) == set(range(16, 32)) and len(rankings) == 3
     layer.strong_fraction = 0.25
+    layer.keep_scores()  # a change takes effect at the next step: the rates of a step are drawn as it begins
     assert strong_after_a_step(layer) == set(range(24, 32)) and rankings[-1] == 0.25
 
 

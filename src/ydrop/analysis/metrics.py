@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_real, check_module, check_non_negative, check_positive_int, describe
+from .._validation import as_real, check_module, check_non_negative, check_positive_int, describe, single_call_outputs
 from ..scores import conductance, excitation_backprop
-from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers
 from ..scores._units import normalise_rows, per_unit, resolve_unit_dim
 from ..scores.plan import recorded_calls
 

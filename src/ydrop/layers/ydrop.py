@@ -19,6 +19,16 @@ Shapes (output = input shape; units along ``unit_dim``, see ``layers/base.py``):
 mean scores, hence the ranking into buckets, for k guided steps: the Guide runs the
 scoring pass on one step in k, while the bucket rates (Eq. 8), the EMA and the
 masks are still drawn every step. Steps are counted by the Guide (``guide.step``).
+
+**One step, one EMA move.** The bucket rates (Eq. 8) are drawn when a step
+begins, i.e. when the Guide hands the layer its scores (``set_scores``) or keeps them
+(``keep_scores``), outside the forward; the step's first training forward moves the
+EMA (Eq. 6) with them, and every forward until the next step masks with those rates
+and that EMA. A forward run twice in one step, as activation checkpointing
+(``torch.utils.checkpoint``) does, therefore moves the EMA once and, with the random
+state the checkpoint restores, draws the same mask again. A layer with no step
+begun (scores set during warm-up, a state just loaded) begins one at its forward; a
+``from_input`` score (read off the layer's own input) begins one at every forward.
 """
 
 from __future__ import annotations
@@ -127,6 +137,10 @@ class YDrop(GuidedDropout):
         self._reuses_left: int | None = None
         self.register_buffer("reuses_left", torch.tensor(-1, dtype=torch.int64))
         self._bucket_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
+        # g_B (N,) of the current step and whether the EMA moved with it yet
+        # (module docstring); None: no step begun.
+        self._step_rates: Tensor | None = None
+        self._ema_moved = False
         # (mean_score, strong_fraction, strong units): ranked once per new mean.
         self._strong_cache: tuple[Tensor, float, Tensor] | None = None
         self.register_load_state_dict_pre_hook(_before_load)
@@ -139,9 +153,12 @@ class YDrop(GuidedDropout):
         return super().needs_guide and (self._reuses_left is None or self._reuses_left == 0)
 
     def keep_scores(self) -> None:
-        """A Guide step without new scores: one reuse of the kept mean spent."""
+        """A Guide step without new scores: one reuse of the kept mean spent, and
+        this step's bucket rates drawn (a ``from_input`` score draws at its forward)."""
         if self._reuses_left:
             self._set_reuses_left(self._reuses_left - 1)
+        if self.kind.from_input is None:
+            self._begin_step()
 
     def _set_reuses_left(self, value: int | None) -> None:
         self._reuses_left = value
@@ -157,12 +174,23 @@ class YDrop(GuidedDropout):
         # Scores given during warm-up are kept but count as stale: the first guided
         # step still asks the Guide for fresh ones.
         self._set_reuses_left(0 if self.in_warmup else self.score_every - 1)
+        self._begin_step()
 
     def clear_scores(self) -> None:
         super().clear_scores()
         self.mean_score = self.mean_score.new_zeros(0)
         self._strong_cache = None
+        self._step_rates = None
         self._set_reuses_left(None)
+
+    def _begin_step(self) -> None:
+        """Draw this step's bucket rates g_B (Eq. 8) on the kept ranking (module
+        docstring); the step's first forward moves the EMA with them (Eq. 6).
+        Nothing in warm-up or without scores."""
+        self._step_rates = None
+        if not self.in_warmup and self._reuses_left is not None:
+            self._step_rates = self._bucket_rates(self._kept_strong_units())
+            self._ema_moved = False
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
         """The kept mean scores as one row (1, N). Refreshed by the Guide's
@@ -228,11 +256,15 @@ class YDrop(GuidedDropout):
         return self._strong_cache[2]
 
     def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
-        # ``scores`` is the kept mean as one row (``_current_scores``): its ranking
-        # is read from the float32 mean itself, cached.
-        self._ensure_state(x, dim)
-        rates = self._bucket_rates(self._kept_strong_units().to(x.device))
-        F_.ema_update(self.drop_rate, rates, self.elasticity)
+        # ``scores`` is the kept mean as one row (``_current_scores``), whose ranking
+        # this step's rates were drawn on.
+        if self._step_rates is None:
+            self._begin_step()
+        rates = self._step_rates.to(x.device)
+        if not self._ema_moved:  # once a step, also when the forward runs again (checkpointing)
+            self._ensure_state(x, dim)
+            F_.ema_update(self.drop_rate, rates, self.elasticity)
+            self._ema_moved = True
         # (N,) rates broadcast along the last (unit) dim of the keep shape.
         keep = (1.0 - rates).expand(unit_keep_shape(x, dim))
         return spread_mask(F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate), x, dim)
@@ -305,4 +337,5 @@ def _after_load(module: YDrop, incompatible_keys: object) -> None:
     loaded buffers (one host read of ``reuses_left`` per load, never per step)."""
     reuses = int(module.reuses_left)
     module._reuses_left = None if reuses < 0 else reuses
+    module._step_rates = None  # drawn on the loaded ranking at the next step
     module._rank()

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_logits
-from ._hooks import eval_mode, single_call_outputs
+from .._validation import check_logits, gradients_off_error, single_call_outputs
+from ._hooks import eval_mode, target_gradients
 from ._units import one_hot_targets
 from .plan import chain_leaves, identity_in_eval, lowest_anchor
 
@@ -83,36 +83,46 @@ def _output_of(model: nn.Module, layer: nn.Module, rows: Tensor) -> Tensor:
     return found[0]
 
 
+def _tracking_hook(model: nn.Module, slot: list[Tensor], ran: list[nn.Module]):
+    """A forward hook that turns autograd on at a scored layer's output, keeps that
+    output (a leaf of the pass's graph) in ``slot`` and lists the layer in ``ran``."""
+
+    def hook(module, _args, output):
+        if not isinstance(output, Tensor):
+            raise TypeError(f"{type(module).__name__} returned {type(output).__name__}; a scored layer must "
+                            "return a single tensor")
+        if ran and not torch.is_grad_enabled():  # turned off again since the first scored output
+            raise gradients_off_error(module, model)
+        ran.append(module)
+        torch.set_grad_enabled(True)  # autograd records from the first scored output on
+        tracked = output if output.requires_grad else output.detach().requires_grad_()
+        slot.append(tracked)
+        # The network goes on with a copy, which an in-place op above (ReLU(inplace=True)) may change.
+        return tracked.clone()
+
+    return hook
+
+
 def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[nn.Module], groups: int) -> Passes:
     batch = target.shape[0]
     captured: list[list[Tensor]] = [[] for _ in modules]
-
-    def make_hook(slot: list[Tensor]):
-        def hook(module, _args, output):
-            if not isinstance(output, Tensor):
-                raise TypeError(f"{type(module).__name__} returned {type(output).__name__}; a scored layer must "
-                                "return a single tensor")
-            torch.set_grad_enabled(True)  # autograd records from the first scored output on
-            tracked = output if output.requires_grad else output.detach().requires_grad_()
-            slot.append(tracked)
-            # The network goes on with a copy, which an in-place op above (ReLU(inplace=True)) may change.
-            return tracked.clone()
-
-        return hook
-
-    handles = [module.register_forward_hook(make_hook(slot)) for module, slot in zip(modules, captured)]
+    ran: list[nn.Module] = []
+    handles = [module.register_forward_hook(_tracking_hook(model, slot, ran)) for module, slot in zip(modules, captured)]
     try:
         with torch.no_grad():
             logits = model(rows)
+            turned_off = bool(ran) and not torch.is_grad_enabled()
     finally:
         for handle in handles:
             handle.remove()
     outputs, classes = single_call_outputs(modules, captured, model, rows.shape[0]), check_logits(logits, target, batch)
+    if turned_off:  # after the last scored output: e.g. it sits inside a reentrant checkpoint
+        raise gradients_off_error(ran[-1], model)
     grads: Sequence[Tensor | None] = [None] * len(outputs)
     if logits.requires_grad:
         with torch.enable_grad():  # the caller may be under torch.no_grad: the selection must be recorded too
-            chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1)).sum()
-        grads = torch.autograd.grad(chosen, outputs, allow_unused=True)
+            chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1))
+        grads = target_gradients(chosen, outputs, torch.ones_like(chosen))
     return outputs, [None if g is None else g[: groups * batch].unflatten(0, (groups, batch)) for g in grads], classes
 
 

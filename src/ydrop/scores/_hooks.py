@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
-from .._validation import check_layer_list, check_module, check_targets
+from .._validation import CHECKPOINT_ADVICE, check_layer_list, check_module, check_targets
 
 LayerSpec = nn.Module | str
 
-__all__ = ["LayerSpec", "prepare_call", "resolve_layers", "eval_mode", "capture_outputs", "single_call_outputs"]
-
+__all__ = ["LayerSpec", "prepare_call", "resolve_layers", "eval_mode", "capture_outputs", "target_gradients"]
 
 def prepare_call(model: nn.Module, inputs: Tensor, target, layers) -> tuple[Tensor, list[nn.Module]]:
     """The checks of a public score function: ``inputs`` a (B, *) tensor; returns the
@@ -91,19 +91,13 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
             handle.remove()
 
 
-def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor]], model: nn.Module,
-                        rows: int) -> list[Tensor]:
-    """The one output of each module, refusing a layer that did not run, ran twice,
-    or whose output is not batch-first (``rows`` rows, as the model's input)."""
-    for module, calls in zip(modules, captured):
-        if len(calls) == 1 and calls[0].shape[0] == rows:
-            continue
-        name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
-        if len(calls) == 1:
-            problem = (f"gave an output of shape {tuple(calls[0].shape)} for {rows} input rows: scores need the "
-                       "batch first at every scored layer (e.g. nn.TransformerEncoderLayer(batch_first=True))")
-        else:
-            problem = (f"{f'ran {len(calls)} times' if calls else 'did not run'} in the model's forward; a scored "
-                       "layer must run exactly once per forward (convert(..., include=) can leave one out)")
-        raise ValueError(f"layer {name!r} ({type(module).__name__}) {problem}")
-    return [calls[0] for calls in captured]
+def target_gradients(logits: Tensor, outputs: Sequence[Tensor], cotangent: Tensor) -> tuple[Tensor | None, ...]:
+    """``autograd.grad(logits, outputs, cotangent)``, None for an output the logits do
+    not depend on; a checkpointed block's mismatched recomputation is explained."""
+    from torch.utils.checkpoint import CheckpointError
+
+    try:
+        return torch.autograd.grad(logits, outputs, cotangent, allow_unused=True)
+    except CheckpointError as error:
+        raise ValueError(f"a checkpointed block of the model recomputed a different forward than the scoring "
+                         f"pass ran; {CHECKPOINT_ADVICE}") from error

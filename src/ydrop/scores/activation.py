@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers, single_call_outputs
+from .._validation import single_call_outputs
+from ._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers
 from ._units import normalise_rows, per_unit
 
 __all__ = ["activation_score", "activation"]

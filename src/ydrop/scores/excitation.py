@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_logits
-from ._hooks import LayerSpec, capture_outputs, eval_mode, prepare_call, single_call_outputs
+from .._validation import check_logits, gradients_off_error, single_call_outputs
+from ._hooks import LayerSpec, capture_outputs, eval_mode, prepare_call, target_gradients
 from ._units import normalise_rows, one_hot_targets, per_unit
 
 __all__ = ["excitation_backprop", "register_excitation_rule", "excitation_along"]
@@ -131,9 +131,12 @@ def _excitation_backprop(
     (units along ``unit_dims``, by default each module's ``unit_dim``), and the classes."""
     outputs, logits = _forward(model, inputs, modules)
     classes = check_logits(logits, target, inputs.shape[0])
+    for module, output in zip(modules, outputs):
+        if not output.requires_grad:  # the requested hook starts a graph at every layer where gradients are on
+            raise gradients_off_error(module, model)
     grads: Sequence = (None,) * len(outputs)  # unless some requested layer feeds the logits
     if logits.requires_grad:
-        grads = torch.autograd.grad(logits, outputs, one_hot_targets(target, logits), allow_unused=True)
+        grads = target_gradients(logits, outputs, one_hot_targets(target, logits))
     unit_dims = unit_dims or [getattr(module, "unit_dim", None) for module in modules]
     return [normalise_rows(per_unit((torch.zeros_like(out) if grad is None else grad).detach(), unit_dim))
             for out, grad, unit_dim in zip(outputs, grads, unit_dims)], classes

@@ -588,7 +588,7 @@ def resume_message(folder: Path, next_epoch: int, max_epochs: int | None, stoppe
     if max_epochs is not None and next_epoch >= max_epochs:
         return f"resuming {folder}: all {max_epochs} epochs are in its checkpoint; testing its best epoch"
     of = f" of {max_epochs}" if max_epochs is not None else ""
-    done = f"epoch 1 is" if next_epoch == 1 else f"epochs 1-{next_epoch} are"
+    done = "epoch 1 is" if next_epoch == 1 else f"epochs 1-{next_epoch} are"
     return f"resuming {folder} from epoch {next_epoch + 1}{of} ({done} in its checkpoint)"
 
 

@@ -1,0 +1,149 @@
+"""Guided layers inside blocks under activation checkpointing (torch.utils.checkpoint).
+
+A checkpointed block runs its forward twice in a training step (the second time in the
+backward, with the random state restored). Trained with a Guide, such a model must
+train exactly as the same model without checkpointing: the same masks in both runs of
+the forward, and Y-Drop's EMA moved once a step. A model that checkpoints in eval mode
+too cannot be scored (the passes run it in eval mode): either the scores are the
+plain model's or the error says what to change, never silently wrong scores.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import ydrop
+from ydrop import ActivationDropout, ExcitationDropout, Guide, YDrop
+
+METHODS = {
+    "ydrop": lambda: YDrop(warmup_epochs=0, elasticity=0.1),  # a large alpha: a second EMA move would show
+    "ydrop-gradxact": lambda: YDrop(warmup_epochs=0, elasticity=0.1, score="gradxact"),
+    "excitation": ExcitationDropout,
+    "activation": ActivationDropout,
+}
+
+
+class CheckpointedNet(nn.Module):
+    """stem -> [ReLU, guided layer, Linear, ReLU] -> head, the bracket checkpointed
+    when ``reentrant`` is set (True / False: ``use_reentrant``), in training only
+    unless ``in_eval``."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.stem = nn.Linear(8, 16)
+        self.block = nn.Sequential(nn.ReLU(), layer, nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+        self.reentrant: bool | None = None
+        self.in_eval = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        if self.reentrant is not None and (self.training or self.in_eval):
+            h = checkpoint(self.block, h, use_reentrant=self.reentrant)
+        else:
+            h = self.block(h)
+        return self.head(h)
+
+
+def trained(model: CheckpointedNet, reentrant: bool | None, steps: int = 4) -> CheckpointedNet:
+    model = copy.deepcopy(model).train()
+    model.reentrant = reentrant
+    guide = Guide(model)
+    guide.set_epoch(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(5)
+    x, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
+    for _ in range(steps):
+        guide.step(x, y)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_checkpointed_block_trains_as_without_checkpointing(method, reentrant):
+    torch.manual_seed(0)
+    model = CheckpointedNet(METHODS[method]())
+    plain, checkpointed = trained(model, None), trained(model, reentrant)
+    for (name, expected), got in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        # The same masks in both runs of the forward, the EMA moved once per step: equal to rounding.
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+    if method.startswith("ydrop"):
+        assert not torch.equal(plain.block[1].drop_rate, torch.full((16,), 0.35))  # Y-Drop did run guided
+
+
+def test_ydrop_moves_its_ema_once_a_step_however_often_the_forward_runs():
+    alpha = 0.1
+    layer = YDrop(warmup_epochs=0, elasticity=alpha, sigma_low=0.0, sigma_high=0.0, num_units=4).train()
+    scores = torch.arange(4.0).expand(3, 4)
+    for _ in range(3):
+        layer.set_scores(scores)  # a step begins; three forwards in it
+        layer(torch.ones(2, 4))
+        torch.manual_seed(1)
+        again = layer(torch.ones(64, 4))
+        torch.manual_seed(1)
+        assert torch.equal(layer(torch.ones(64, 4)), again)  # the same random state, rates and EMA: the same mask
+    g = torch.tensor([0.1, 0.1, 0.6, 0.6])
+    torch.testing.assert_close(layer.drop_rate, g + (0.35 - g) * (1 - alpha) ** 3, rtol=0, atol=1e-6)
+
+
+def eval_checkpointed(reentrant: bool) -> tuple[CheckpointedNet, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = CheckpointedNet(YDrop()).eval()
+    model.reentrant, model.in_eval = reentrant, True
+    return model, torch.randn(6, 8), torch.randint(0, 3, (6,))
+
+
+SCORES = {
+    "conductance": ydrop.conductance,
+    "gradxact": lambda model, x, y, layers: ydrop.scores.score_kind("gradxact").fn(model, x, y, layers),
+    "excitation": ydrop.excitation_backprop,
+}
+
+
+@pytest.mark.parametrize("score", ["conductance", "gradxact"])
+def test_gradient_scores_through_a_non_reentrant_checkpoint_in_eval_are_the_plain_models(score):
+    model, x, y = eval_checkpointed(reentrant=False)
+    got = SCORES[score](model, x, y, [model.block[1]])[model.block[1]]
+    model.reentrant = None
+    expected = SCORES[score](model, x, y, [model.block[1]])[model.block[1]]
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert expected.abs().sum() > 0
+
+
+# Conductance and gradxact see through a non-reentrant checkpoint (the test above).
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+@pytest.mark.parametrize("score, reentrant", [("conductance", True), ("gradxact", True), ("excitation", True),
+                                              ("excitation", False)])
+def test_a_pass_that_cannot_see_through_a_checkpoint_in_eval_says_what_to_change(score, reentrant):
+    model, x, y = eval_checkpointed(reentrant)
+    with pytest.raises(ValueError, match=r"checkpoint only in training.*self\.training"):
+        SCORES[score](model, x, y, [model.block[1]])
+    assert torch.is_grad_enabled()  # the pass put the grad mode back
+
+
+def test_a_layer_under_torch_no_grad_inside_the_forward_is_named():
+    class FrozenTail(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.drop, self.fc2, self.drop2, self.head = (
+                nn.Linear(8, 16), YDrop(), nn.Linear(16, 16), YDrop(), nn.Linear(16, 3))
+
+        def forward(self, x):
+            h = self.fc2(self.drop(self.fc1(x).relu())).relu()
+            with torch.no_grad():  # the scored layer below runs without gradients
+                h = self.drop2(h)
+            return self.head(h)
+
+    model = FrozenTail()
+    with pytest.raises(ValueError, match=r"scored layer 'drop2' \(YDrop\) runs with gradients turned off"):
+        ydrop.conductance(model, torch.randn(4, 8), torch.zeros(4, dtype=torch.long), [model.drop, model.drop2])
