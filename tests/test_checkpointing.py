@@ -147,3 +147,55 @@ def test_a_layer_under_torch_no_grad_inside_the_forward_is_named():
     model = FrozenTail()
     with pytest.raises(ValueError, match=r"scored layer 'drop2' \(YDrop\) runs with gradients turned off"):
         ydrop.conductance(model, torch.randn(4, 8), torch.zeros(4, dtype=torch.long), [model.drop, model.drop2])
+
+
+class CheckpointedEncoder(nn.Module):
+    """Two nn.TransformerEncoderLayer, each checkpointed (non-reentrant) in training
+    only, as Hugging Face models do, with a padding mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 16)
+        self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True)
+                                    for _ in range(2))
+        self.head = nn.Linear(16, 3)
+        self.checkpointed = False
+
+    def forward(self, x: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embed(x)
+        for block in self.blocks:
+            if self.checkpointed and self.training:
+                h = checkpoint(block, h, None, src_key_padding_mask, use_reentrant=False)
+            else:
+                h = block(h, src_key_padding_mask=src_key_padding_mask)
+        return self.head(h.mean(dim=1))
+
+
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor")
+@pytest.mark.parametrize("score", ["conductance", "gradxact"])
+def test_a_converted_transformer_with_checkpointed_blocks_trains_as_without(score):
+    torch.manual_seed(0)
+    base = CheckpointedEncoder()
+    x, y = torch.randn(16, 5, 6), torch.randint(0, 3, (16,))
+    mask = torch.zeros(16, 5, dtype=torch.bool)
+    mask[::2, -1] = True
+
+    def train(checkpointed: bool) -> nn.Module:
+        model = ydrop.convert(copy.deepcopy(base), "ydrop", warmup_epochs=0, elasticity=0.1, score=score)
+        model.checkpointed = checkpointed
+        guide = Guide(model.train())
+        guide.set_epoch(0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        torch.manual_seed(3)
+        for _ in range(3):
+            guide.step(x, y, src_key_padding_mask=mask)
+            loss = F.cross_entropy(model(x, src_key_padding_mask=mask), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model
+
+    plain, checkpointed = train(False), train(True)
+    assert sum(isinstance(m, YDrop) for m in plain.modules()) == 6  # three dropouts per encoder layer
+    for (name, expected), got in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
