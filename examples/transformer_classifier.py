@@ -12,6 +12,11 @@ Two things differ from an image model:
 * the forward takes a padding mask, so the Guide gets it too, by the same keyword:
   ``guide.step(ids, y, src_key_padding_mask=mask)``.
 
+``--checkpointing`` recomputes each encoder layer in the backward
+(``torch.utils.checkpoint``) instead of keeping its activations, in training only, as
+Hugging Face models do: the Guide scores the model in eval mode, and every guided
+layer draws the same mask again in the recomputation (README, Usage).
+
 The data is synthetic and generated here: sequences of 8 to 32 tokens, padded per
 batch to the longest one; the class is the one of the marker tokens A, B, C that
 occurs most often (a count the model has to learn to compare). The script prints the
@@ -19,6 +24,7 @@ test accuracy before and after training (chance is 33 %).
 
     python examples/transformer_classifier.py --method ydrop --epochs 5
     python examples/transformer_classifier.py --method excitation --compile   # torch.compile the model
+    python examples/transformer_classifier.py --checkpointing   # activation checkpointing per encoder layer
     python examples/transformer_classifier.py --limit 256 --epochs 1 --warmup-epochs 0   # a quick try
 
 ``--method`` is one of dropout (the model as written), ydrop, excitation, activation.
@@ -32,6 +38,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 import ydrop
@@ -81,10 +88,12 @@ def batches(ids: Tensor, lengths: Tensor, labels: Tensor, batch_size: int, devic
 # ----------------------------------------------------------------------------- the model
 class Classifier(nn.Module):
     """Token and position embeddings, a transformer encoder, masked mean pooling and an
-    MLP head with dropout."""
+    MLP head with dropout; ``checkpointing``: each encoder layer checkpointed in training."""
 
-    def __init__(self, d_model: int = 32, heads: int = 4, layers: int = 2, classes: int = len(MARKERS)) -> None:
+    def __init__(self, d_model: int = 32, heads: int = 4, layers: int = 2, classes: int = len(MARKERS),
+                 checkpointing: bool = False) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         self.embed = nn.Embedding(VOCAB, d_model, padding_idx=PAD)
         self.position = nn.Parameter(0.02 * torch.randn(1, MAX_LEN, d_model))
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=0.1,
@@ -95,15 +104,19 @@ class Classifier(nn.Module):
 
     def forward(self, ids: Tensor, src_key_padding_mask: Tensor) -> Tensor:
         h = self.embed(ids) + self.position[:, : ids.shape[1]]
-        h = self.encoder(h, src_key_padding_mask=src_key_padding_mask)
+        if self.checkpointing and self.training:  # never in eval, where the Guide scores (README, Usage)
+            for layer in self.encoder.layers:
+                h = checkpoint(layer, h, None, src_key_padding_mask, use_reentrant=False)
+        else:
+            h = self.encoder(h, src_key_padding_mask=src_key_padding_mask)
         keep = (~src_key_padding_mask).unsqueeze(-1).to(h.dtype)
         pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)
         return self.head(pooled)
 
 
-def build_model(method: str, warmup_epochs: int | None) -> nn.Module:
+def build_model(method: str, warmup_epochs: int | None, checkpointing: bool = False) -> nn.Module:
     """The classifier with its ``nn.Dropout`` modules turned into ``method``'s layers."""
-    model = Classifier()
+    model = Classifier(checkpointing=checkpointing)
     if method == "dropout":  # the model as written
         return model
     kwargs = {} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}
@@ -144,7 +157,7 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     train_set, test_set = make_task(args.limit or 4000, generator), make_task(args.limit or 1000, generator)
     torch.manual_seed(args.seed)  # the same initial weights for every method
-    model = build_model(args.method, args.warmup_epochs).to(device)
+    model = build_model(args.method, args.warmup_epochs, args.checkpointing).to(device)
     guided = [name for name, m in model.named_modules() if isinstance(m, ydrop.GuidedDropout)]
     print(f"method {args.method}: {len(guided)} guided layer(s); device {device}; "
           f"{len(train_set[0])} training and {len(test_set[0])} test sequences")
@@ -175,6 +188,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="N training and N test sequences (default: 4000 and 1000)")
     p.add_argument("--compile", action="store_true", help="train and evaluate torch.compile(model)")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="recompute each encoder layer in the backward (torch.utils.checkpoint), in training only")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto (default): cuda when available")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="default: %(default)s")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

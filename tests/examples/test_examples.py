@@ -125,6 +125,18 @@ def test_transformer_classifier_trains_and_reports(method, capsys):
         assert "guide scored" not in out, out
 
 
+@pytest.mark.parametrize("method", ["ydrop", "activation"])
+def test_transformer_classifier_with_checkpointing_trains_as_without(method, capsys):
+    """Every guided layer draws the same mask in the recomputation and Y-Drop's EMA moves
+    once a step: the same seed gives the same accuracies."""
+    module = _import("transformer_classifier")
+    args = TRANSFORMER_ARGS + ["--method", method, "--epochs", "2"]
+    plain, checkpointed = _run(module, args, capsys), _run(module, args + ["--checkpointing"], capsys)
+    for label in ("test accuracy before training", "test accuracy after training"):
+        assert _accuracies(checkpointed, label) == _accuracies(plain, label)
+    assert _accuracies(plain, "test accuracy after training") != _accuracies(plain, "test accuracy before training")
+
+
 def test_transformer_task_is_the_majority_marker():
     module = _import("transformer_classifier")
     import torch
