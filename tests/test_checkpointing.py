@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, checkpoint_sequential
 
 import ydrop
 from ydrop import ActivationDropout, ExcitationDropout, Guide, YDrop
@@ -79,6 +79,45 @@ def test_a_checkpointed_block_trains_as_without_checkpointing(method, reentrant)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
     if method.startswith("ydrop"):
         assert not torch.equal(plain.block[1].drop_rate, torch.full((16,), 0.35))  # Y-Drop did run guided
+
+
+def sequential_net(score: str) -> nn.Sequential:
+    """A plain nn.Sequential, as ``checkpoint_sequential`` takes: the Guide may score
+    it inside the training forward (``reuse_forward``), in a checkpointed segment."""
+    if score == "excitation":  # Excitation Backprop has rules for ReLU, not Tanh
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), ExcitationDropout(), nn.Linear(16, 16), nn.ReLU(),
+                             ExcitationDropout(), nn.Linear(16, 3))
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), YDrop(warmup_epochs=0, elasticity=0.1, score=score),
+                         nn.Linear(16, 16), nn.Tanh(), YDrop(warmup_epochs=0, elasticity=0.1, score=score),
+                         nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("reuse_forward", [True, False], ids=["reuse_forward", "separate-pass"])
+@pytest.mark.parametrize("segments", [2, 3])
+@pytest.mark.parametrize("score", ["excitation"])
+def test_checkpoint_sequential_trains_as_without_checkpointing(score, segments, reuse_forward):
+    torch.manual_seed(0)
+    base = sequential_net(score)
+    x, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
+
+    def train(segments: int | None) -> nn.Module:
+        model = copy.deepcopy(base).train()
+        guide = Guide(model, reuse_forward=reuse_forward)
+        guide.set_epoch(0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        torch.manual_seed(5)
+        for _ in range(4):
+            guide.step(x, y)
+            logits = model(x) if segments is None else checkpoint_sequential(model, segments, x, use_reentrant=False)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model
+
+    plain, checkpointed = train(None), train(segments)
+    for (name, expected), got in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
 
 
 def test_ydrop_moves_its_ema_once_a_step_however_often_the_forward_runs():

@@ -48,5 +48,13 @@ class Tap:
             return
         callbacks, self.callbacks = self.callbacks, []
         value = args[0] if self.read_input else output
-        for callback in callbacks if isinstance(value, Tensor) else ():
-            callback(value)
+        # Inside a checkpointed block (torch.utils.checkpoint, non-reentrant), the
+        # checkpoint's hooks would hold the pass's own graph as the block's and find
+        # it missing when the block recomputes: the pass keeps its tensors itself.
+        with torch.autograd.graph.saved_tensors_hooks(_as_is, _as_is):
+            for callback in callbacks if isinstance(value, Tensor) else ():
+                callback(value)
+
+
+def _as_is(tensor: Tensor) -> Tensor:
+    return tensor
