@@ -24,6 +24,8 @@ from ydrop import ActivationDropout, ExcitationDropout, Guide, YDrop
 METHODS = {
     "ydrop": lambda: YDrop(warmup_epochs=0, elasticity=0.1),  # a large alpha: a second EMA move would show
     "ydrop-gradxact": lambda: YDrop(warmup_epochs=0, elasticity=0.1, score="gradxact"),
+    # Ranked off its own input at the step's first forward: not again in the recomputation.
+    "ydrop-activation": lambda: YDrop(warmup_epochs=0, elasticity=0.1, score="activation"),
     "excitation": ExcitationDropout,
     "activation": ActivationDropout,
 }
@@ -51,7 +53,10 @@ class CheckpointedNet(nn.Module):
         return self.head(h)
 
 
-def trained(model: CheckpointedNet, reentrant: bool | None, steps: int = 4) -> CheckpointedNet:
+def trained(model: CheckpointedNet, reentrant: bool | None, steps: int = 4, reload_at: int | None = None
+            ) -> CheckpointedNet:
+    """``steps`` Guide steps; at step ``reload_at`` the model loads its own state
+    between ``guide.step`` and the forward."""
     model = copy.deepcopy(model).train()
     model.reentrant = reentrant
     guide = Guide(model)
@@ -59,8 +64,10 @@ def trained(model: CheckpointedNet, reentrant: bool | None, steps: int = 4) -> C
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     torch.manual_seed(5)
     x, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
-    for _ in range(steps):
+    for step in range(steps):
         guide.step(x, y)
+        if step == reload_at:
+            model.load_state_dict(copy.deepcopy(model.state_dict()))
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
@@ -81,6 +88,18 @@ def test_a_checkpointed_block_trains_as_without_checkpointing(method, reentrant)
         assert not torch.equal(plain.block[1].drop_rate, torch.full((16,), 0.35))  # Y-Drop did run guided
 
 
+@pytest.mark.parametrize("score_every", [1, 3])
+def test_a_state_loaded_between_the_guide_step_and_a_checkpointed_forward_trains_as_without(score_every):
+    torch.manual_seed(0)
+    model = CheckpointedNet(YDrop(warmup_epochs=0, elasticity=0.1, score_every=score_every))
+    plain, checkpointed = trained(model, None, 6, reload_at=2), trained(model, False, 6, reload_at=2)
+    for (name, expected), got in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+    # Loading its own state is no step: the same training as without the load.
+    for (name, expected), got in zip(trained(model, None, 6).state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+
+
 def sequential_net(score: str) -> nn.Sequential:
     """A plain nn.Sequential, as ``checkpoint_sequential`` takes: the Guide may score
     it inside the training forward (``reuse_forward``), in a checkpointed segment."""
@@ -94,7 +113,7 @@ def sequential_net(score: str) -> nn.Sequential:
 
 @pytest.mark.parametrize("reuse_forward", [True, False], ids=["reuse_forward", "separate-pass"])
 @pytest.mark.parametrize("segments", [2, 3])
-@pytest.mark.parametrize("score", ["excitation"])
+@pytest.mark.parametrize("score", ["conductance", "gradxact", "excitation"])
 def test_checkpoint_sequential_trains_as_without_checkpointing(score, segments, reuse_forward):
     torch.manual_seed(0)
     base = sequential_net(score)

@@ -145,10 +145,9 @@ class Guide:
         kind = score_kind(kind_name)
         layers = [self.layers[name] for name in names]
         per_sample = [layer.score_request().per_sample for layer in layers]
-        batch = inputs.shape[0]
         rows = subset if subset is not None and not any(per_sample) else None
         hand_out = partial(self._hand_out, names, per_sample, subset if rows is None else None)
-        if self._arm(kind, layers, inputs, target, rows, hand_out, self._scoring_model(kwargs, None, batch)):
+        if self._arm(kind, layers, inputs, target, rows, hand_out, self._scoring_model(kwargs, None, len(inputs))):
             return {}
         chosen, chosen_target = (inputs, target) if rows is None else (inputs[rows], target[rows])
         with eval_mode(self.model):
@@ -197,6 +196,8 @@ class Guide:
 
             self._taps[key] = Tap(anchor, read_input=not at_stem, owner=self)
         self._taps[key].callbacks.append(score)  # groups sharing an anchor (e.g. two n_c) each get one
+        for layer in layers:  # their random draws now, as a pass's set_scores takes them: not in the forward
+            layer.expect_scores()
         return True
 
     def _warn_if_epoch_never_set(self) -> None:
@@ -206,4 +207,3 @@ class Guide:
                           "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
                           RuntimeWarning, stacklevel=3)
         self._warned_no_epoch = True
-

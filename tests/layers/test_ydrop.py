@@ -12,8 +12,9 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
-from ydrop import YDrop
+from ydrop import Guide, YDrop
 from ydrop._validation import check_all_finite
 
 BATCH, UNITS, TOL = 20000, 32, 5e-3
@@ -278,6 +279,35 @@ def test_the_kept_ranking_is_computed_once_per_mean_and_follows_every_change(mon
     layer.strong_fraction = 0.25
     layer.keep_scores()  # a change takes effect at the next step: the rates of a step are drawn as it begins
     assert strong_after_a_step(layer) == set(range(24, 32)) and rankings[-1] == 0.25
+
+
+def test_a_score_read_off_the_input_steps_at_every_forward_alone_and_at_every_guide_step_with_a_guide():
+    """``score="activation"`` ranks off the layer's own input. Without a Guide every
+    training forward is a step (one EMA move each); with one, a step is a
+    ``guide.step``: its first forward ranks and moves the EMA, a second one (a
+    checkpoint's recomputation) reuses both."""
+    alpha = 0.5
+    g = torch.tensor([0.1, 0.1, 0.6, 0.6])  # sigma 0: the bucket rates are mu_L, mu_H exactly
+    x = torch.arange(1.0, 5.0).expand(8, 4)  # units 2 and 3 are the strong bucket
+
+    def ema_after(moves: int, rates: torch.Tensor = g, start: float | torch.Tensor = 0.35) -> torch.Tensor:
+        return rates + (start - rates) * (1 - alpha) ** moves
+
+    layer = YDrop(score="activation", warmup_epochs=0, elasticity=alpha, sigma_low=0.0, sigma_high=0.0).train()
+    for _ in range(3):
+        layer(x)
+    torch.testing.assert_close(layer.drop_rate, ema_after(3), rtol=0, atol=1e-6)
+
+    layer = YDrop(score="activation", warmup_epochs=0, elasticity=alpha, sigma_low=0.0, sigma_high=0.0)
+    guide = Guide(nn.Sequential(layer).train())
+    guide.set_epoch(0)
+    for _ in range(2):
+        guide.step(x, torch.zeros(8, dtype=torch.long))
+        layer(x), layer(x)
+    torch.testing.assert_close(layer.drop_rate, ema_after(2), rtol=0, atol=1e-6)
+    guide.step(x, torch.zeros(8, dtype=torch.long))
+    layer(x.flip(1)), layer(x)  # ranked on the step's first input: units 0 and 1 strong
+    torch.testing.assert_close(layer.drop_rate, ema_after(1, g.flip(0), ema_after(2)), rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------- state as tensors only

@@ -238,6 +238,12 @@ class GuidedDropout(nn.Module):
         """Called by the Guide on a step where this layer asked for no new scores
         (warm-up, or a layer that reuses its scores for several steps)."""
 
+    def expect_scores(self) -> None:
+        """Called by the Guide on a step whose scores it hands over inside the next
+        training forward (``set_scores`` from its hook there): a policy takes the
+        step's random draws now, outside the forward (a checkpointed block recomputes
+        it with the random state restored)."""
+
     def clear_scores(self) -> None:
         self._scores = None
 

@@ -21,14 +21,22 @@ scoring pass on one step in k, while the bucket rates (Eq. 8), the EMA and the
 masks are still drawn every step. Steps are counted by the Guide (``guide.step``).
 
 **One step, one EMA move.** The bucket rates (Eq. 8) are drawn when a step
-begins, i.e. when the Guide hands the layer its scores (``set_scores``) or keeps them
-(``keep_scores``), outside the forward; the step's first training forward moves the
+begins, outside the forward: when the layer is handed its scores (``set_scores``),
+keeps them (``keep_scores``) or is told by the Guide that they come inside the next
+training forward (``expect_scores``: the Guide's in-forward pass, or a ``from_input``
+score read off the layer's own input). The step's first training forward moves the
 EMA (Eq. 6) with them, and every forward until the next step masks with those rates
 and that EMA. A forward run twice in one step, as activation checkpointing
 (``torch.utils.checkpoint``) does, therefore moves the EMA once and, with the random
 state the checkpoint restores, draws the same mask again. A layer with no step
-begun (scores set during warm-up, a state just loaded) begins one at its forward; a
-``from_input`` score (read off the layer's own input) begins one at every forward.
+begun (scores set during warm-up) begins one at its forward; a state just loaded
+(``load_state_dict``) moves its EMA at the next forward, with the step's draws.
+
+Driven by hand (no Guide), one call of ``set_scores`` (or ``keep_scores``, to reuse
+the last mean) is one step: forwards in between share its rates and EMA move, so
+call one of them before every training forward. A ``from_input`` score without a
+Guide counts every training forward as a step (its EMA moves again in a
+checkpoint's recomputation): under checkpointing, give it a Guide.
 """
 
 from __future__ import annotations
@@ -137,10 +145,13 @@ class YDrop(GuidedDropout):
         self._reuses_left: int | None = None
         self.register_buffer("reuses_left", torch.tensor(-1, dtype=torch.int64))
         self._bucket_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
-        # g_B (N,) of the current step and whether the EMA moved with it yet
-        # (module docstring); None: no step begun.
-        self._step_rates: Tensor | None = None
+        # This step's draws (p_L, p_H) of Eq. 8 and whether the EMA moved with them yet
+        # (module docstring); None: no step begun. ``_awaiting``: the step's scores
+        # come inside the forward, its draws taken (True), came (False); None: no
+        # Guide steps this layer.
+        self._step_draw: Tensor | None = None
         self._ema_moved = False
+        self._awaiting: bool | None = None
         # (mean_score, strong_fraction, strong units): ranked once per new mean.
         self._strong_cache: tuple[Tensor, float, Tensor] | None = None
         self.register_load_state_dict_pre_hook(_before_load)
@@ -153,19 +164,30 @@ class YDrop(GuidedDropout):
         return super().needs_guide and (self._reuses_left is None or self._reuses_left == 0)
 
     def keep_scores(self) -> None:
-        """A Guide step without new scores: one reuse of the kept mean spent, and
-        this step's bucket rates drawn (a ``from_input`` score draws at its forward)."""
+        """A Guide step without new scores from it: one reuse of the kept mean spent,
+        and this step's bucket draws taken (a ``from_input`` score ranks at the
+        step's first forward)."""
         if self._reuses_left:
             self._set_reuses_left(self._reuses_left - 1)
         if self.kind.from_input is None:
             self._begin_step()
+        else:
+            self.expect_scores()
+
+    def expect_scores(self) -> None:
+        """A Guide step whose scores come inside the next training forward: this
+        step's bucket draws (Eq. 8) are taken now, outside the forward, so that a
+        checkpointed block's recomputation draws its masks from the same random state."""
+        self._begin_step()
+        self._awaiting = True
 
     def _set_reuses_left(self, value: int | None) -> None:
         self._reuses_left = value
         self.reuses_left.fill_(-1 if value is None else value)
 
     def set_scores(self, scores: Tensor) -> None:
-        """Receive scores (samples, N); only their mean over samples (Eq. 4) is kept."""
+        """Receive scores (samples, N); only their mean over samples (Eq. 4) is kept.
+        A step begins, unless they are the ones it awaited (:meth:`expect_scores`)."""
         super().set_scores(scores)
         # Under DDP every rank must rank the same units: mean over ranks.
         self.mean_score = all_reduce_mean(self._scores.float().mean(dim=0))
@@ -174,31 +196,31 @@ class YDrop(GuidedDropout):
         # Scores given during warm-up are kept but count as stale: the first guided
         # step still asks the Guide for fresh ones.
         self._set_reuses_left(0 if self.in_warmup else self.score_every - 1)
-        self._begin_step()
+        if self._awaiting:
+            self._awaiting = False  # the scores this step awaited: its draws are taken
+        else:
+            self._begin_step()
 
     def clear_scores(self) -> None:
         super().clear_scores()
         self.mean_score = self.mean_score.new_zeros(0)
         self._strong_cache = None
-        self._step_rates = None
+        self._step_draw = None
         self._set_reuses_left(None)
 
     def _begin_step(self) -> None:
-        """Draw this step's bucket rates g_B (Eq. 8) on the kept ranking (module
-        docstring); the step's first forward moves the EMA with them (Eq. 6).
-        Nothing in warm-up or without scores."""
-        self._step_rates = None
-        if not self.in_warmup and self._reuses_left is not None:
-            self._step_rates = self._bucket_rates(self._kept_strong_units())
-            self._ema_moved = False
+        """Take this step's bucket draws (p_L, p_H) of Eq. 8 (module docstring); the
+        step's first forward moves the EMA with them (Eq. 6). None in warm-up."""
+        self._step_draw = None if self.in_warmup else self._draw_bucket_rates()
+        self._ema_moved = False
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
         """The kept mean scores as one row (1, N). Refreshed by the Guide's
         :meth:`set_scores` (or a pending in-forward score function); scores read off
-        ``x`` (a kind with ``from_input``) cost no pass and are refreshed every forward."""
-        scores = super()._current_scores(x)
-        if self.kind.from_input is not None:
-            self.set_scores(scores)
+        ``x`` (a kind with ``from_input``) cost no pass and are refreshed at every step's
+        first forward (every forward without a Guide: module docstring)."""
+        if self.kind.from_input is not None and self._awaiting is not False:
+            self.set_scores(super()._current_scores(x))
         return None if self._reuses_left is None else self.mean_score.unsqueeze(0)
 
     def score_request(self) -> ScoreRequest:
@@ -231,12 +253,11 @@ class YDrop(GuidedDropout):
             # freeze (bf16) or move in coarse jumps (fp16). It accumulates in float32.
             self.drop_rate = self.drop_rate.float()
 
-    def _bucket_rates(self, strong: Tensor) -> Tensor:
-        """g_B (N,): this step's draws of the bucket rates (Eq. 8) on the ``strong`` units (N,)."""
+    def _draw_bucket_rates(self) -> Tensor:
+        """(p_L, p_H), one draw of the bucket rates (Eq. 8), on the buffers' device."""
         # Under DDP every rank must draw the same rates, so that the EMA buffers
         # stay identical: rank 0's draws (the mean is averaged in set_scores).
-        p_low, p_high = broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(strong.device)))
-        return F_.bucket_drop_rates(strong, p_low, p_high)
+        return broadcast_from_main(F_.sample_bucket_rates(*self._bucket_parameters(self.drop_rate.device)))
 
     def _rank(self) -> None:
         """Rank the kept mean into buckets (Eq. 5) once per new mean: a layer with
@@ -256,11 +277,11 @@ class YDrop(GuidedDropout):
         return self._strong_cache[2]
 
     def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
-        # ``scores`` is the kept mean as one row (``_current_scores``), whose ranking
-        # this step's rates were drawn on.
-        if self._step_rates is None:
+        # ``scores`` is the kept mean as one row (``_current_scores``); g_B (N,) puts
+        # this step's draws on its ranking.
+        if self._step_draw is None:
             self._begin_step()
-        rates = self._step_rates.to(x.device)
+        rates = F_.bucket_drop_rates(self._kept_strong_units().to(x.device), *self._step_draw.to(x.device))
         if not self._ema_moved:  # once a step, also when the forward runs again (checkpointing)
             self._ensure_state(x, dim)
             F_.ema_update(self.drop_rate, rates, self.elasticity)
@@ -337,5 +358,7 @@ def _after_load(module: YDrop, incompatible_keys: object) -> None:
     loaded buffers (one host read of ``reuses_left`` per load, never per step)."""
     reuses = int(module.reuses_left)
     module._reuses_left = None if reuses < 0 else reuses
-    module._step_rates = None  # drawn on the loaded ranking at the next step
     module._rank()
+    # The next forward moves the loaded EMA with this step's draws (if begun: drawing
+    # them there would take random numbers inside a checkpointed block) on the loaded ranking.
+    module._ema_moved = False
