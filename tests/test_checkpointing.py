@@ -189,22 +189,68 @@ def test_a_pass_that_cannot_see_through_a_checkpoint_in_eval_says_what_to_change
     assert torch.is_grad_enabled()  # the pass put the grad mode back
 
 
+class FrozenTail(nn.Module):
+    def __init__(self, make=YDrop) -> None:
+        super().__init__()
+        self.fc1, self.drop, self.fc2, self.drop2, self.head = (
+            nn.Linear(8, 16), make(), nn.Linear(16, 16), make(), nn.Linear(16, 3))
+
+    def forward(self, x, scale=None):
+        h = self.fc2(self.drop(self.fc1(x).relu())).relu()
+        with torch.no_grad():  # the scored layer below runs without gradients
+            h = self.drop2(h)
+        logits = self.head(h)
+        return logits if scale is None else logits * scale
+
+
 def test_a_layer_under_torch_no_grad_inside_the_forward_is_named():
-    class FrozenTail(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc1, self.drop, self.fc2, self.drop2, self.head = (
-                nn.Linear(8, 16), YDrop(), nn.Linear(16, 16), YDrop(), nn.Linear(16, 3))
-
-        def forward(self, x):
-            h = self.fc2(self.drop(self.fc1(x).relu())).relu()
-            with torch.no_grad():  # the scored layer below runs without gradients
-                h = self.drop2(h)
-            return self.head(h)
-
     model = FrozenTail()
     with pytest.raises(ValueError, match=r"scored layer 'drop2' \(YDrop\) runs with gradients turned off"):
         ydrop.conductance(model, torch.randn(4, 8), torch.zeros(4, dtype=torch.long), [model.drop, model.drop2])
+
+
+@pytest.mark.parametrize("score", ["conductance", "gradxact"])
+@pytest.mark.parametrize("call", ["forward-arguments", "to_logits"])
+def test_the_guide_names_the_layer_as_the_model_does_also_with_forward_arguments(call, score):
+    """The Guide scores a model given forward arguments or ``to_logits`` through a
+    module of its own around the model: the error names the layer without it."""
+    model = FrozenTail(lambda: YDrop(warmup_epochs=0, score=score)).train()
+    guide = Guide(model, reuse_forward=False, to_logits=(lambda out: out) if call == "to_logits" else None)
+    guide.set_epoch(0)
+    kwargs = {"scale": torch.ones(4, 1)} if call == "forward-arguments" else {}
+    with pytest.raises(ValueError, match=r"scored layer 'drop2' \(YDrop\) runs with gradients turned off"):
+        guide.step(torch.randn(4, 8), torch.zeros(4, dtype=torch.long), **kwargs)
+    assert torch.is_grad_enabled() and model.training and all(m.training for m in model.modules())
+
+
+class GradientsOffAbove(nn.Module):
+    """A scored layer below a block that runs without gradients in an eval forward:
+    checkpointed with ``use_reentrant=True`` in eval mode too, or under torch.no_grad."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.stem, self.drop, self.head = nn.Linear(8, 16), ExcitationDropout(), nn.Linear(16, 3)
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.how = how
+
+    def forward(self, x):
+        h = self.drop(self.stem(x).relu())
+        if self.how == "reentrant":
+            return self.head(checkpoint(self.block, h, use_reentrant=True))
+        with torch.no_grad():
+            return self.head(self.block(h))
+
+
+@pytest.mark.parametrize("how", ["reentrant", "no_grad"])
+def test_excitation_backprop_through_a_block_without_gradients_says_what_to_change(how):
+    """P cannot cross the block: torch's own error (reentrant: "incompatible with
+    .grad()") or, under torch.no_grad, silently uniform p_EB, before; now the block is named."""
+    torch.manual_seed(0)
+    model = GradientsOffAbove(how).eval()
+    with pytest.raises(ValueError, match=r"module 'block\.0' \(Linear\), between a scored layer and the logits, runs "
+                                         r"with gradients turned off.*checkpoint only in training"):
+        ydrop.excitation_backprop(model, torch.randn(6, 8), torch.randint(0, 3, (6,)), [model.drop])
+    assert torch.is_grad_enabled() and not any(m.training for m in model.modules())
 
 
 class CheckpointedEncoder(nn.Module):

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._forward import ScoringForward
+
 __all__ = [
     "as_real",
     "as_int",
@@ -35,6 +37,7 @@ __all__ = [
     "check_all_finite",
     "single_call_outputs",
     "CHECKPOINT_ADVICE",
+    "module_name",
     "gradients_off_error",
 ]
 
@@ -242,7 +245,7 @@ def single_call_outputs(modules: Sequence[nn.Module], captured: list[list[Tensor
     for module, calls in zip(modules, captured):
         if len(calls) == 1 and calls[0].shape[0] == rows:
             continue
-        name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
+        name = module_name(module, model)
         if len(calls) == 1:
             problem = (f"gave an output of shape {tuple(calls[0].shape)} for {rows} input rows: scores need the "
                        "batch first at every scored layer (e.g. nn.TransformerEncoderLayer(batch_first=True))")
@@ -260,11 +263,23 @@ CHECKPOINT_ADVICE = ("activation checkpointing in eval mode does this: checkpoin
                      "scoring passes run the model in eval mode")
 
 
-def gradients_off_error(module: nn.Module, model: nn.Module) -> ValueError:
-    """The error of a scored layer that runs with gradients turned off inside the
-    model's forward (``torch.no_grad``, a reentrant ``torch.utils.checkpoint``): the
-    target logit's gradient could not reach it, and its scores would be silently 0."""
-    name = next((name for name, m in model.named_modules() if m is module), type(module).__name__)
-    return ValueError(f"scored layer {name!r} ({type(module).__name__}) runs with gradients turned off inside the "
-                      "model's forward (torch.no_grad, or torch.utils.checkpoint(use_reentrant=True)), so the "
-                      f"target logit's gradient cannot reach it; {CHECKPOINT_ADVICE}")
+def module_name(module: nn.Module, model: nn.Module) -> str:
+    """``module``'s name as the user's model names it (``named_modules``), also when
+    ``model`` is the Guide's :class:`ScoringForward` around it (forward arguments,
+    ``to_logits``); its type's name if it is not in ``model``."""
+    name = next((name for name, m in model.named_modules() if m is module), None)
+    if name is None:
+        return type(module).__name__
+    return name.removeprefix("model.") if isinstance(model, ScoringForward) else name
+
+
+def gradients_off_error(module: nn.Module, model: nn.Module, scored: bool = True) -> ValueError:
+    """The error of a scored layer (``scored``; else a module carrying its scores up
+    to the logits) that runs with gradients turned off inside the model's forward
+    (``torch.no_grad``, a reentrant ``torch.utils.checkpoint``): the target logit's
+    gradient could not reach the scored layer, whose scores would be silently 0."""
+    what = "scored layer" if scored else "module"
+    where = "" if scored else ", between a scored layer and the logits,"
+    return ValueError(f"{what} {module_name(module, model)!r} ({type(module).__name__}){where} runs with gradients "
+                      "turned off inside the model's forward (torch.no_grad, or torch.utils.checkpoint(use_reentrant="
+                      f"True)), so the target logit's gradient cannot reach it; {CHECKPOINT_ADVICE}")

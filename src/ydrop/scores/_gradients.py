@@ -118,11 +118,9 @@ def autograd_pass(model: nn.Module, rows: Tensor, target: Tensor, modules: list[
     outputs, classes = single_call_outputs(modules, captured, model, rows.shape[0]), check_logits(logits, target, batch)
     if turned_off:  # after the last scored output: e.g. it sits inside a reentrant checkpoint
         raise gradients_off_error(ran[-1], model)
-    grads: Sequence[Tensor | None] = [None] * len(outputs)
-    if logits.requires_grad:
-        with torch.enable_grad():  # the caller may be under torch.no_grad: the selection must be recorded too
-            chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1))
-        grads = target_gradients(chosen, outputs, torch.ones_like(chosen))
+    with torch.enable_grad():  # the caller may be under torch.no_grad: the selection must be recorded too
+        chosen = logits[: groups * batch].gather(1, target.repeat(groups).unsqueeze(1))
+    grads = target_gradients(chosen, outputs, torch.ones_like(chosen))
     return outputs, [None if g is None else g[: groups * batch].unflatten(0, (groups, batch)) for g in grads], classes
 
 

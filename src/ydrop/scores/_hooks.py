@@ -93,9 +93,12 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list[list[Tensor]]
 
 def target_gradients(logits: Tensor, outputs: Sequence[Tensor], cotangent: Tensor) -> tuple[Tensor | None, ...]:
     """``autograd.grad(logits, outputs, cotangent)``, None for an output the logits do
-    not depend on; a checkpointed block's mismatched recomputation is explained."""
+    not depend on (all None if no output feeds them); a checkpointed block's
+    mismatched recomputation is explained."""
     from torch.utils.checkpoint import CheckpointError
 
+    if not logits.requires_grad:
+        return (None,) * len(outputs)
     try:
         return torch.autograd.grad(logits, outputs, cotangent, allow_unused=True)
     except CheckpointError as error:

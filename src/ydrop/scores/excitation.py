@@ -134,9 +134,7 @@ def _excitation_backprop(
     for module, output in zip(modules, outputs):
         if not output.requires_grad:  # the requested hook starts a graph at every layer where gradients are on
             raise gradients_off_error(module, model)
-    grads: Sequence = (None,) * len(outputs)  # unless some requested layer feeds the logits
-    if logits.requires_grad:
-        grads = target_gradients(logits, outputs, one_hot_targets(target, logits))
+    grads = target_gradients(logits, outputs, one_hot_targets(target, logits))
     unit_dims = unit_dims or [getattr(module, "unit_dim", None) for module in modules]
     return [normalise_rows(per_unit((torch.zeros_like(out) if grad is None else grad).detach(), unit_dim))
             for out, grad, unit_dim in zip(outputs, grads, unit_dims)], classes
@@ -184,7 +182,7 @@ def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _Stat
                 continue
             if rule == "pass" and getattr(module, "inplace", False):
                 handles.append(module.register_forward_pre_hook(_keep_input_hook(state)))
-            handles.append(module.register_forward_hook(_rule_hook(name, rule, state)))
+            handles.append(module.register_forward_hook(_rule_hook(name, rule, state, model)))
         for name, module in unruled_leaves:
             handles.append(module.register_forward_hook(_check_hook(name, state)))
         for module in requested:
@@ -231,25 +229,23 @@ def _keep_input_hook(state: _State):
     return hook
 
 
-def _rule_hook(name: str, rule: Rule, state: _State):
+def _rule_hook(name: str, rule: Rule, state: _State, model: nn.Module):
     def hook(module: nn.Module, args: tuple, output):
         if not state.started:
             return None  # below every requested layer: P never goes through it
-        a = state.saved_inputs.pop(id(module), None)
-        if a is None:
-            if not args or not isinstance(args[0], Tensor):
-                raise ValueError(f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__}) "
-                                 "was called without a tensor as first argument; its rule needs it")
-            a = args[0]
+        a = state.saved_inputs.pop(id(module), args[0] if args else None)  # the input an in-place module overwrote
+        where = f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__})"
+        if not isinstance(a, Tensor):
+            raise ValueError(f"{where} was called without a tensor as first argument; its rule needs it")
         if not a.requires_grad:
             return None  # not fed by a requested layer: no P to carry
-        where = f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__})"
+        if not torch.is_grad_enabled():  # P cannot cross it (a reentrant checkpoint's block, torch.no_grad)
+            raise gradients_off_error(module, model, scored=False)
         if not isinstance(output, Tensor):
             raise ValueError(f"{where} returned {type(output).__name__}; its rule needs a single tensor output")
-        if rule == "pass":
-            if output.shape != a.shape:
-                raise ValueError(f"{where}: the 'pass' rule needs equal input and output shapes, got "
-                                 f"{tuple(a.shape)} -> {tuple(output.shape)}")
+        if rule == "pass" and output.shape != a.shape:
+            raise ValueError(f"{where}: the 'pass' rule needs equal input and output shapes, got "
+                             f"{tuple(a.shape)} -> {tuple(output.shape)}")
         # ``output`` is boxed in a list so autograd sees a new tensor, not an input
         # returned as is (which it would turn into a view of that input).
         return _ExcitationRule.apply(a, [output.detach()], module, None if rule == "pass" else rule)
