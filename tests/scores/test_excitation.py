@@ -344,3 +344,19 @@ def test_an_empty_sequential_shortcut_is_the_identity():
     empty, identity = Residual(nn.Sequential()), Residual(nn.Identity())
     ours = excitation_backprop(empty, x, y, ["drop"])[empty.drop]
     torch.testing.assert_close(ours, excitation_backprop(identity, x, y, ["drop"])[identity.drop])
+
+
+def test_a_module_without_a_rule_is_named_as_in_the_users_model_also_with_forward_arguments():
+    """The Guide wraps a model given forward keyword arguments; errors still use the model's own names."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.drop, self.norm, self.head = (nn.Linear(6, 8), ydrop.ExcitationDropout(), nn.LayerNorm(8),
+                                                        nn.Linear(8, 3))
+
+        def forward(self, x, scale):
+            return self.head(self.norm(self.drop(self.fc(x).relu()))) * scale
+
+    model = Net().train()
+    with pytest.raises(ValueError, match=r"no rule for module 'norm' \(LayerNorm\)"):
+        ydrop.Guide(model).step(torch.randn(4, 6), torch.randint(0, 3, (4,)), scale=torch.ones(4, 1))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_logits, gradients_off_error, single_call_outputs
+from .._validation import check_logits, gradients_off_error, module_name, single_call_outputs
 from ._hooks import LayerSpec, capture_outputs, eval_mode, prepare_call, target_gradients
 from ._units import normalise_rows, one_hot_targets, per_unit
 
@@ -177,14 +177,14 @@ def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _Stat
     ruled, unruled_leaves = _ruled_modules(model)
     handles = []
     try:
-        for name, module, rule in ruled:
+        for module, rule in ruled:
             if rule == "gradient":
                 continue
             if rule == "pass" and getattr(module, "inplace", False):
                 handles.append(module.register_forward_pre_hook(_keep_input_hook(state)))
-            handles.append(module.register_forward_hook(_rule_hook(name, rule, state, model)))
-        for name, module in unruled_leaves:
-            handles.append(module.register_forward_hook(_check_hook(name, state)))
+            handles.append(module.register_forward_hook(_rule_hook(rule, state, model)))
+        for module in unruled_leaves:
+            handles.append(module.register_forward_hook(_check_hook(state, model)))
         for module in requested:
             handles.append(module.register_forward_hook(_requested_hook(state)))
         yield
@@ -194,28 +194,32 @@ def _excitation_hooks(model: nn.Module, requested: list[nn.Module], state: _Stat
         state.saved_inputs.clear()
 
 
-def _ruled_modules(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Rule]], list[tuple[str, nn.Module]]]:
+def _ruled_modules(model: nn.Module) -> tuple[list[tuple[nn.Module, Rule]], list[nn.Module]]:
     """Outermost modules with a rule, and leaves not covered by any rule."""
-    ruled: list[tuple[str, nn.Module, Rule]] = []
-    unruled: list[tuple[str, nn.Module]] = []
+    ruled: list[tuple[nn.Module, Rule]] = []
+    unruled: list[nn.Module] = []
     seen: set[int] = set()
 
-    def visit(name: str, module: nn.Module) -> None:
+    def visit(module: nn.Module) -> None:
         if id(module) in seen:  # shared modules are hooked once
             return
         seen.add(id(module))
         rule = _rule_for(module)
         if rule is not None:
-            ruled.append((name, module, rule))  # its rule covers its children
+            ruled.append((module, rule))  # its rule covers its children
             return
-        children = list(module.named_children())
+        children = list(module.children())
         if not children and not isinstance(module, nn.Sequential):  # an empty Sequential: the identity
-            unruled.append((name, module))
-        for child_name, child in children:
-            visit(f"{name}.{child_name}" if name else child_name, child)
+            unruled.append(module)
+        for child in children:
+            visit(child)
 
-    visit("", model)
+    visit(model)
     return ruled, unruled
+
+
+def _where(module: nn.Module, model: nn.Module) -> str:  # an error's name for it, as the user's model's
+    return f"module {module_name(module, model) or 'model'!r} ({type(module).__name__})"
 
 
 def _keep_input_hook(state: _State):
@@ -229,23 +233,22 @@ def _keep_input_hook(state: _State):
     return hook
 
 
-def _rule_hook(name: str, rule: Rule, state: _State, model: nn.Module):
+def _rule_hook(rule: Rule, state: _State, model: nn.Module):
     def hook(module: nn.Module, args: tuple, output):
         if not state.started:
             return None  # below every requested layer: P never goes through it
         a = state.saved_inputs.pop(id(module), args[0] if args else None)  # the input an in-place module overwrote
-        where = f"excitation_backprop: module {name or 'model'!r} ({type(module).__name__})"
         if not isinstance(a, Tensor):
-            raise ValueError(f"{where} was called without a tensor as first argument; its rule needs it")
+            raise ValueError(f"excitation_backprop: {_where(module, model)} was called without a tensor as first "
+                             "argument; its rule needs it")
         if not a.requires_grad:
             return None  # not fed by a requested layer: no P to carry
         if not torch.is_grad_enabled():  # P cannot cross it (a reentrant checkpoint's block, torch.no_grad)
             raise gradients_off_error(module, model, scored=False)
-        if not isinstance(output, Tensor):
-            raise ValueError(f"{where} returned {type(output).__name__}; its rule needs a single tensor output")
-        if rule == "pass" and output.shape != a.shape:
-            raise ValueError(f"{where}: the 'pass' rule needs equal input and output shapes, got "
-                             f"{tuple(a.shape)} -> {tuple(output.shape)}")
+        if not isinstance(output, Tensor) or rule == "pass" and output.shape != a.shape:
+            got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise ValueError(f"excitation_backprop: {_where(module, model)} returned {got} for an input of shape "
+                             f"{tuple(a.shape)}; its rule needs one tensor (the 'pass' rule: of the input's shape)")
         # ``output`` is boxed in a list so autograd sees a new tensor, not an input
         # returned as is (which it would turn into a view of that input).
         return _ExcitationRule.apply(a, [output.detach()], module, None if rule == "pass" else rule)
@@ -253,14 +256,14 @@ def _rule_hook(name: str, rule: Rule, state: _State, model: nn.Module):
     return hook
 
 
-def _check_hook(name: str, state: _State):
+def _check_hook(state: _State, model: nn.Module):
     def hook(module: nn.Module, args: tuple, output):
         if not state.started:
             return None  # the feature extractor below the requested layers: anything goes
         if not any(isinstance(arg, Tensor) and arg.requires_grad for arg in args):
             return None  # not fed by a requested layer
-        raise ValueError(f"excitation_backprop has no rule for module {name or 'model'!r} ({type(module).__name__}), "
-                         "which runs between a requested layer and the model's output. Supported types: "
+        raise ValueError(f"excitation_backprop has no rule for {_where(module, model)}, which runs between a "
+                         "requested layer and the model's output. Supported types: "
                          f"{', '.join(cls.__name__ for cls in _rules())}. Request a layer above it, or add a "
                          "rule with ydrop.register_excitation_rule(module_type, rule).")
 
