@@ -10,12 +10,14 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import CheckpointError
 
 from .._validation import CHECKPOINT_ADVICE, check_layer_list, check_module, check_targets
 
 LayerSpec = nn.Module | str
 
 __all__ = ["LayerSpec", "prepare_call", "resolve_layers", "eval_mode", "capture_outputs", "target_gradients"]
+
 
 def prepare_call(model: nn.Module, inputs: Tensor, target, layers) -> tuple[Tensor, list[nn.Module]]:
     """The checks of a public score function: ``inputs`` a (B, *) tensor; returns the
@@ -95,8 +97,6 @@ def target_gradients(logits: Tensor, outputs: Sequence[Tensor], cotangent: Tenso
     """``autograd.grad(logits, outputs, cotangent)``, None for an output the logits do
     not depend on (all None if no output feeds them); a checkpointed block's
     mismatched recomputation is explained."""
-    from torch.utils.checkpoint import CheckpointError
-
     if not logits.requires_grad:
         return (None,) * len(outputs)
     try:
