@@ -7,6 +7,7 @@ the source to learn why a call was refused. ``assert`` is never used for user in
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "check_module",
     "check_layer_list",
     "check_mapping",
+    "name_hint",
     "check_targets",
     "check_logits",
     "check_score_rows",
@@ -148,6 +150,13 @@ def check_mapping(name: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise TypeError(f"{name} must be a dict (as state_dict() returns), got {describe(value, dict)}")
     return value
+
+
+def name_hint(name: str, names: Sequence[str]) -> str:
+    """The end of an unknown-name error: the close matches of ``name`` among ``names``
+    (a submodule's qualified names), else a few of them."""
+    close = difflib.get_close_matches(name, names, n=3)
+    return f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {list(names)[1:6]}"
 
 
 def check_targets(name: str, target: Any, batch_size: int, num_classes: int | None = None) -> Tensor:

@@ -120,31 +120,31 @@ class Guide:
         kwargs = check_forward_kwargs(self.model, forward_kwargs, inputs.shape[0])
         self.scored_layers = list(active)
         given: dict[str, Tensor] = {}
-        for kind, names, subset in self._groups(active, inputs):
-            given.update(self._score_group(kind, names, subset, inputs, target, kwargs))
+        for kind, names, per_sample, subset in self._groups(active, inputs):
+            given.update(self._score_group(kind, names, per_sample, subset, inputs, target, kwargs))
         return given
 
-    def _groups(self, active: dict[str, GuidedDropout], inputs: Tensor) -> list[tuple[str, list[str], Tensor | None]]:
-        """(score kind, layer names, samples) per pass: the layers grouped by (kind, steps);
-        a group with a layer that only ranks its units takes B_c = max(1, B // steps)
-        random samples (Eq. 9), all drawn before any group is scored (whose policies
-        draw too: Y-Drop's bucket rates), else None: every sample."""
-        groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    def _groups(self, active: dict[str, GuidedDropout], inputs: Tensor) -> list[tuple]:
+        """(score kind, layer names, their ``per_sample``, samples) per pass: the layers
+        grouped by (kind, steps); a group with a layer that only ranks its units takes
+        B_c = max(1, B // steps) random samples (Eq. 9), all drawn before any group is
+        scored (whose policies draw too: Y-Drop's bucket rates), else None: every sample."""
+        groups: dict[tuple[str, int], list[tuple[str, bool]]] = defaultdict(list)
         for name, layer in active.items():
             request = layer.score_request()
-            groups[(request.kind, request.steps)].append(name)
+            groups[(request.kind, request.steps)].append((name, request.per_sample))
         batch, drawn = inputs.shape[0], []
-        for (kind, steps), names in groups.items():
-            every = score_kind(kind).whole_batch or all(self.layers[n].score_request().per_sample for n in names)
-            drawn.append((kind, names, None if every else
+        for (kind, steps), members in groups.items():
+            names, per_sample = [name for name, _ in members], [each for _, each in members]
+            every = score_kind(kind).whole_batch or all(per_sample)
+            drawn.append((kind, names, per_sample, None if every else
                           torch.randperm(batch, device=inputs.device)[: max(1, batch // steps)]))
         return drawn
 
-    def _score_group(self, kind_name: str, names: list[str], subset: Tensor | None, inputs: Tensor,
-                     target: Tensor, kwargs: dict[str, Any]):
+    def _score_group(self, kind_name: str, names: list[str], per_sample: list[bool], subset: Tensor | None,
+                     inputs: Tensor, target: Tensor, kwargs: dict[str, Any]):
         kind = score_kind(kind_name)
         layers = [self.layers[name] for name in names]
-        per_sample = [layer.score_request().per_sample for layer in layers]
         rows = subset if subset is not None and not any(per_sample) else None
         hand_out = partial(self._hand_out, names, per_sample, subset if rows is None else None)
         if self._arm(kind, layers, inputs, target, rows, hand_out, self._scoring_model(kwargs, None, len(inputs))):

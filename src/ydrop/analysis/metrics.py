@@ -21,7 +21,6 @@ tokens) and the channels of a (B, C, H, W) map (summed over positions).
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_real, check_module, check_non_negative, check_positive_int, describe, single_call_outputs
+from .._validation import as_real, check_module, check_non_negative, check_positive_int, describe, name_hint, single_call_outputs
 from ..scores import conductance, excitation_backprop
 from ..scores._hooks import LayerSpec, capture_outputs, eval_mode, resolve_layers
 from ..scores._units import normalise_rows, per_unit, resolve_unit_dim
@@ -61,9 +60,7 @@ def one_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
         raise TypeError(f"layer must be an nn.Module or a submodule name, got {describe(layer, nn.Module)}")
     names = [name for name, _ in check_module("model", model).named_modules()]
     if isinstance(layer, str) and layer not in names:
-        close = difflib.get_close_matches(layer, names, n=3)
-        hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"names look like {names[1:6]}"
-        raise ValueError(f"layer = {layer!r} is not the name of a submodule of the model; {hint}")
+        raise ValueError(f"layer = {layer!r} is not the name of a submodule of the model; {name_hint(layer, names)}")
     return resolve_layers(model, layer)[0]
 
 

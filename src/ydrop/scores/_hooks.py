@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointError
 
-from .._validation import CHECKPOINT_ADVICE, check_layer_list, check_module, check_targets
+from .._validation import CHECKPOINT_ADVICE, check_layer_list, check_module, check_targets, name_hint
 
 LayerSpec = nn.Module | str
 
@@ -45,7 +45,7 @@ def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) ->
             resolved.append((by_identity[id(layer)], layer))
         elif isinstance(layer, str):
             raise ValueError(f"layers[{index}] = {layer!r} is not the name of a submodule of the model; "
-                             f"names look like {list(by_name)[1:4]}")
+                             f"{name_hint(layer, list(by_name))}")
         elif isinstance(layer, nn.Module):
             raise ValueError(f"layers[{index}] = {layer.__class__.__name__}({layer.extra_repr()}) "
                              "is not a submodule of the model")
