@@ -45,11 +45,13 @@ takes minutes on a GPU).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import sys
 import time
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,113 +155,195 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_one(config: dict[str, Any], train: DeviceData, test: DeviceData, device: torch.device,
-              log=print) -> dict[str, Any]:
-    """Train one run; returns the result dict (the project's RunResult keys plus extras)."""
-    seed, batch, iterations = config["seed"], config["batch_size"], config["iterations"]
-    if len(train) < batch:
-        raise ValueError(f"batch_size {batch} is larger than the training set ({len(train)} images)")
-    torch.manual_seed(seed)  # the same initial weights for every method of a seed
+class _Stopwatch:
+    """Training seconds and evaluation seconds, kept apart. The device is synchronised
+    at each switch (only there: at evaluations), so a GPU's queued work is counted on
+    the side that queued it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.train_time, self.eval_time = 0.0, 0.0
+        self._paused_at = 0.0
+        _sync(device)
+        self._started = time.perf_counter()
+
+    def pause(self) -> None:
+        """Training stops here, for an evaluation."""
+        _sync(self.device)
+        self._paused_at = time.perf_counter()
+        self.train_time += self._paused_at - self._started
+
+    def resume(self) -> None:
+        """Training goes on here; the time since `pause` was evaluation."""
+        _sync(self.device)
+        self._started = time.perf_counter()
+        self.eval_time += self._started - self._paused_at
+
+
+class _TrainSums:
+    """Train loss sum and correct since the last evaluation, on the device; the count on
+    the host (a tensor made from a Python number would be a host-to-device copy, and a
+    blocking one, every step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
+        self.count = 0
+
+    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        with torch.no_grad():  # on the device; read at the next evaluation only
+            self.sums += torch.stack([loss.detach().double() * y.shape[0], (logits.detach().argmax(1) == y).sum().double()])
+        self.count += y.shape[0]
+
+    def read_and_reset(self) -> tuple[float, float, int]:
+        """(loss sum, correct, count) since the last call: a host read, for evaluations only."""
+        (loss_sum, correct), count = self.sums.tolist(), self.count
+        self.sums.zero_()
+        self.count = 0
+        return loss_sum, correct, count
+
+
+def _build_model(config: dict[str, Any], train: DeviceData, device: torch.device) -> nn.Module:
+    """CNN-2 with the run's dropout method and placement, on the device (channels-last
+    if asked); its initial weights come from torch's global generator."""
     model = ydrop.models.create("cnn2", num_classes=train.num_classes, in_shape=train.in_shape,
                                 dropout=config["method"], dropout_kwargs=config["method_kwargs"],
                                 **config["model_kwargs"]).to(device)
     if config["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    guide = ydrop.Guide(model) if any(isinstance(m, GuidedDropout) for m in model.modules()) else None
-    # The fused kernel (CUDA and CPU) keeps its step counters on the device: the
-    # for-each kernel reads a host copy of each one with .item() every step.
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"],
-                                 fused=True)
-    # Data order and augmentation from their own generator on the device: the same for
-    # every method of a seed, and drawn without a host round trip.
-    data_gen = torch.Generator(device=device)
-    data_gen.manual_seed(seed)
-    augment = PadCropFlip(padding=4, flip_p=0.5) if config["augment"] else None
-    steps_per_epoch = len(train) // batch  # the last partial batch of an epoch is dropped
-    torch.manual_seed(seed + 1)  # dropout masks: a stream apart from the weights'
+    return model
 
-    history: list[dict[str, Any]] = []
-    # Train loss sum and correct on the device; the count on the host (a tensor made from a
-    # Python number would be a host-to-device copy, and a blocking one, every step).
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    count = 0
-    lr = config["lr"]
-    step, epoch, train_time, eval_time = 0, 0, 0.0, 0.0
-    diverged = False
-    _sync(device)
-    started = time.perf_counter()
-    while step < iterations and not diverged:
-        if guide is not None:
-            guide.set_epoch(epoch)
-        order = torch.randperm(len(train), generator=data_gen, device=device)
-        for i in range(steps_per_epoch):
-            if step >= iterations:
+
+class _Run:
+    """One run in progress: its model, optimizer and data stream, and what it has done so
+    far. `train_one` drives it epoch by epoch; the result is read from it at the end."""
+
+    def __init__(self, config: dict[str, Any], train: DeviceData, test: DeviceData, device: torch.device,
+                 log) -> None:
+        self.config, self.train, self.test, self.device, self.log = config, train, test, device, log
+        seed = config["seed"]
+        torch.manual_seed(seed)  # the same initial weights for every method of a seed
+        self.model = _build_model(config, train, device)
+        needs_guide = any(isinstance(m, GuidedDropout) for m in self.model.modules())
+        self.guide = ydrop.Guide(self.model) if needs_guide else None
+        # The fused kernel (CUDA and CPU) keeps its step counters on the device: the
+        # for-each kernel reads a host copy of each one with .item() every step.
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"],
+                                          weight_decay=config["weight_decay"], fused=True)
+        # Data order and augmentation from their own generator on the device: the same for
+        # every method of a seed, and drawn without a host round trip.
+        self.data_gen = torch.Generator(device=device)
+        self.data_gen.manual_seed(seed)
+        self.augment = PadCropFlip(padding=4, flip_p=0.5) if config["augment"] else None
+        self.steps_per_epoch = len(train) // config["batch_size"]  # the last partial batch of an epoch is dropped
+        torch.manual_seed(seed + 1)  # dropout masks: a stream apart from the weights'
+
+        self.history: list[dict[str, Any]] = []
+        self.train_sums = _TrainSums(device)
+        self.lr = config["lr"]
+        self.step = 0
+        self.diverged = False
+        self.clock = _Stopwatch(device)
+
+    def train_epoch(self, epoch: int) -> None:
+        """One pass over a fresh order of the training set, evaluating every
+        ``eval_every`` iterations; stops early at ``iterations`` or on divergence."""
+        if self.guide is not None:
+            self.guide.set_epoch(epoch)
+        order = torch.randperm(len(self.train), generator=self.data_gen, device=self.device)
+        batch, iterations = self.config["batch_size"], self.config["iterations"]
+        for i in range(self.steps_per_epoch):
+            if self.step >= iterations:
                 break
-            if config["lr_drop_iteration"] is not None and step == config["lr_drop_iteration"]:
-                lr = config["lr"] * config["lr_gamma"]
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            index = order[i * batch:(i + 1) * batch]
-            images = train.images.index_select(0, index)
-            y = train.labels.index_select(0, index)
-            if augment is not None:
-                images = augment(images, data_gen)
-            x = train.prepare(images, config["channels_last"])
-            model.train()
-            with _autocast(device, config["bf16"]):
-                if guide is not None:
-                    guide.step(x, y)
-                logits = model(x).float()
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            with torch.no_grad():  # on the device; read at the next evaluation only
-                sums += torch.stack([loss.detach().double() * y.shape[0], (logits.detach().argmax(1) == y).sum().double()])
-            count += y.shape[0]
-            if step % config["eval_every"] == 0 or step == iterations:
-                _sync(device)
-                now = time.perf_counter()
-                train_time += now - started
-                test_sums = evaluate(model, test, config, device)
-                (loss_sum, correct), (t_loss, t_correct), t_count = sums.tolist(), test_sums.tolist(), len(test)
-                train_loss = loss_sum / max(count, 1)
-                record = dict(iteration=step, epoch=epoch, lr=lr, train_loss=train_loss,
-                              train_acc=100.0 * correct / max(count, 1), test_loss=t_loss / max(t_count, 1),
-                              test_acc=100.0 * t_correct / max(t_count, 1),
-                              elapsed=train_time)  # training seconds so far (not an epoch's "time")
-                history.append(record)
-                log(f"  {config['name']} seed {seed}: iteration {step}/{iterations}, train loss {train_loss:.4f}, "
-                    f"test acc {record['test_acc']:.2f} %, {1000 * train_time / step:.2f} ms/iteration")
-                sums.zero_()
-                count = 0
-                diverged = not math.isfinite(train_loss)
-                if diverged:
-                    log(f"  {config['name']} seed {seed}: training loss {train_loss} at iteration {step}; stopped")
+            self._train_step(order[i * batch:(i + 1) * batch])
+            if self.step % self.config["eval_every"] == 0 or self.step == iterations:
+                self._evaluate_and_log(epoch)
+                if self.diverged:
                     break
-                _sync(device)
-                started = time.perf_counter()
-                eval_time += started - now
-        epoch += 1
 
-    final = history[-1] if history else dict(test_acc=math.nan, test_loss=math.nan)
-    epochs_run = step / steps_per_epoch
-    return dict(
-        config=config, history=history,
-        test_acc=final["test_acc"], test_loss=final["test_loss"],  # the last weights, as the paper tests
-        best_epoch=len(history) - 1, best_val_loss=None,  # no validation split (keys of the project's results)
-        test_size=len(test), epochs=epochs_run, iterations=step, stopped_early=diverged, diverged=diverged,
-        time_per_epoch=train_time / epochs_run if epochs_run else math.nan,  # training only, per 50K images
-        time_per_100_iterations=100 * train_time / step if step else math.nan,  # Excitation Table 6's unit
-        total_time=train_time, eval_time=eval_time,
-        versions={"ydrop": ydrop.__version__, "torch": torch.__version__, "python": platform.python_version(),
-                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()},
-    )
+    def _drop_lr_if_due(self) -> None:
+        """lr = lr x lr_gamma from ``lr_drop_iteration`` on (set once, at that iteration)."""
+        if self.config["lr_drop_iteration"] is not None and self.step == self.config["lr_drop_iteration"]:
+            self.lr = self.config["lr"] * self.config["lr_gamma"]
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+
+    def _train_step(self, index: Tensor) -> None:
+        """One optimizer step on the training images at ``index``; no host read."""
+        self._drop_lr_if_due()
+        images = self.train.images.index_select(0, index)
+        y = self.train.labels.index_select(0, index)
+        if self.augment is not None:
+            images = self.augment(images, self.data_gen)
+        x = self.train.prepare(images, self.config["channels_last"])
+        self.model.train()
+        with _autocast(self.device, self.config["bf16"]):
+            if self.guide is not None:
+                self.guide.step(x, y)
+            logits = self.model(x).float()
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.train_sums.add(loss, logits, y)
+
+    def _evaluate_and_log(self, epoch: int) -> None:
+        """Test the model, read the train sums (the host reads of the run), record and log
+        them; marks the run diverged on a non-finite training loss."""
+        self.clock.pause()
+        test_sums = evaluate(self.model, self.test, self.config, self.device)
+        loss_sum, correct, count = self.train_sums.read_and_reset()
+        (t_loss, t_correct), t_count = test_sums.tolist(), len(self.test)
+        train_loss = loss_sum / max(count, 1)
+        record = dict(iteration=self.step, epoch=epoch, lr=self.lr, train_loss=train_loss,
+                      train_acc=100.0 * correct / max(count, 1), test_loss=t_loss / max(t_count, 1),
+                      test_acc=100.0 * t_correct / max(t_count, 1),
+                      elapsed=self.clock.train_time)  # training seconds so far (not an epoch's "time")
+        self.history.append(record)
+        name, seed, iterations = self.config["name"], self.config["seed"], self.config["iterations"]
+        self.log(f"  {name} seed {seed}: iteration {self.step}/{iterations}, train loss {train_loss:.4f}, "
+                 f"test acc {record['test_acc']:.2f} %, {1000 * self.clock.train_time / self.step:.2f} ms/iteration")
+        self.diverged = not math.isfinite(train_loss)
+        if self.diverged:
+            self.log(f"  {name} seed {seed}: training loss {train_loss} at iteration {self.step}; stopped")
+            return
+        self.clock.resume()
+
+    def result(self) -> dict[str, Any]:
+        """The result dict (the project's RunResult keys plus extras)."""
+        history, step, clock, device = self.history, self.step, self.clock, self.device
+        final = history[-1] if history else dict(test_acc=math.nan, test_loss=math.nan)
+        epochs_run = step / self.steps_per_epoch
+        return dict(
+            config=self.config, history=history,
+            test_acc=final["test_acc"], test_loss=final["test_loss"],  # the last weights, as the paper tests
+            best_epoch=len(history) - 1, best_val_loss=None,  # no validation split (keys of the project's results)
+            test_size=len(self.test), epochs=epochs_run, iterations=step, stopped_early=self.diverged,
+            diverged=self.diverged,
+            time_per_epoch=clock.train_time / epochs_run if epochs_run else math.nan,  # training only, per 50K images
+            time_per_100_iterations=100 * clock.train_time / step if step else math.nan,  # Excitation Table 6's unit
+            total_time=clock.train_time, eval_time=clock.eval_time,
+            versions={"ydrop": ydrop.__version__, "torch": torch.__version__, "python": platform.python_version(),
+                      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()},
+        )
+
+
+def train_one(config: dict[str, Any], train: DeviceData, test: DeviceData, device: torch.device,
+              log=print) -> dict[str, Any]:
+    """Train one run; returns the result dict (the project's RunResult keys plus extras)."""
+    batch = config["batch_size"]
+    if len(train) < batch:
+        raise ValueError(f"batch_size {batch} is larger than the training set ({len(train)} images)")
+    run = _Run(config, train, test, device, log)
+    epoch = 0
+    while run.step < config["iterations"] and not run.diverged:
+        run.train_epoch(epoch)
+        epoch += 1
+    return run.result()
 
 
 # ------------------------------------------------------------------------------- CLI
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default="../shared/data", help="root holding cifar-10/ (archive or extracted batches)")
@@ -284,21 +368,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and evaluation")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    args = p.parse_args(argv)
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    return p
+
+
+def _method_names(p: argparse.ArgumentParser, text: str) -> list[str]:
+    """The names of ``--methods``; exits with a usage error on an unknown or missing one."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
         p.error(f"--methods: unknown {unknown or names!r}; choose from {', '.join(METHODS)}")
-    args.method_names = names
+    return names
+
+
+def _seed_list(p: argparse.ArgumentParser, text: str) -> list[int]:
+    """The seeds of ``--seeds``: N gives 0..N-1, a text with a comma the listed ones."""
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        p.error(f"--seeds must be N or a comma-separated list of integers; got {args.seeds!r}")
+        p.error(f"--seeds must be N or a comma-separated list of integers; got {text!r}")
     if not seeds or any(s < 0 for s in seeds):
-        p.error(f"--seeds must be N >= 1 or a list of integers >= 0; got {args.seeds!r}")
-    args.seed_list = list(range(seeds[0])) if "," not in args.seeds else seeds
-    if not args.seed_list:
-        p.error(f"--seeds must be N >= 1 or a list of integers >= 0; got {args.seeds!r}")
+        p.error(f"--seeds must be N >= 1 or a list of integers >= 0; got {text!r}")
+    seed_list = list(range(seeds[0])) if "," not in text else seeds
+    if not seed_list:  # --seeds 0
+        p.error(f"--seeds must be N >= 1 or a list of integers >= 0; got {text!r}")
+    return seed_list
+
+
+def _check_numbers(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits with a usage error naming the first option out of its range."""
     for name in ("iterations", "batch_size", "eval_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -308,6 +405,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--width-multiplier must be > 0; got {args.width_multiplier}")
     if args.lr_drop < 0 or args.lr <= 0 or not 0 < args.lr_gamma <= 1 or args.weight_decay < 0:
         p.error("--lr-drop must be >= 0, --lr > 0, --lr-gamma in (0, 1], --weight-decay >= 0")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options, checked, plus ``method_names`` and ``seed_list`` resolved from
+    ``--methods`` and ``--seeds``."""
+    p = _parser()
+    args = p.parse_args(argv)
+    args.method_names = _method_names(p, args.methods)
+    args.seed_list = _seed_list(p, args.seeds)
+    _check_numbers(p, args)
     return args
 
 
@@ -320,50 +427,69 @@ def resolve_device(text: str) -> torch.device:
     return device
 
 
-def main(argv: Sequence[str] | None = None, log=print) -> list[dict[str, Any]]:
-    """Run every (method, seed) not finished yet; returns the results of all of them."""
-    args = parse_args(argv)
-    device = resolve_device(args.device)
+def _use_fast_cuda_kernels(device: torch.device) -> None:
+    """cuDNN autotuning and TF32 matmuls / convolutions on a CUDA device."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    train = test = None
-    results = []
-    for seed in args.seed_list:
-        for name in args.method_names:
-            config = run_config(args, name, seed, device)
-            folder = store.run_dir(config)
-            result_path = folder / store.RESULT_FILE
-            config_path = folder / store.CONFIG_FILE
-            for path in (result_path, config_path):
-                if path.exists():
-                    stored = store.read_json(path)
-                    stored = stored.get("config", stored) if path == result_path else stored
-                    differ = _same(stored, config)
-                    if differ:
-                        raise SystemExit(f"{folder} holds a run with other settings ({', '.join(differ)}); "
-                                         "use another --out or delete that run")
-            if result_path.exists():
-                log(f"{name} seed {seed}: finished already, {folder}")
-                results.append(store.read_json(result_path))
-                continue
-            if train is None:
-                train, test = load_device_data(args.data_dir, device)
-            log(f"{name} seed {seed}: training {args.iterations} iterations on {device} -> {folder}")
-            store.write_json(config_path, config)
-            result = train_one(config, train, test, device, log=log)
-            store.write_json(result_path, result)  # written last: marks the run finished
-            results.append(result)
+
+
+def _refuse_other_settings(folder: Path, config: dict[str, Any]) -> None:
+    """Exit if the run folder holds a config or result of other settings (NEUTRAL aside)."""
+    result_path = folder / store.RESULT_FILE
+    for path in (result_path, folder / store.CONFIG_FILE):
+        if path.exists():
+            stored = store.read_json(path)
+            stored = stored.get("config", stored) if path == result_path else stored
+            differ = _same(stored, config)
+            if differ:
+                raise SystemExit(f"{folder} holds a run with other settings ({', '.join(differ)}); "
+                                 "use another --out or delete that run")
+
+
+def _run_or_read(args: argparse.Namespace, name: str, seed: int, device: torch.device,
+                 device_data: Callable[[], tuple[DeviceData, DeviceData]], log) -> dict[str, Any]:
+    """The result of one (method, seed): read if the run is finished, else trained and
+    written (config.json first, result.json last, as it marks the run finished)."""
+    config = run_config(args, name, seed, device)
+    folder = store.run_dir(config)
+    result_path = folder / store.RESULT_FILE
+    _refuse_other_settings(folder, config)
+    if result_path.exists():
+        log(f"{name} seed {seed}: finished already, {folder}")
+        return store.read_json(result_path)
+    train, test = device_data()
+    log(f"{name} seed {seed}: training {args.iterations} iterations on {device} -> {folder}")
+    store.write_json(folder / store.CONFIG_FILE, config)
+    result = train_one(config, train, test, device, log=log)
+    store.write_json(result_path, result)  # written last: marks the run finished
+    return result
+
+
+def _table_row(name: str, runs: list[dict[str, Any]]) -> str:
+    """One method's row: mean test accuracy ± sample std over its seeds, the paper's
+    number, ms per training iteration."""
+    accs = [r["test_acc"] for r in runs]
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
+    ms = sum(r["time_per_100_iterations"] for r in runs) / len(runs) * 10
+    return (f"| {name} | {mean:.2f}{f' ± {std:.2f}' if std is not None else ''} | {f'{PAPER[name]:.2f}' if name in PAPER else '–'} "
+            f"| {ms:.2f} | {len(runs)} |")
+
+
+def main(argv: Sequence[str] | None = None, log=print) -> list[dict[str, Any]]:
+    """Run every (method, seed) not finished yet; returns the results of all of them."""
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    _use_fast_cuda_kernels(device)
+    # Loaded at the first run that trains: a call whose runs are all finished loads nothing.
+    device_data = functools.cache(functools.partial(load_device_data, args.data_dir, device))
+    results = [_run_or_read(args, name, seed, device, device_data, log)
+               for seed in args.seed_list for name in args.method_names]
     log("\n| method | test acc. (%) | paper | ms / iteration | seeds |\n|---|---|---|---|---|")
     for name in args.method_names:
-        runs = [r for r in results if r["config"]["name"] == name]
-        accs = [r["test_acc"] for r in runs]
-        mean = sum(accs) / len(accs)
-        std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
-        ms = sum(r["time_per_100_iterations"] for r in runs) / len(runs) * 10
-        log(f"| {name} | {mean:.2f}{f' ± {std:.2f}' if std is not None else ''} | {f'{PAPER[name]:.2f}' if name in PAPER else '–'} "
-            f"| {ms:.2f} | {len(runs)} |")
+        log(_table_row(name, [r for r in results if r["config"]["name"] == name]))
     return results
 
 
