@@ -18,25 +18,58 @@ import argparse
 import math
 import statistics
 from collections import defaultdict
+from typing import Any
 
 from ydrop.train.table import collect_results, method_label, model_label, setting_labels
 
+NO_TEST = "–"  # the cell of a test that cannot be made (too few seeds, no variance)
 
-def main() -> None:
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dir")
     parser.add_argument("--baseline", default="dropout", help="method label of the baseline (default: dropout)")
     parser.add_argument("--baseline-model", default=None,
                         help="model label of the baseline (default: the same model as the row)")
-    args = parser.parse_args()
-    from scipy import stats
+    return parser.parse_args()
 
+
+def accuracy_groups(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, float]]:
+    """(dataset, model label, method label) -> {seed: test accuracy}."""
     groups: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    results = collect_results(args.runs_dir)
     panels = [(r["config"]["dataset"], model_label(r["config"])) for r in results]
     # Runs of other training settings are never pooled (as in ydrop table): their label names them.
     for result, panel, settings in zip(results, panels, setting_labels(panels, [r["config"] for r in results])):
         groups[(*panel, method_label(result["config"]) + settings)][result["config"]["seed"]] = result["test_acc"]
+    return groups
+
+
+def paired_t(accs: dict[int, float], base: dict[int, float], seeds: list[int], stats) -> str:
+    """The paired t-test over the seeds both groups ran, as "t (p)"; none for fewer
+    than two seeds or differences all alike (t is undefined)."""
+    if len(seeds) < 2:
+        return NO_TEST
+    diffs = [accs[s] - base[s] for s in seeds]
+    if not any(d != diffs[0] for d in diffs):
+        return NO_TEST
+    t = stats.ttest_rel([accs[s] for s in seeds], [base[s] for s in seeds])
+    return f"{t.statistic:.2f} ({t.pvalue:.3f})"
+
+
+def welch_t(accs: dict[int, float], base: dict[int, float], stats) -> str:
+    """Welch's t-test of all the runs of both groups, as "t (p)"; none for fewer than two
+    runs on a side or a non-finite t."""
+    if len(accs) < 2 or len(base) < 2:
+        return NO_TEST
+    t = stats.ttest_ind(list(accs.values()), list(base.values()), equal_var=False)
+    return f"{t.statistic:.2f} ({t.pvalue:.3f})" if math.isfinite(t.statistic) else NO_TEST
+
+
+def main() -> None:
+    args = parse_args()
+    from scipy import stats  # after the arguments: --help works without scipy
+
+    groups = accuracy_groups(collect_results(args.runs_dir))
     print("| dataset | model | method | vs | seeds (paired) | mean Δ | paired t (p) | Welch t (p) |")
     print("|---|---|---|---|---|---|---|---|")
     for (dataset, model, method), accs in groups.items():
@@ -46,17 +79,7 @@ def main() -> None:
             continue
         seeds = sorted(set(accs) & set(base))
         delta = statistics.fmean(accs.values()) - statistics.fmean(base.values())
-        paired = "–"
-        if len(seeds) >= 2:
-            diffs = [accs[s] - base[s] for s in seeds]
-            if any(d != diffs[0] for d in diffs):
-                t = stats.ttest_rel([accs[s] for s in seeds], [base[s] for s in seeds])
-                paired = f"{t.statistic:.2f} ({t.pvalue:.3f})"
-        welch = "–"
-        if len(accs) >= 2 and len(base) >= 2:
-            t = stats.ttest_ind(list(accs.values()), list(base.values()), equal_var=False)
-            if math.isfinite(t.statistic):
-                welch = f"{t.statistic:.2f} ({t.pvalue:.3f})"
+        paired, welch = paired_t(accs, base, seeds, stats), welch_t(accs, base, stats)
         label = args.baseline if base_model == model else f"{base_model} {args.baseline}"
         print(f"| {dataset} | {model} | {method} | {label} | {len(seeds)} | {delta:+.2f} | {paired} | {welch} |")
 
