@@ -99,7 +99,8 @@ def run_config(args: argparse.Namespace, name: str, seed: int, device: torch.dev
     )
 
 
-def _same(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+def _differing_keys(stored: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The settings (NEUTRAL aside) in which a stored run's config differs from ``config``."""
     return sorted(k for k in set(stored) | set(config) if k not in NEUTRAL and stored.get(k) != config.get(k))
 
 
@@ -403,8 +404,14 @@ def _check_numbers(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
         p.error(f"--p must be in (0, 1); got {args.p}")
     if not args.width_multiplier > 0:
         p.error(f"--width-multiplier must be > 0; got {args.width_multiplier}")
-    if args.lr_drop < 0 or args.lr <= 0 or not 0 < args.lr_gamma <= 1 or args.weight_decay < 0:
-        p.error("--lr-drop must be >= 0, --lr > 0, --lr-gamma in (0, 1], --weight-decay >= 0")
+    for option, value, in_range, allowed in (
+        ("--lr-drop", args.lr_drop, args.lr_drop >= 0, ">= 0"),
+        ("--lr", args.lr, args.lr > 0, "> 0"),
+        ("--lr-gamma", args.lr_gamma, 0 < args.lr_gamma <= 1, "in (0, 1]"),
+        ("--weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+    ):
+        if not in_range:
+            p.error(f"{option} must be {allowed}; got {value}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -442,7 +449,7 @@ def _refuse_other_settings(folder: Path, config: dict[str, Any]) -> None:
         if path.exists():
             stored = store.read_json(path)
             stored = stored.get("config", stored) if path == result_path else stored
-            differ = _same(stored, config)
+            differ = _differing_keys(stored, config)
             if differ:
                 raise SystemExit(f"{folder} holds a run with other settings ({', '.join(differ)}); "
                                  "use another --out or delete that run")

@@ -38,10 +38,14 @@ CELLS = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--rounds", type=int, default=3)
-    return parser.parse_args()
+    parser.add_argument("--data-dir", default="../shared/data", help="root holding cifar-10/ (default: ../shared/data)")
+    parser.add_argument("--steps", type=int, default=80, help="training steps per method and round (default: 80)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, the methods taking turns in each (default: 3)")
+    args = parser.parse_args()
+    for option, value in (("--steps", args.steps), ("--rounds", args.rounds)):
+        if value < 1:
+            parser.error(f"{option} must be an integer >= 1; got {value}")
+    return args
 
 
 def build_setups() -> dict[str, tuple[nn.Module, ydrop.Guide | None, torch.optim.Optimizer]]:
