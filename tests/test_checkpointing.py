@@ -209,6 +209,34 @@ def test_a_layer_under_torch_no_grad_inside_the_forward_is_named():
         ydrop.conductance(model, torch.randn(4, 8), torch.zeros(4, dtype=torch.long), [model.drop, model.drop2])
 
 
+class FrozenStem(nn.Module):
+    """A scored layer inside a ``torch.no_grad`` block that ends before the next one."""
+
+    def __init__(self, score: str) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), YDrop(warmup_epochs=0, score=score))
+        self.drop, self.head = YDrop(warmup_epochs=0, score=score), nn.Linear(16, 3)
+
+    def forward(self, x):
+        with torch.no_grad():  # frozen features, a guided layer among them
+            h = self.stem(x)
+        return self.head(self.drop(h))
+
+
+@pytest.mark.parametrize("score", ["conductance", "gradxact"])
+def test_a_layer_in_a_no_grad_block_that_ends_before_the_next_scored_layer_is_named_too(score):
+    """The block's end turns gradients off at the next scored layer, which runs outside
+    it: the error names both, and says how to score a layer under torch.no_grad."""
+    model = FrozenStem(score).train()
+    guide = Guide(model, reuse_forward=False)
+    guide.set_epoch(0)
+    with pytest.raises(ValueError, match=r"scored layer 'drop' \(YDrop\) runs with gradients turned off inside the "
+                                         r"model's forward, or scored layer 'stem.2' \(YDrop\) before it ran inside a "
+                                         r"block.*move it out of the block, or give it score='activation'"):
+        guide.step(torch.randn(4, 8), torch.zeros(4, dtype=torch.long))
+    assert torch.is_grad_enabled()
+
+
 @pytest.mark.parametrize("score", ["conductance", "gradxact"])
 @pytest.mark.parametrize("call", ["forward-arguments", "to_logits"])
 def test_the_guide_names_the_layer_as_the_model_does_also_with_forward_arguments(call, score):

@@ -282,13 +282,20 @@ def module_name(module: nn.Module, model: nn.Module) -> str:
     return name.removeprefix("model.") if isinstance(model, ScoringForward) else name
 
 
-def gradients_off_error(module: nn.Module, model: nn.Module, scored: bool = True) -> ValueError:
+def gradients_off_error(module: nn.Module, model: nn.Module, scored: bool = True,
+                        before: nn.Module | None = None) -> ValueError:
     """The error of a scored layer (``scored``; else a module carrying its scores up
     to the logits) that runs with gradients turned off inside the model's forward
     (``torch.no_grad``, a reentrant ``torch.utils.checkpoint``): the target logit's
-    gradient could not reach the scored layer, whose scores would be silently 0."""
+    gradient could not reach the scored layer, whose scores would be silently 0.
+    ``before``: the scored layer that ran last with gradients on; a block around it
+    that ended (``with torch.no_grad():``) turns them off as well."""
     what = "scored layer" if scored else "module"
     where = "" if scored else ", between a scored layer and the logits,"
+    or_before = ("" if before is None else f", or scored layer {module_name(before, model)!r} "
+                 f"({type(before).__name__}) before it ran inside a block that turned them off as it ended")
     return ValueError(f"{what} {module_name(module, model)!r} ({type(module).__name__}){where} runs with gradients "
-                      "turned off inside the model's forward (torch.no_grad, or torch.utils.checkpoint(use_reentrant="
-                      f"True)), so the target logit's gradient cannot reach it; {CHECKPOINT_ADVICE}")
+                      f"turned off inside the model's forward{or_before} (torch.no_grad, or torch.utils.checkpoint("
+                      "use_reentrant=True)), so the target logit's gradient cannot reach every scored layer; a layer "
+                      "under torch.no_grad cannot be scored by a gradient: move it out of the block, or give it "
+                      f"score='activation'; {CHECKPOINT_ADVICE}")

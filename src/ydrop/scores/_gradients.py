@@ -92,7 +92,7 @@ def _tracking_hook(model: nn.Module, slot: list[Tensor], ran: list[nn.Module]):
             raise TypeError(f"{type(module).__name__} returned {type(output).__name__}; a scored layer must "
                             "return a single tensor")
         if ran and not torch.is_grad_enabled():  # turned off again since the first scored output
-            raise gradients_off_error(module, model)
+            raise gradients_off_error(module, model, before=ran[-1])
         ran.append(module)
         torch.set_grad_enabled(True)  # autograd records from the first scored output on
         tracked = output if output.requires_grad else output.detach().requires_grad_()
