@@ -43,6 +43,7 @@ def main() -> None:
     rows.append(bench_step.floor().row("(reported: the products alone)"))
     rows.append(bench_step.run(score="gradxact").row(bench_step.GRADXACT_TARGET))
     rows.append(bench_step.floor(score="gradxact").row("(reported: the products alone)"))
+    rows.append(bench_step.fixed_cost().row("(reported: the ms difference is the fixed cost)"))
     rows += [ratio.row(bench_compile.TARGET) for ratio in bench_compile.run()]
     rows += [ratio.row("(< 1: the mechanism pays)") for ratio in bench_fast_paths.run()]
     rows.append(bench_score_every.run().row(bench_score_every.TARGET))
