@@ -335,7 +335,7 @@ def test_table_keeps_runs_of_other_settings_apart_and_counts_a_copied_run_once(t
 
 
 def test_the_train_line_says_still_improving_only_when_the_history_shows_it():
-    from ydrop.cli import _run_line
+    from ydrop.cli.training import _run_line
     from ydrop.train import RunResult
 
     def result(val_losses, best_epoch, stopped_early=False, patience=10):
