@@ -25,7 +25,7 @@ SET_FORM = "key=value (e.g. ydrop.elasticity=0.01, hidden=128,128, lr=0.05)"
 
 
 class UsageError(Exception):
-    """A bad command-line value: reported as ``ydrop: error: ...`` with exit code 2."""
+    """A bad command-line value: reported as ``ydrop <command>: error: ...`` with exit code 2."""
 
 
 def _parse_value(text: str) -> Any:
