@@ -8,7 +8,9 @@ folder; docs/results holds no checkpoints), the best weights are rebuilt and
 validation batches: ``train_scale`` is the mean factor an active unit is multiplied by
 in training (1 at test). If that mismatch is what costs accuracy, the prediction is
 that multiplying each layer's test-time output by its ``train_scale`` (what the layer
-above saw in training) recovers some of it; the last two columns test it.
+above saw in training) recovers some of it; the last four columns test it, on the test
+accuracy and on the test loss (mean cross-entropy: logits too large at test time, from
+units larger than in training, raise the loss more than they lower the accuracy).
 
     python experiments/rescale_factor.py runs/cifar10-s1 [--data-dir ../shared/data] [--batches 8]
 """
@@ -18,7 +20,10 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 
-from ydrop.analysis import evaluate, find_runs, load_run, train_test_scale
+import torch
+import torch.nn.functional as F
+
+from ydrop.analysis import find_runs, load_run, train_test_scale
 from ydrop.train.table import method_label, model_label
 
 
@@ -30,6 +35,19 @@ def scaled_at_test(stack: ExitStack, model, scales: dict[str, float]) -> None:
         stack.callback(handle.remove)
 
 
+def accuracy_and_loss(model, batches) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(x, y)`` batches."""
+    correct = loss = count = 0.0
+    model.eval()
+    with torch.no_grad():
+        for x, y in batches:
+            logits = model(x)
+            correct += float((logits.argmax(1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            count += y.shape[0]
+    return correct / count, loss / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders or roots holding finished runs")
@@ -37,8 +55,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8, help="validation batches to measure on (default: 8)")
     args = parser.parse_args()
     print("| model | method | seed | layer | active | kept of active | kept scale | train scale "
-          "| test acc. | test acc., outputs x train scale |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| test acc. | test acc., outputs x train scale | test loss | test loss, outputs x train scale |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     cache: dict = {}
     for folder in find_runs(args.runs, "runs"):
         if not (folder / "checkpoint.pt").is_file():
@@ -48,14 +66,15 @@ def main() -> None:
             scales = train_test_scale(run.model, run.val[: args.batches])
         except ValueError:
             continue  # no dropout layer (the "none" runs)
-        accuracy, _ = evaluate(run.model, run.test)
+        accuracy, loss = accuracy_and_loss(run.model, run.test)
         with ExitStack() as stack:
             scaled_at_test(stack, run.model, {name: s.train_scale for name, s in scales.items()})
-            corrected, _ = evaluate(run.model, run.test)
+            corrected, corrected_loss = accuracy_and_loss(run.model, run.test)
         label = (model_label(run.config.to_dict()), method_label(run.config.to_dict()), run.config.seed)
         for name, s in scales.items():
             print(f"| {label[0]} | {label[1]} | {label[2]} | {name} | {s.active_share:.3f} | {s.kept_share:.3f} "
-                  f"| {s.kept_scale:.3f} | {s.train_scale:.3f} | {100 * accuracy:.2f} | {100 * corrected:.2f} |")
+                  f"| {s.kept_scale:.3f} | {s.train_scale:.3f} | {100 * accuracy:.2f} | {100 * corrected:.2f} "
+                  f"| {loss:.3f} | {corrected_loss:.3f} |")
 
 
 if __name__ == "__main__":
