@@ -8,12 +8,10 @@ the ``nn.Dropout`` step on the machine at hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from benchmarks.common import Ratio, compare, display, model_step, paper_model, step_pair, training_step
+from benchmarks.common import Ratio, compare, display, model_step, paper_model, step_pair
 
 TARGET = "<= 1.30"
 GRADXACT_TARGET = "<= 1.10"
@@ -60,22 +58,11 @@ def fixed_cost(rounds: int = 25, batch: int = 64, score: str = "conductance") ->
     layout shrunk to 16-32-32-10, where the products cost next to nothing, so the
     difference of the two ms columns is the Guide's and the layers' Python and small
     operations (the pass's points, Eq. 2's sums, the ranking, the bucket draws, the masks)."""
-    import ydrop
-
-    def step(dropout) -> Callable[[], None]:
-        torch.manual_seed(0)
-        model = ydrop.models.create("fc1", in_shape=(1, 4, 4), hidden=(32, 32), dropout=dropout,
-                                    dropout_kwargs={"warmup_epochs": 0, "score": score} if dropout == "ydrop" else None)
-        guide = None
-        if dropout == "ydrop":
-            guide = ydrop.Guide(model)
-            guide.set_epoch(0)
-        torch.manual_seed(1)
-        x, y = torch.rand(batch, 1, 4, 4), torch.randint(0, 10, (batch,))
-        return training_step(model.train(), torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y, guide)
-
+    shrunk = dict(in_shape=(1, 4, 4), model_kwargs={"hidden": (32, 32)})
+    guided = model_step("fc1", "ydrop", batch, warmup_epochs=0, score=score, **shrunk)
+    plain = model_step("fc1", nn.Dropout, batch, **shrunk)
     label = f"fixed cost: Y-Drop step / nn.Dropout step, FC_1's layout at 16-32-32-10, batch {batch}, score={score!r}"
-    return compare(label, step("ydrop"), step(nn.Dropout), rounds=rounds, repeats=20)
+    return compare(label, guided, plain, rounds=rounds, repeats=20)
 
 
 if __name__ == "__main__":

@@ -78,16 +78,19 @@ def compare(
     return Ratio(name, ratios, statistics.median(cand) * 1e3, statistics.median(ref) * 1e3)
 
 
-def paper_model(name: str, dropout, in_shape=None, **dropout_kwargs) -> nn.Module:
+def paper_model(name: str, dropout, in_shape=None, model_kwargs=None, **dropout_kwargs) -> nn.Module:
     """A ``ydrop.models`` network in training mode with ``dropout`` in every slot
-    (``nn.Dropout`` for the reference: p = 0.5)."""
+    (``nn.Dropout`` for the reference: p = 0.5); ``model_kwargs`` change its layout
+    (``{"hidden": (32, 32)}``)."""
     import ydrop
 
     torch.manual_seed(0)
-    return ydrop.models.create(name, in_shape=in_shape, dropout=dropout, dropout_kwargs=dropout_kwargs).train()
+    return ydrop.models.create(name, in_shape=in_shape, dropout=dropout, dropout_kwargs=dropout_kwargs,
+                               **(model_kwargs or {})).train()
 
 
-def model_step(name: str, dropout, batch: int, in_shape=None, guide_kwargs=None, **dropout_kwargs) -> Callable[[], None]:
+def model_step(name: str, dropout, batch: int, in_shape=None, guide_kwargs=None, model_kwargs=None,
+               **dropout_kwargs) -> Callable[[], None]:
     """One SGD training step of a ``ydrop.models`` network on a fixed random batch.
 
     A guided model is past its warm-up (epoch 0; pass ``warmup_epochs=0`` for
@@ -96,7 +99,7 @@ def model_step(name: str, dropout, batch: int, in_shape=None, guide_kwargs=None,
     """
     import ydrop
 
-    model = paper_model(name, dropout, in_shape, **dropout_kwargs)
+    model = paper_model(name, dropout, in_shape, model_kwargs, **dropout_kwargs)
     torch.manual_seed(1)
     x, y = torch.rand(batch, *(in_shape or guided_input_shape(name))), torch.randint(0, 10, (batch,))
     guide = None
