@@ -20,6 +20,7 @@ from ydrop.train import TrainConfig
         ("lr_gamma", 0, "(0, 1]"),
         ("batch_size", 2.5, "integer >= 1"),
         ("patience", 0, "integer >= 1"),
+        ("monitor", "val_accuracy", "'val_loss', 'val_acc'"),
         ("val_fraction", 1.0, "(0, 1)"),
         ("augment", "yes", "True, False or None"),
         ("method_kwargs", [1], "dict"),

@@ -126,6 +126,19 @@ def test_the_table_marks_runs_at_the_cap_and_says_what_its_columns_mean():
     assert summarize(fixed)[0]["capped"] == 0
 
 
+def test_the_cap_note_names_what_picked_the_best_epoch():
+    def notes(*monitors):
+        runs = [_run(method, 97.0, 0, [1.0, 1.0], False) for method in ("dropout", "none")[:len(monitors)]]
+        for run, monitor in zip(runs, monitors):
+            if monitor is not None:  # None: a result stored before the setting existed
+                run["config"]["monitor"] = monitor
+        return " ".join(to_markdown(summarize(runs)).split())
+
+    assert "all still improving (lowest validation loss in their last epoch)" in notes(None)
+    assert "all still improving (highest validation accuracy in their last epoch)" in notes("val_acc")
+    assert "all still improving (best validation loss or accuracy in their last epoch)" in notes("val_acc", None)
+
+
 def test_curve_range_separates_curves_that_end_close_together():
     import numpy as np
 

@@ -109,6 +109,40 @@ def test_early_stopping_after_patience(tiny):
     assert all(l >= losses[result.best_epoch] for l in losses[result.best_epoch + 1:])
 
 
+def test_monitor_val_acc_tests_and_stops_on_the_highest_validation_accuracy(tiny, tmp_path):
+    # lr 0.1: the two monitors pick different epochs here (a loss minimum after the accuracy peak)
+    by_acc = train_run(tiny(method="dropout", lr=0.1, patience=2, max_epochs=30, monitor="val_acc"), progress=False)
+    accs = [h["val_acc"] for h in by_acc.history]
+    assert by_acc.stopped_early and by_acc.epochs == by_acc.best_epoch + 1 + 2
+    assert accs.index(max(accs)) == by_acc.best_epoch  # the first epoch at the highest accuracy
+    assert by_acc.best_val_loss == by_acc.history[by_acc.best_epoch]["val_loss"]
+    # The same seed trains the same epochs: the two monitors read one history.
+    by_loss = train_run(tiny(method="dropout", lr=0.1, patience=30, max_epochs=by_acc.epochs,
+                             out=str(tmp_path / "loss")), progress=False)
+    assert [h["val_acc"] for h in by_loss.history] == accs
+    losses = [h["val_loss"] for h in by_loss.history]
+    assert by_loss.best_epoch == losses.index(min(losses))
+    if by_loss.best_epoch == by_acc.best_epoch:
+        assert by_loss.test_acc == by_acc.test_acc
+    else:  # another epoch's weights were tested
+        assert (by_loss.test_acc, by_loss.test_loss) != (by_acc.test_acc, by_acc.test_loss)
+
+
+def test_a_run_resumed_with_monitor_val_acc_matches_an_uninterrupted_one(tiny, tmp_path):
+    def config(out):
+        return tiny(method="ydrop", lr=0.1, patience=2, max_epochs=8, monitor="val_acc", out=str(tmp_path / out))
+
+    whole = train_run(config("whole"), progress=False)
+
+    def kill_after_epoch_3(epoch, record, folder):
+        if epoch == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_run(config("cut"), progress=False, callbacks=[kill_after_epoch_3])
+    assert train_run(config("cut"), progress=False).metrics() == whole.metrics()
+
+
 def test_a_diverged_run_stops_with_a_warning_and_tests_its_best_epoch(tiny):
     # lr 1e6: the loss is finite in the first epoch at best and NaN / inf soon after
     with pytest.warns(RuntimeWarning, match="diverged"):

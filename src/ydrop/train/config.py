@@ -9,6 +9,9 @@ Two protocols (DESIGN section 4):
   ``lr_drop_iteration``, weight decay 5e-3, batch 100, a fixed number of
   ``iterations`` (no early stopping; the best checkpoint by validation loss is tested).
 
+``monitor="val_acc"`` picks the tested epoch, and stops early, on the highest validation
+accuracy instead of the lowest validation loss, under either protocol.
+
 Settings left at ``None`` are filled from the protocol by :meth:`TrainConfig.resolved`.
 """
 
@@ -21,10 +24,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["TrainConfig", "PROTOCOLS", "DEVICES", "PROTOCOL_DEFAULTS", "allowed_values"]
+__all__ = ["TrainConfig", "PROTOCOLS", "DEVICES", "MONITORS", "PROTOCOL_DEFAULTS", "allowed_values"]
 
 PROTOCOLS = ("ydrop", "excitation")
 DEVICES = ("auto", "cpu", "cuda")
+# What picks the tested epoch and drives early stopping: the lowest validation loss (the
+# Y-Drop paper's) or the highest validation accuracy.
+MONITORS = ("val_loss", "val_acc")
 
 # Settings each protocol fills in when the config leaves them at None.
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -53,7 +59,7 @@ def _is_real(value: Any) -> bool:
 # ignores too when it reuses a stored run (and ydrop table when it pools runs). Threads, progress bars and TensorBoard are
 # options of the command, not config fields. Every other field can change the results
 # (protocol, optimizer, lr, momentum, weight_decay, batch_size, lr_step_size, lr_gamma,
-# patience, max_epochs, iterations, lr_drop_iteration, val_fraction, augment,
+# patience, monitor, max_epochs, iterations, lr_drop_iteration, val_fraction, augment,
 # information_beta, dry_run, and device: CUDA rounds differently), so runs that differ
 # in one of them get rows of their own.
 NEUTRAL_FIELDS = ("out", "data_dir", "download", "mirror")
@@ -85,7 +91,8 @@ class TrainConfig:
     batch_size: int | None = None  # None: 64 (ydrop) or 100 (excitation)
     lr_step_size: int | None = None  # ydrop: multiply lr by lr_gamma every lr_step_size epochs; None: constant lr
     lr_gamma: float = 0.1  # factor of the step schedule and of the excitation lr drop
-    patience: int | None = None  # early stopping: epochs without a lower val loss; None: 10 (ydrop), off (excitation)
+    patience: int | None = None  # early stopping: epochs without a better monitor value; None: 10 (ydrop), off (excitation)
+    monitor: str = "val_loss"  # the tested epoch and early stopping: lowest "val_loss" or highest "val_acc"
     max_epochs: int | None = None  # cap on epochs; None: 60 (ydrop), unbounded (excitation: iterations decide)
     iterations: int | None = None  # excitation: training steps in total; None: 20000
     lr_drop_iteration: int | None = None  # excitation: lr *= lr_gamma from this step on; None: 15000
@@ -211,6 +218,7 @@ def _checks() -> dict[str, tuple[Callable[[Any], bool], Any]]:
         "batch_size": optional_count,
         "lr_step_size": optional_count,
         "patience": optional_count,
+        "monitor": _one_of(MONITORS),
         "max_epochs": optional_count,
         "iterations": optional_count,
         "lr_drop_iteration": (_optional(_int_at_least(0)), "an integer >= 0 or None"),

@@ -3,7 +3,7 @@
 Per epoch: ``guide.set_epoch``, the loader's ``set_epoch``, per step ``guide.step(x, y)``
 then the loss (+ ``information_beta * information_kl(model)``), backward, step; then
 validation loss and accuracy, a checkpoint, early stopping. At the end the best
-checkpoint (lowest validation loss) is restored and tested, and ``result.json`` is
+checkpoint (lowest validation loss, or highest accuracy with ``monitor="val_acc"``) is restored and tested, and ``result.json`` is
 written. A finished run is never trained again; an interrupted one resumes from its
 last checkpoint and reaches the same metrics (on CPU) as an uninterrupted one.
 
@@ -63,7 +63,7 @@ class RunResult:
     config: dict[str, Any]
     history: list[dict[str, float]]  # per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, time
     best_epoch: int  # 0-based index into history (messages and tables count epochs from 1)
-    best_val_loss: float
+    best_val_loss: float  # the best epoch's (by config["monitor"]) validation loss
     test_acc: float
     test_loss: float
     epochs: int
@@ -526,8 +526,9 @@ class _Trainer:
         the run stops here (early stopping, divergence, or its iterations done)."""
         c, s = self.c, self.state
         s.history.append(record)
-        if record["val_loss"] < s.best["val_loss"]:
-            s.best = {"val_loss": record["val_loss"], "epoch": record["epoch"], "state": _state_copy(self.model)}
+        if _improves(c.monitor, record, s.best):
+            s.best = {"val_loss": record["val_loss"], "val_acc": record["val_acc"], "epoch": record["epoch"],
+                      "state": _state_copy(self.model)}
             s.bad_epochs = 0
         else:
             s.bad_epochs += 1
@@ -560,6 +561,15 @@ class _Trainer:
         if self.main:
             store.write_json(self.folder / store.RESULT_FILE, result.to_dict())
         return result
+
+
+def _improves(monitor: str, record: dict[str, float], best: dict[str, Any]) -> bool:
+    """Whether the epoch of ``record`` beats the best one so far: a lower validation loss
+    (``monitor="val_loss"``; a NaN loss never does) or a higher validation accuracy."""
+    if monitor == "val_acc":
+        # No val_acc before the first epoch (and in checkpoints from before monitor).
+        return record["val_acc"] > best.get("val_acc", -math.inf)
+    return record["val_loss"] < best["val_loss"]
 
 
 def _stops(c: TrainConfig, record: dict[str, float], bad_epochs: int) -> bool:

@@ -126,7 +126,7 @@ def _rows_of(results: Iterable[Any]) -> tuple[dict[tuple, list[dict[str, Any]]],
 
 def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     """Rows ``{dataset, model, method, n, mean, std, delta_none, delta_dropout, time_per_epoch,
-    capped, improving, test_size, placement, settings, copies}``.
+    capped, improving, test_size, placement, monitor, settings, copies}``.
 
     One row per dataset, model, method and training settings: runs whose configs differ
     in anything but the seed and :data:`NEUTRAL_FIELDS` are never pooled, and where
@@ -139,9 +139,10 @@ def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     time of an epoch over every epoch of the row's runs (a median, so that one run
     slowed down by another process does not inflate the row). ``capped``: runs that
     ended at the epoch cap rather than by early stopping; ``improving``: those of them
-    whose lowest validation loss came in their last epoch. ``test_size``: images in the
+    whose best epoch (by ``monitor``) was their last. ``test_size``: images in the
     test split (None for results stored without it). ``placement``: the model's
-    ``dropout_at`` (which slots hold the method). ``settings``: the label's part that
+    ``dropout_at`` (which slots hold the method). ``monitor``: the config's, which
+    picked the tested epoch ("val_loss" for results stored without it). ``settings``: the label's part that
     names the row's settings ("" where they do not differ). ``copies``: the ``run_dir`` of each
     run left out as a copy of a run (same config and seed) the row counts already.
     Rows keep first-seen order.
@@ -183,9 +184,9 @@ def at_cap(result: Any) -> bool:
 
 
 def still_improving(result: Any) -> bool:
-    """Whether a run's lowest validation loss came in its last epoch (``best_epoch``, the
-    epoch whose weights are tested, is the last of its history): stopped there, it might
-    have improved further."""
+    """Whether a run's best epoch by its ``monitor`` (lowest validation loss by default)
+    was its last (``best_epoch``, the epoch whose weights are tested, is the last of
+    its history): stopped there, it might have improved further."""
     data = _as_dict(result)
     history = data.get("history") or []
     return bool(history) and data.get("best_epoch") == len(history) - 1
@@ -198,7 +199,8 @@ def _run_facts(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(capped=len(caps), improving=sum(map(still_improving, capped)),
                 max_epochs=max((c for c in caps if c), default=None),
                 test_size=max(sizes) if sizes else None,
-                placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"))
+                placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"),
+                monitor=runs[0]["config"].get("monitor", "val_loss"))
 
 
 def _fmt(value: float | None, signed: bool = False, digits: int = 2) -> str:
@@ -254,14 +256,23 @@ def _cap_note(rows: list[dict[str, Any]]) -> str:
         return "at cap: runs that ended at the epoch cap rather than by early stopping (none here)"
     head, named = f"at cap: runs that ended at {_cap(capped)} before early stopping triggered", ", ".join(
         row["method"] for row in capped)
+    best = _best_value(capped)
     if all(row.get("improving") == row["capped"] for row in capped):
-        return (f"{head}, all still improving (lowest validation loss in their last epoch), so they may be "
+        return (f"{head}, all still improving ({best} in their last epoch), so they may be "
                 f"under-trained (rows: {named}); raise --epochs to compare them fairly")
     improving = [f"{row['method']} ({row['improving']} of {row['capped']})" for row in capped if row.get("improving")]
-    if not improving:  # each had its lowest validation loss before its last epoch
-        return f"{head} (rows: {named}); none was still improving (lowest validation loss in its last epoch)"
-    return (f"{head} (rows: {named}); still improving (lowest validation loss in their last epoch), so maybe "
+    if not improving:  # each had its best epoch before its last
+        return f"{head} (rows: {named}); none was still improving ({best} in its last epoch)"
+    return (f"{head} (rows: {named}); still improving ({best} in their last epoch), so maybe "
             f"under-trained: {', '.join(improving)}; raise --epochs to compare them fairly")
+
+
+def _best_value(rows: list[dict[str, Any]]) -> str:
+    """What made the best epoch of the rows' runs (their config's ``monitor``)."""
+    monitors = {row.get("monitor", "val_loss") for row in rows}
+    if monitors == {"val_loss"}:
+        return "lowest validation loss"
+    return "highest validation accuracy" if monitors == {"val_acc"} else "best validation loss or accuracy"
 
 
 def markdown_table(headers: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
