@@ -21,9 +21,9 @@ import argparse
 from contextlib import ExitStack
 
 import torch
-import torch.nn.functional as F
 
 from ydrop.analysis import find_runs, load_run, train_test_scale
+from ydrop.train import loss_and_accuracy
 from ydrop.train.table import method_label, model_label
 
 
@@ -35,25 +35,17 @@ def scaled_at_test(stack: ExitStack, model, scales: dict[str, float]) -> None:
         stack.callback(handle.remove)
 
 
-def accuracy_and_loss(model, batches) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(x, y)`` batches."""
-    correct = loss = count = 0.0
-    model.eval()
-    with torch.no_grad():
-        for x, y in batches:
-            logits = model(x)
-            correct += float((logits.argmax(1) == y).sum())
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            count += y.shape[0]
-    return correct / count, loss / count
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders or roots holding finished runs")
     parser.add_argument("--data-dir", default=None, help="dataset root (default: the one stored with each run)")
     parser.add_argument("--batches", type=int, default=8, help="validation batches to measure on (default: 8)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the training forwards' masks, so that a re-run gives the same table (default: 0)")
     args = parser.parse_args()
+    if args.batches < 1:
+        parser.error(f"--batches must be an integer >= 1; got {args.batches}")
+    torch.manual_seed(args.seed)
     print("| model | method | seed | layer | active | kept of active | kept scale | train scale "
           "| test acc. | test acc., outputs x train scale | test loss | test loss, outputs x train scale |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -66,14 +58,14 @@ def main() -> None:
             scales = train_test_scale(run.model, run.val[: args.batches])
         except ValueError:
             continue  # no dropout layer (the "none" runs)
-        accuracy, loss = accuracy_and_loss(run.model, run.test)
+        loss, accuracy = loss_and_accuracy(run.model, run.test)
         with ExitStack() as stack:
             scaled_at_test(stack, run.model, {name: s.train_scale for name, s in scales.items()})
-            corrected, corrected_loss = accuracy_and_loss(run.model, run.test)
+            corrected_loss, corrected = loss_and_accuracy(run.model, run.test)
         label = (model_label(run.config.to_dict()), method_label(run.config.to_dict()), run.config.seed)
         for name, s in scales.items():
             print(f"| {label[0]} | {label[1]} | {label[2]} | {name} | {s.active_share:.3f} | {s.kept_share:.3f} "
-                  f"| {s.kept_scale:.3f} | {s.train_scale:.3f} | {100 * accuracy:.2f} | {100 * corrected:.2f} "
+                  f"| {s.kept_scale:.3f} | {s.train_scale:.3f} | {accuracy:.2f} | {corrected:.2f} "
                   f"| {loss:.3f} | {corrected_loss:.3f} |")
 
 

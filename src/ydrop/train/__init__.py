@@ -1,6 +1,7 @@
 """Training: configs, seeded resumable runs, grids of runs (shardable, locked), sweeps and result tables (DESIGN section 4)."""
 
 from .config import PROTOCOLS, TrainConfig
+from .evaluation import loss_and_accuracy
 from .grid import finished_results, run_configs, run_grid
 from .lock import RunLocked
 from .run import RunResult, train_run
@@ -13,6 +14,7 @@ __all__ = [
     "PROTOCOLS",
     "train_run",
     "RunResult",
+    "loss_and_accuracy",
     "run_dir",
     "run_grid",
     "run_configs",

@@ -3,8 +3,8 @@
 Per epoch: ``guide.set_epoch``, the loader's ``set_epoch``, per step ``guide.step(x, y)``
 then the loss (+ ``information_beta * information_kl(model)``), backward, step; then
 validation loss and accuracy, a checkpoint, early stopping. At the end the best
-checkpoint (lowest validation loss, or highest accuracy with ``monitor="val_acc"``) is restored and tested, and ``result.json`` is
-written. A finished run is never trained again; an interrupted one resumes from its
+checkpoint (lowest validation loss, or highest accuracy with ``monitor="val_acc"``) is
+restored and tested, and ``result.json`` is written. A finished run is never trained again; an interrupted one resumes from its
 last checkpoint and reaches the same metrics (on CPU) as an uninterrupted one.
 
 A run holds a lock file in its folder while it trains (see :mod:`.lock`): a second
@@ -47,6 +47,7 @@ from ..layers import GuidedDropout, information_kl
 from ..models import create
 from . import store
 from .config import DRY_RUN_BATCHES, NEUTRAL_FIELDS, TrainConfig
+from .evaluation import EpochSums, loss_and_accuracy
 from .lock import LOCK_FILE, FileLock, RunLocked, is_held, lock_holder, try_lock
 from .tensorboard import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 
@@ -120,12 +121,6 @@ def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
     return int(state[0]) << 32 | int(state[1])
 
 
-def _sum_over_ranks(*values: float) -> list[float]:
-    """Per-rank sums (loss, correct, count) added over all ranks, in float64."""
-    total = dist_.all_reduce_sum(torch.tensor(values, dtype=torch.float64))
-    return total.tolist()
-
-
 def _state_copy(model: nn.Module, device: str | None = None) -> dict[str, Any]:
     """A detached copy of ``model.state_dict()`` (on ``device`` if given); entries that
     are not tensors (a layer's ``get_extra_state``) are deep-copied."""
@@ -135,48 +130,6 @@ def _state_copy(model: nn.Module, device: str | None = None) -> dict[str, Any]:
 
 def _needs_guide(model: nn.Module) -> bool:
     return any(isinstance(m, GuidedDropout) for m in model.modules())
-
-
-class _EpochSums:
-    """Running (loss sum, correct) of an epoch, kept on the device: one host read per
-    epoch instead of two per batch, so a GPU is never made to wait inside the loop."""
-
-    def __init__(self) -> None:
-        self.sums: Tensor | None = None
-        self.count = 0
-
-    def add(self, loss_sum: Tensor, logits: Tensor, y: Tensor) -> None:
-        """``loss_sum``: the batch's summed loss (a 0-d tensor)."""
-        batch = torch.stack([loss_sum.detach().double(), (logits.detach().argmax(1) == y).sum().double()])
-        self.sums = batch if self.sums is None else self.sums + batch
-        self.count += y.numel()
-
-    def totals(self) -> tuple[float, float, int]:
-        """(loss sum, correct, count), summed over the ranks of a distributed run."""
-        loss, correct = self.sums.tolist() if self.sums is not None else (0.0, 0.0)
-        if dist_.world_size() > 1:
-            return tuple(_sum_over_ranks(loss, correct, self.count))
-        return loss, correct, self.count
-
-
-def _evaluate(model: nn.Module, loader: BatchLoader, limit: int | None = None,
-              heartbeat: Callable[[], None] | None = None) -> tuple[float, float]:
-    """(mean loss, accuracy %) over the loader, in eval mode; ``heartbeat()`` called per batch."""
-    model.eval()
-    sums = _EpochSums()
-    with torch.no_grad():
-        for i, (x, y) in enumerate(loader):
-            if limit is not None and i >= limit:
-                break
-            if heartbeat is not None:
-                heartbeat()  # a large validation or test set may take long too
-            x, y = dist_.shard_rows(x, y)
-            if y.numel() == 0:
-                continue  # a batch smaller than the number of ranks
-            logits = model(x)
-            sums.add(F.cross_entropy(logits, y, reduction="sum"), logits, y)
-    total_loss, correct, count = sums.totals()
-    return total_loss / max(count, 1), 100.0 * correct / max(count, 1)
 
 
 def _make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
@@ -484,7 +437,7 @@ class _Trainer:
         if self.guide is not None:
             self.guide.set_epoch(s.epoch)
         self.train_loader.set_epoch(s.epoch)
-        sums = _EpochSums()
+        sums = EpochSums()
         lr = _lr_at(c, s.epoch, s.step)
         bars.start_epoch(s.epoch)
         for i, (x, y) in enumerate(self.train_loader):
@@ -495,13 +448,13 @@ class _Trainer:
             lr = self._train_step(*dist_.shard_rows(x, y), sums)
             bars.batch()
         total_loss, correct, count = sums.totals()
-        val_loss, val_acc = _evaluate(model, self.val_loader, self.batch_limit, self._heartbeat)
+        val_loss, val_acc = loss_and_accuracy(model, self.val_loader, self.batch_limit, self._heartbeat)
         seconds = time.perf_counter() - started
         s.elapsed += seconds
         return dict(epoch=s.epoch, train_loss=total_loss / max(count, 1), train_acc=100.0 * correct / max(count, 1),
                     val_loss=val_loss, val_acc=val_acc, lr=lr, time=seconds)
 
-    def _train_step(self, x: Tensor, y: Tensor, sums: _EpochSums) -> float:
+    def _train_step(self, x: Tensor, y: Tensor, sums: EpochSums) -> float:
         c, s = self.c, self.state
         lr = _lr_at(c, s.epoch, s.step)
         for group in self.optimizer.param_groups:
@@ -551,7 +504,7 @@ class _Trainer:
         s = self.state
         if s.best["state"] is not None:
             self.model.load_state_dict(s.best["state"])
-        test_loss, test_acc = _evaluate(self.model, self.test_loader, self.batch_limit, self._heartbeat)
+        test_loss, test_acc = loss_and_accuracy(self.model, self.test_loader, self.batch_limit, self._heartbeat)
         result = RunResult(
             config=self.c.to_dict(), history=s.history, best_epoch=s.best["epoch"], best_val_loss=s.best["val_loss"],
             test_acc=test_acc, test_loss=test_loss, epochs=len(s.history), stopped_early=s.stopped_early,
