@@ -287,6 +287,7 @@ def test_unknown_model_keyword_lists_allowed():
         ({"name": "fc1", "width_multiplier": 0}, "width_multiplier must be"),
         ({"name": "fc1", "width_multiplier": True}, "width_multiplier must be a finite number > 0, got True of type bool"),
         ({"name": "fc1", "hidden": (10, 0)}, "hidden must be"),
+        ({"name": "fc1", "hidden": 16}, r"got 16; one layer of 16 units is \(16,\), on the command line hidden=16,$"),
         ({"name": "fc1", "dropout_at": [2]}, r"dropout_at .* in \[0, 1\]"),
         ({"name": "fc1", "dropout_at": "middle"}, "dropout_at must be"),
         ({"name": "vgg16", "batch_norm": 1}, "batch_norm must be True or False"),

@@ -101,7 +101,9 @@ def check_hidden(value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value
     ):
-        raise ValueError(f"hidden must be a sequence of layer widths (integers >= 1), got {value!r}")
+        one = (f"; one layer of {value} units is ({value},), on the command line hidden={value},"
+               if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "")
+        raise ValueError(f"hidden must be a sequence of layer widths (integers >= 1), got {value!r}{one}")
     return tuple(value)
 
 

@@ -30,7 +30,7 @@ from .config import NEUTRAL_FIELDS, TrainConfig
 
 __all__ = ["collect_results", "summarize", "to_markdown", "to_csv", "to_latex", "plot_validation_curves", "plot_format",
            "method_label", "model_label", "markdown_table", "csv_table", "write_outputs", "table_notes", "at_cap",
-           "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds"]
+           "still_improving", "NEUTRAL_FIELDS", "setting_labels", "pool_seeds", "row_groups"]
 
 # The fields a row's label names already (dataset, model, method and their kwargs), and
 # the seed, which a row pools over.
@@ -113,9 +113,10 @@ def pool_seeds(keys: Sequence[Hashable], seeds: Sequence[Any],
     return dict(groups), dict(copies)
 
 
-def _rows_of(results: Iterable[Any]) -> tuple[dict[tuple, list[dict[str, Any]]], dict[tuple, list[dict[str, Any]]]]:
-    """The runs of each row, keyed (dataset, model label, method label, settings label),
-    and the copies left out (:func:`pool_seeds`)."""
+def row_groups(results: Iterable[Any]) -> tuple[dict[tuple, list[dict[str, Any]]], dict[tuple, list[dict[str, Any]]]]:
+    """The runs (as dicts) of each table row, keyed (dataset, model label, method label,
+    settings label) in first-seen order, and the copies left out (:func:`pool_seeds`):
+    the grouping of :func:`summarize`, for scripts that report other figures per row."""
     runs = [_as_dict(result) for result in results]
     configs = [run["config"] for run in runs]
     panels = [(config["dataset"], model_label(config)) for config in configs]
@@ -147,7 +148,7 @@ def summarize(results: Iterable[Any]) -> list[dict[str, Any]]:
     run left out as a copy of a run (same config and seed) the row counts already.
     Rows keep first-seen order.
     """
-    groups, copies = _rows_of(results)
+    groups, copies = row_groups(results)
     means = {key: statistics.fmean(r["test_acc"] for r in runs) for key, runs in groups.items()}
     rows = []
     for (dataset, model, method, settings), runs in groups.items():
@@ -394,7 +395,7 @@ def plot_validation_curves(results: Iterable[Any], path: str | os.PathLike) -> P
     image_format = plot_format(path)
 
     panels: dict[tuple[str, str], dict[str, list[list[float]]]] = defaultdict(dict)
-    for (dataset, model, method, settings), runs in _rows_of(results)[0].items():  # one curve per table row
+    for (dataset, model, method, settings), runs in row_groups(results)[0].items():  # one curve per table row
         panels[(dataset, model)][method + settings] = [[h["val_acc"] for h in run["history"]] for run in runs]
     if not panels:
         raise ValueError("results is empty: no validation curve to plot")
