@@ -135,6 +135,8 @@ def test_the_cap_note_names_what_picked_the_best_epoch():
         return " ".join(to_markdown(summarize(runs)).split())
 
     assert "all still improving (lowest validation loss in their last epoch)" in notes(None)
+    assert "of the best epoch (lowest validation loss) of each run" in notes(None)
+    assert "of the best epoch (highest validation accuracy) of each run" in notes("val_acc")
     assert "all still improving (highest validation accuracy in their last epoch)" in notes("val_acc")
     assert "all still improving (best validation loss or accuracy in their last epoch)" in notes("val_acc", None)
 

@@ -5,8 +5,8 @@ so ``run_configs(..., shard=(i, n))`` splits it like any grid); ``summarize_swee
 groups finished runs by (dataset, model, alpha, K), picks per (dataset, model) the
 setting with the best mean *validation* accuracy and reports the *test* accuracy of
 that pick, so the test set never takes part in the choice. The validation accuracy
-of a run is that of its best epoch (lowest validation loss), the checkpoint its test
-accuracy comes from.
+of a run is that of its best epoch (lowest validation loss, or highest validation
+accuracy with ``monitor="val_acc"``), the checkpoint its test accuracy comes from.
 """
 
 from __future__ import annotations

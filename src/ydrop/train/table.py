@@ -226,7 +226,7 @@ def table_notes(rows: list[dict[str, Any]]) -> list[str]:
     the methods sit in the model."""
     settings = any(row.get("settings") for row in rows)
     notes = ["test accuracy: mean ± sample standard deviation (n - 1) over the seeds, of the best epoch "
-             "(lowest validation loss) of each run",
+             f"({_best_value(rows)}) of each run",
              "Δ none, Δ dropout: the row's mean minus the mean of no dropout / standard dropout on the same "
              f"dataset and model{' with the same settings' if settings else ''}, in percentage points"]
     if settings:
