@@ -2,7 +2,7 @@
 # sessions from git. Before sourcing, set GRID (the folder name under docs/results/),
 # RUNS (the runs folder, outside git), YDROP (the ydrop command), SEEDS, and the array
 # `common` (the `ydrop compare` arguments shared by every call: dataset, model, data dir,
-# --out "$RUNS"). Run the scripts from the repository root.
+# --out "$RUNS", or per call a folder below $RUNS). Run the scripts from the repository root.
 #
 # - Cells finished earlier (in another session or on another machine) are committed under
 #   docs/results/$GRID/ (config.json + result.json, no checkpoints); `seed_runs` copies
