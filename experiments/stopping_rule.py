@@ -7,9 +7,9 @@ of each (means over the row's seeds; epochs counted from 1).
 
 A run stopped by its validation loss (the Y-Drop protocol) did not train the epochs after
 its stop, so its highest validation accuracy is over the epochs it trained. A run of the
-same config and seed with ``--set monitor=val_acc`` trains those same epochs first (the
-monitor changes only when the run stops and which epoch is tested), so its highest
-validation accuracy is at least that figure.
+same config and seed with ``--set monitor=val_acc``, by the same code on the same host,
+trains those same epochs first (the monitor changes only when the run stops and which
+epoch is tested), so its highest validation accuracy is at least that figure.
 """
 
 from __future__ import annotations
