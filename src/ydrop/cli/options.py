@@ -161,7 +161,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                              "pip install 'ydrop[tensorboard]' (default: off)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="method kwargs (ydrop.elasticity=0.01), model kwargs (hidden=128,128 or "
-                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5) other than "
+                             "model.width_multiplier=0.5) or config fields (lr=0.05, patience=5, monitor=val_acc) other than "
                              "those an option sets (--epochs, --seed, ...); repeatable (default: none)")
 
 
