@@ -4,8 +4,9 @@ Per epoch: ``guide.set_epoch``, the loader's ``set_epoch``, per step ``guide.ste
 then the loss (+ ``information_beta * information_kl(model)``), backward, step; then
 validation loss and accuracy, a checkpoint, early stopping. At the end the best
 checkpoint (lowest validation loss, or highest accuracy with ``monitor="val_acc"``) is
-restored and tested, and ``result.json`` is written. A finished run is never trained again; an interrupted one resumes from its
-last checkpoint and reaches the same metrics (on CPU) as an uninterrupted one.
+restored and tested, and ``result.json`` is written. A finished run is never trained
+again; an interrupted one resumes from its last checkpoint and reaches the same metrics
+(on CPU) as an uninterrupted one.
 
 A run holds a lock file in its folder while it trains (see :mod:`.lock`): a second
 process asking for the same run gets :class:`RunLocked` instead of training it twice.
