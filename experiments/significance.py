@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from collections import defaultdict
 from typing import Any
 
-from ydrop.train.table import collect_results, method_label, model_label, setting_labels
+from ydrop.train.table import collect_results, row_groups
 
 NO_TEST = "–"  # the cell of a test that cannot be made (too few seeds, no variance)
 
@@ -35,13 +34,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def accuracy_groups(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, float]]:
-    """(dataset, model label, method label) -> {seed: test accuracy}."""
-    groups: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    panels = [(r["config"]["dataset"], model_label(r["config"])) for r in results]
-    # Runs of other training settings are never pooled (as in ydrop table): their label names them.
-    for result, panel, settings in zip(results, panels, setting_labels(panels, [r["config"] for r in results])):
-        groups[(*panel, method_label(result["config"]) + settings)][result["config"]["seed"]] = result["test_acc"]
-    return groups
+    """(dataset, model label, method label) -> {seed: test accuracy}: the rows of ``ydrop
+    table`` (runs of other training settings never pooled: their label names them)."""
+    return {(dataset, model, method + settings): {r["config"]["seed"]: r["test_acc"] for r in runs}
+            for (dataset, model, method, settings), runs in row_groups(results)[0].items()}
 
 
 def paired_t(accs: dict[int, float], base: dict[int, float], seeds: list[int], stats) -> str:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_real, check_positive_int, describe
+from .._validation import as_int, as_real, check_positive_int, describe
 from ..layers.factory import accepted_keywords, create_dropout, resolve_dropout
 
 __all__ = [
@@ -101,8 +101,9 @@ def check_hidden(value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value
     ):
-        one = (f"; one layer of {value} units is ({value},), on the command line hidden={value},"
-               if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "")
+        width = as_int(value)
+        one = (f"; one layer of {width} units is ({width},), on the command line hidden={width},"
+               if width is not None and width >= 1 else "")
         raise ValueError(f"hidden must be a sequence of layer widths (integers >= 1), got {value!r}{one}")
     return tuple(value)
 

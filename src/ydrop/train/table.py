@@ -201,7 +201,7 @@ def _run_facts(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 max_epochs=max((c for c in caps if c), default=None),
                 test_size=max(sizes) if sizes else None,
                 placement=(runs[0]["config"].get("model_kwargs") or {}).get("dropout_at", "all"),
-                monitor=runs[0]["config"].get("monitor", "val_loss"))
+                monitor=_settings(runs[0]["config"])["monitor"])
 
 
 def _fmt(value: float | None, signed: bool = False, digits: int = 2) -> str:
@@ -270,7 +270,7 @@ def _cap_note(rows: list[dict[str, Any]]) -> str:
 
 def _best_value(rows: list[dict[str, Any]]) -> str:
     """What made the best epoch of the rows' runs (their config's ``monitor``)."""
-    monitors = {row.get("monitor", "val_loss") for row in rows}
+    monitors = {row.get("monitor", TrainConfig.monitor) for row in rows}
     if monitors == {"val_loss"}:
         return "lowest validation loss"
     return "highest validation accuracy" if monitors == {"val_acc"} else "best validation loss or accuracy"
