@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Paired (by seed) and unpaired (Welch) t-tests of every method against a baseline.
 
-Reads every ``result.json`` below RUNS_DIR (as ``ydrop table`` does), groups the runs by
-(dataset, model label, method label) and compares each group's test accuracy with the
-baseline method of the same dataset and model (default: plain ``dropout``):
+Reads every ``result.json`` below the folders given (as ``ydrop table`` does), groups the runs into
+the rows of ``ydrop table`` (dataset, model label, method label, training settings) and
+compares each row's test accuracy with its baseline row: by default plain ``dropout`` of
+the same dataset and model, trained with the same settings (as the table's Δ dropout):
 
-    python experiments/significance.py docs/results/mnist-fc1 [--baseline dropout] [--baseline-model LABEL]
+    python experiments/significance.py docs/results/mnist-fc1 [MORE_RUNS_DIRS] [--baseline dropout]
+        [--baseline-model LABEL] [--baseline-settings SETTINGS]
 
 ``--baseline-model`` compares with the baseline of another model label (e.g. the rows
-``fc1(dropout_at=first)`` against ``fc1``'s dropout). Needs scipy (installed with
-captum, one of the dev extras).
+``fc1(dropout_at=first)`` against ``fc1``'s dropout); ``--baseline-settings`` with the
+baseline trained with other settings, written as the table's brackets show them (e.g.
+``monitor=val_loss``); ``--baseline same`` with the row's own method (e.g. each method
+under ``monitor=val_acc`` against itself under ``monitor=val_loss``). Needs scipy
+(installed with captum, one of the dev extras).
 """
 
 from __future__ import annotations
@@ -17,27 +22,55 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from typing import Any
+from typing import Any, NamedTuple
 
 from ydrop.train.table import collect_results, row_groups
 
 NO_TEST = "–"  # the cell of a test that cannot be made (too few seeds, no variance)
+SAME = "same"  # --baseline value: the row's own method
+
+
+class Row(NamedTuple):
+    """A row of ``ydrop table``: its settings are the label's bracket ("" when the
+    dataset and model's runs all trained alike, else " [monitor=val_acc]")."""
+
+    dataset: str
+    model: str
+    method: str
+    settings: str
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs_dir")
-    parser.add_argument("--baseline", default="dropout", help="method label of the baseline (default: dropout)")
+    parser.add_argument("runs", nargs="+", metavar="runs_dir", help="folders of runs, read together")
+    parser.add_argument("--baseline", default="dropout",
+                        help=f"method label of the baseline (default: dropout; {SAME!r}: the row's own method)")
     parser.add_argument("--baseline-model", default=None,
                         help="model label of the baseline (default: the same model as the row)")
-    return parser.parse_args()
+    parser.add_argument("--baseline-settings", default=None,
+                        help="training settings of the baseline as the table's brackets show them, e.g. "
+                             "monitor=val_loss (default: the row's own)")
+    args = parser.parse_args()
+    try:
+        args.results = [result for folder in args.runs for result in collect_results(folder)]
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    if not args.results:
+        parser.error(f"no finished run (result.json) below {', '.join(args.runs)}")
+    return args
 
 
-def accuracy_groups(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, float]]:
-    """(dataset, model label, method label) -> {seed: test accuracy}: the rows of ``ydrop
-    table`` (runs of other training settings never pooled: their label names them)."""
-    return {(dataset, model, method + settings): {r["config"]["seed"]: r["test_acc"] for r in runs}
-            for (dataset, model, method, settings), runs in row_groups(results)[0].items()}
+def accuracy_groups(results: list[dict[str, Any]]) -> dict[Row, dict[int, float]]:
+    """Each row of ``ydrop table`` -> {seed: test accuracy} (runs of other training
+    settings never pooled)."""
+    return {Row(*key): {r["config"]["seed"]: r["test_acc"] for r in runs}
+            for key, runs in row_groups(results)[0].items()}
+
+
+def baseline_of(row: Row, baseline: str, model: str | None = None, settings: str | None = None) -> Row:
+    """The row that ``row`` is compared with (arguments as the command line's)."""
+    return Row(row.dataset, model or row.model, row.method if baseline == SAME else baseline,
+               row.settings if settings is None else f" [{settings}]")
 
 
 def paired_t(accs: dict[int, float], base: dict[int, float], seeds: list[int], stats) -> str:
@@ -61,23 +94,34 @@ def welch_t(accs: dict[int, float], base: dict[int, float], stats) -> str:
     return f"{t.statistic:.2f} ({t.pvalue:.3f})" if math.isfinite(t.statistic) else NO_TEST
 
 
-def main() -> None:
-    args = parse_args()
-    from scipy import stats  # after the arguments: --help works without scipy
+def comparisons(groups: dict[Row, dict[int, float]], baseline: str, model: str | None = None,
+                settings: str | None = None) -> list[list[str]]:
+    """One table line (cells) per row that has a baseline row other than itself."""
+    from scipy import stats  # here, not at import: --help works without scipy
 
-    groups = accuracy_groups(collect_results(args.runs_dir))
-    print("| dataset | model | method | vs | seeds (paired) | mean Δ | paired t (p) | Welch t (p) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (dataset, model, method), accs in groups.items():
-        base_model = args.baseline_model or model
-        base = groups.get((dataset, base_model, args.baseline))
-        if base is None or (method == args.baseline and base_model == model):
+    lines = []
+    for row, accs in groups.items():
+        base_row = baseline_of(row, baseline, model, settings)
+        base = groups.get(base_row)
+        if base is None or base_row == row:
             continue
         seeds = sorted(set(accs) & set(base))
         delta = statistics.fmean(accs.values()) - statistics.fmean(base.values())
-        paired, welch = paired_t(accs, base, seeds, stats), welch_t(accs, base, stats)
-        label = args.baseline if base_model == model else f"{base_model} {args.baseline}"
-        print(f"| {dataset} | {model} | {method} | {label} | {len(seeds)} | {delta:+.2f} | {paired} | {welch} |")
+        label = base_row.method + base_row.settings
+        if base_row.model != row.model:
+            label = f"{base_row.model} {label}"
+        lines.append([row.dataset, row.model, row.method + row.settings, label, str(len(seeds)), f"{delta:+.2f}",
+                      paired_t(accs, base, seeds, stats), welch_t(accs, base, stats)])
+    return lines
+
+
+def main() -> None:
+    args = parse_args()
+    groups = accuracy_groups(args.results)
+    print("| dataset | model | method | vs | seeds (paired) | mean Δ | paired t (p) | Welch t (p) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for line in comparisons(groups, args.baseline, args.baseline_model, args.baseline_settings):
+        print(f"| {' | '.join(line)} |")
 
 
 if __name__ == "__main__":
