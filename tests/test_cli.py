@@ -77,6 +77,8 @@ def test_help_lists_the_allowed_values_in_plain_text(capsys):
     (["compare", "--methods", "dropout,information", "--set", "information.num_units=3"],
      "error: --set information.num_units=3: num_units must be the number of units"),
     (["table", "."], "RUNS_DIR '.' holds no finished run (no result.json written by ydrop in it or below it)"),
+    (["table", ".", "."], "RUNS_DIR '.', '.' hold no finished run (no result.json written by ydrop in it or below"),
+    (["table", ".", "/nonexistent/folder"], "RUNS_DIR '/nonexistent/folder' is not a folder; allowed: a folder"),
     (["table", ".", "--plot", "curves.foo"],
      "--plot 'curves.foo': matplotlib writes no '.foo' files; allowed suffixes: ."),
 ])
@@ -332,6 +334,9 @@ def test_table_keeps_runs_of_other_settings_apart_and_counts_a_copied_run_once(t
     copy = next((tmp_path / "mix" / "c").rglob("seed0"))
     assert printed.err == (f"ydrop table: warning: left out {copy}: a copy (same config and seed) of a run that "
                            "row 'none [lr=0.01]' (digits, fc1(hidden=8)) counts already\n")
+    # the three folders named one by one: the same table, the same copy left out
+    assert main(["table", *(str(tmp_path / "mix" / name) for name in "abc")]) == 0
+    assert capsys.readouterr() == printed
 
 
 def test_the_train_line_says_still_improving_only_when_the_history_shows_it():

@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
 
     table = sub.add_parser("table", help="aggregate finished runs into a table",
-                           description="Print the table of every result.json below RUNS_DIR.")
-    table.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched for result.json files")
+                           description="Print the table of every result.json below the RUNS_DIR folders.")
+    table.add_argument("runs_dirs", nargs="+", metavar="RUNS_DIR",
+                       help="folder searched for result.json files; several are read together, into one table")
     table.add_argument("--format", default="md", choices=("md", "csv", "latex"), help="output format (default: %(default)s)")
     table.add_argument("--plot", default=None, metavar="FILE",
                        help="also write the validation curves there, in the format its suffix names (.png, .pdf, "

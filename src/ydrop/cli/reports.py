@@ -23,23 +23,26 @@ def run_table(args: argparse.Namespace) -> int:
 
     allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
                f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
-    if not Path(args.runs_dir).is_dir():
-        raise UsageError(f"RUNS_DIR {args.runs_dir!r} is not a folder; {allowed}")
+    for folder in args.runs_dirs:
+        if not Path(folder).is_dir():
+            raise UsageError(f"RUNS_DIR {folder!r} is not a folder; {allowed}")
     if args.plot:
         try:
             plot_format(args.plot, "--plot")
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-    results = collect_results(args.runs_dir)
+    # Runs in two of the folders (a copy) count once: summarize leaves the copy out, with a warning.
+    results = [result for folder in args.runs_dirs for result in collect_results(folder)]
+    folders = ", ".join(map(repr, args.runs_dirs))
     if not results:
-        raise UsageError(f"RUNS_DIR {args.runs_dir!r} holds no finished run (no result.json written by ydrop "
-                         f"in it or below it); {allowed}")
+        raise UsageError(f"RUNS_DIR {folders} {'holds' if len(args.runs_dirs) == 1 else 'hold'} no finished run "
+                         f"(no result.json written by ydrop in it or below it); {allowed}")
     if args.sweep:
         from ..train import summarize_sweep, sweep_csv, sweep_markdown
 
         rows = summarize_sweep(results)
         if not rows:
-            raise UsageError(f"no Y-Drop run found below {args.runs_dir!r} (--sweep tabulates ydrop sweeps)")
+            raise UsageError(f"no Y-Drop run found below {folders} (--sweep tabulates ydrop sweeps)")
         print({"md": sweep_markdown, "csv": sweep_csv}[args.format](rows), end="")
         return 0
     rows = summarize(results)
