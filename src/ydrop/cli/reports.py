@@ -14,35 +14,25 @@ from .options import UsageError
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from ..train import collect_results, plot_validation_curves, summarize, to_csv, to_latex, to_markdown
+    from ..train import plot_validation_curves, summarize, to_csv, to_latex, to_markdown
 
     if args.sweep and args.format == "latex":
         raise UsageError("--sweep prints Markdown or CSV; use --format md or --format csv")
-    from ..train.store import RUN_FOLDER_HOLDS
-    from ..train.table import plot_format
-
-    allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
-               f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
-    for folder in args.runs_dirs:
-        if not Path(folder).is_dir():
-            raise UsageError(f"RUNS_DIR {folder!r} is not a folder; {allowed}")
     if args.plot:
+        from ..train.table import plot_format
+
         try:
             plot_format(args.plot, "--plot")
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-    # Runs in two of the folders (a copy) count once: summarize leaves the copy out, with a warning.
-    results = [result for folder in args.runs_dirs for result in collect_results(folder)]
-    folders = ", ".join(map(repr, args.runs_dirs))
-    if not results:
-        raise UsageError(f"RUNS_DIR {folders} {'holds' if len(args.runs_dirs) == 1 else 'hold'} no finished run "
-                         f"(no result.json written by ydrop in it or below it); {allowed}")
+    results = _finished_runs(args.runs_dirs)
     if args.sweep:
         from ..train import summarize_sweep, sweep_csv, sweep_markdown
 
         rows = summarize_sweep(results)
         if not rows:
-            raise UsageError(f"no Y-Drop run found below {folders} (--sweep tabulates ydrop sweeps)")
+            raise UsageError(f"no Y-Drop run found below {', '.join(map(repr, args.runs_dirs))} "
+                             "(--sweep tabulates ydrop sweeps)")
         print({"md": sweep_markdown, "csv": sweep_csv}[args.format](rows), end="")
         return 0
     rows = summarize(results)
@@ -51,6 +41,25 @@ def run_table(args: argparse.Namespace) -> int:
     if args.plot:
         plot_validation_curves(results, args.plot)
     return 0
+
+
+def _finished_runs(folders: list[str]) -> list[dict[str, Any]]:
+    """The results below every folder of ``ydrop table``'s RUNS_DIR arguments, read
+    together: a run in two of them (a copy) counts once, as :func:`summarize` leaves
+    the copy out with a warning. A UsageError for a missing folder or no run at all."""
+    from ..train import collect_results
+    from ..train.store import RUN_FOLDER_HOLDS
+
+    allowed = ("allowed: a folder holding finished runs (their result.json) in it or below it, such as the --out "
+               f"folder of ydrop compare, sweep or train; {RUN_FOLDER_HOLDS}")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"RUNS_DIR {folder!r} is not a folder; {allowed}")
+    results = [result for folder in folders for result in collect_results(folder)]
+    if not results:
+        raise UsageError(f"RUNS_DIR {', '.join(map(repr, folders))} {'holds' if len(folders) == 1 else 'hold'} "
+                         f"no finished run (no result.json written by ydrop in it or below it); {allowed}")
+    return results
 
 
 def _warn_copies(command: str, rows: list[dict[str, Any]]) -> None:
