@@ -10,11 +10,38 @@
 # - An interrupted cell resumes from its last checkpoint in $RUNS.
 # - `export_results` copies every finished cell (one with a result.json) back into
 #   docs/results/$GRID/, after each call.
-# - SHARD=i/n splits the cells over n processes sharing $RUNS (lock files make sure no
-#   cell is trained twice at once).
+# - PROCESSES=n runs n copies of every `ydrop compare` call at once in $RUNS: each takes
+#   the next cell that no other holds (lock files make sure no cell is trained twice), so
+#   the copies end about together even where cells take unequal times.
+# - SHARD=i/n runs the i-th of n fixed parts of the cells (split by count, not by hours):
+#   for splitting a grid between runs folders or machines that are merged afterwards.
 
 EXPORT="docs/results/$GRID"
+PROCESSES=${PROCESSES:-1}
+if [[ ! $PROCESSES =~ ^[1-9][0-9]*$ ]]; then
+  echo "PROCESSES=$PROCESSES: allowed: a whole number >= 1 (the copies of each ydrop compare call)" >&2
+  exit 2
+fi
+if [[ -n "${SHARD:-}" && $PROCESSES -gt 1 ]]; then
+  echo "SHARD=$SHARD with PROCESSES=$PROCESSES: give one of them (PROCESSES balances the cells itself)" >&2
+  exit 2
+fi
 if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
+
+# compare ARGS...: `ydrop compare` with the shared and the given arguments, in $PROCESSES
+# copies at once (each fails the script if it fails), then export_results.
+compare() {
+  local pids=() pid k
+  for ((k = 0; k < PROCESSES; k++)); do
+    $YDROP compare "${common[@]}" "$@" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  export_results
+}
+
+# Whether each row's cells go to one `ydrop compare` call (SHARD, PROCESSES > 1).
+one_call() { [[ -n "${SHARD:-}" || $PROCESSES -gt 1 ]]; }
 
 export_results() {
   (cd "$RUNS" && find . -name result.json) | while read -r f; do
@@ -38,15 +65,14 @@ seed_runs() {
 }
 
 # cells N METHODS [ARGS...]: the cells of METHODS (comma-separated) over seeds 0..N-1.
-# With SHARD: one `ydrop compare` call (a fixed, balanced round-robin split of its
-# cells). Without: one call per method, so each finished cell is exported as soon as it
-# is done; a `--set M.key=value` for a method M of METHODS goes only to M's call.
+# With SHARD or PROCESSES > 1: one `ydrop compare` call, so that the processes share all
+# the row's cells. Otherwise one call per method, so each finished cell is exported as
+# soon as it is done; a `--set M.key=value` for a method M of METHODS goes only to M's call.
 cells() {
   local n=$1 methods=$2 m i
   shift 2
-  if [[ -n "${SHARD:-}" ]]; then
-    $YDROP compare "${common[@]}" --seeds "$n" --methods "$methods" "$@"
-    export_results
+  if one_call; then
+    compare --seeds "$n" --methods "$methods" "$@"
     return
   fi
   local -a all args
@@ -66,19 +92,18 @@ cells() {
         args+=("$a")
       fi
     done
-    $YDROP compare "${common[@]}" --seeds "$n" --methods "$m" "${args[@]}"
-    export_results
+    compare --seeds "$n" --methods "$m" "${args[@]}"
   done
 }
 
 # seed_major ROW...: each ROW names a function `ROW N` that runs its cells with
-# `cells N ...`. Without SHARD: every row with N = 1, then N = 2, ..., N = SEEDS (each
+# `cells N ...`. In one process: every row with N = 1, then N = 2, ..., N = SEEDS (each
 # call skips the cells already done), so seed 0 of every method comes first and a
-# paired comparison per seed is there as early as possible. With SHARD: each row once
-# with N = SEEDS.
+# paired comparison per seed is there as early as possible. With SHARD or PROCESSES > 1:
+# each row once with N = SEEDS.
 seed_major() {
   local n row
-  if [[ -n "${SHARD:-}" ]]; then
+  if one_call; then
     for row in "$@"; do "$row" "$SEEDS"; done
   else
     for ((n = 1; n <= SEEDS; n++)); do

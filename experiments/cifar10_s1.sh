@@ -9,7 +9,7 @@
 #     (`model.dropout_at=first`): dropout 0.5, Excitation Dropout, Activation Dropout.
 #
 #   experiments/cifar10_s1.sh [DATA_DIR] [RUNS_DIR]
-#   SHARD=0/2 experiments/cifar10_s1.sh & SHARD=1/2 experiments/cifar10_s1.sh   # two processes
+#   PROCESSES=2 experiments/cifar10_s1.sh   # two processes sharing the cells (SHARD=i/n: _resumable.sh)
 #   OMP_NUM_THREADS=1 YDROP=.venv/bin/ydrop nohup experiments/cifar10_s1.sh ../shared/data /work/runs/cifar10-s1 > s1.log 2>&1 &
 #
 # DATA_DIR must hold cifar-10/cifar-10-python.tar.gz (or its extracted batches).

@@ -11,9 +11,10 @@
 # result.json are copied to docs/results/cnn2-cifar10-gpu/ (and seeded back from there
 # on a fresh clone), so `ydrop table docs/results/cnn2-cifar10-gpu` prints the table.
 set -euo pipefail
-if [[ -n "${SHARD:-}" ]]; then
-  # The .py runs its cells in one process, without run locks: two shards would train the same cells.
-  echo "cnn2_cifar10_gpu.sh: SHARD=$SHARD is not supported (one GPU runs the four cells in minutes); run it once" >&2
+if [[ -n "${SHARD:-}" || ${PROCESSES:-1} != 1 ]]; then
+  # The .py runs its cells in one process, without run locks: two processes would train the same cells.
+  echo "cnn2_cifar10_gpu.sh: SHARD=${SHARD:-} PROCESSES=${PROCESSES:-1} is not supported (one GPU runs the four" \
+       "cells in minutes); run it once, in one process" >&2
   exit 2
 fi
 DATA=${1:-../shared/data}

@@ -7,7 +7,7 @@
 # ydrop(elasticity=0.01, warmup_epochs=3)).
 #
 #   experiments/mnist_fc1_gradxact.sh [DATA_DIR] [RUNS_DIR]
-#   SHARD=0/2 experiments/mnist_fc1_gradxact.sh & SHARD=1/2 experiments/mnist_fc1_gradxact.sh
+#   PROCESSES=2 experiments/mnist_fc1_gradxact.sh   # two processes sharing the cells (SHARD=i/n: _resumable.sh)
 #
 # Needs a ydrop with the "gradxact" score registered (the run fails at once otherwise).
 # Resumable across sessions (see experiments/_resumable.sh): finished cells go to

@@ -12,7 +12,7 @@
 # RUNS_DIR/val_loss and RUNS_DIR/val_acc.
 #
 #   experiments/mnist_fc1_monitor.sh [DATA_DIR] [RUNS_DIR]
-#   SHARD=0/2 experiments/mnist_fc1_monitor.sh & SHARD=1/2 experiments/mnist_fc1_monitor.sh
+#   PROCESSES=2 experiments/mnist_fc1_monitor.sh   # two processes sharing the cells (SHARD=i/n: _resumable.sh)
 #
 # Resumable across sessions (see experiments/_resumable.sh): finished cells go to
 # docs/results/mnist-fc1-monitor/ after each call and are skipped on the next run.

@@ -6,7 +6,7 @@
 # at most 60 epochs), seeds 0..SEEDS-1 (default 3).
 #
 #   experiments/mnist_fc2.sh [DATA_DIR] [RUNS_DIR]
-#   SHARD=0/2 experiments/mnist_fc2.sh & SHARD=1/2 experiments/mnist_fc2.sh   # two processes
+#   PROCESSES=2 experiments/mnist_fc2.sh   # two processes sharing the cells (SHARD=i/n: _resumable.sh)
 #   OMP_NUM_THREADS=1 YDROP=.venv/bin/ydrop nohup experiments/mnist_fc2.sh ../shared/data /work/runs/mnist-fc2 > fc2.log 2>&1 &
 #
 # Run it from the repository root. Finished cells are skipped and an interrupted cell

@@ -188,9 +188,10 @@ def test_bad_arguments_are_named(script, capsys):
     assert "--p" in capsys.readouterr().err
 
 
-def test_the_shell_wrapper_refuses_shard_rather_than_racing():
-    # The .py has no run locks: two SHARD processes would train and write the same cells.
+@pytest.mark.parametrize("variable, value", [("SHARD", "0/2"), ("PROCESSES", "2")])
+def test_the_shell_wrapper_refuses_several_processes_rather_than_racing(variable, value):
+    # The .py has no run locks: two processes would train and write the same cells.
     wrapper = Path(__file__).resolve().parents[2] / "experiments" / "cnn2_cifar10_gpu.sh"
-    done = subprocess.run(["bash", str(wrapper)], env={**os.environ, "SHARD": "0/2", "PYTHON": "false"},
+    done = subprocess.run(["bash", str(wrapper)], env={**os.environ, variable: value, "PYTHON": "false"},
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "SHARD=0/2 is not supported" in done.stderr
+    assert done.returncode == 2 and f"{variable}={value}" in done.stderr and "is not supported" in done.stderr
