@@ -325,35 +325,66 @@ def no_host_reads(monkeypatch):
     return install
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: TwoBranchNet(YDrop(warmup_epochs=0), YDrop(warmup_epochs=0, score_every=2)),
-        lambda: TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout()),  # separate passes
-        lambda: chain_net(ExcitationDropout()),  # excitation in the forward
-        lambda: chain_net(YDrop(warmup_epochs=0)),  # conductance with the written backward
-        # ... where the one-hot target starts below a ReLU on the logits
-        lambda: nn.Sequential(chain_net(YDrop(warmup_epochs=0)), nn.ReLU()),
-        lambda: TwoBranchNet(ActivationDropout(), YDrop(warmup_epochs=0, score="activation")),
-        lambda: TwoBranchNet(YDrop(warmup_epochs=0, score="excitation"), ExcitationDropout(score="conductance")),
-    ],
-)
-def test_training_steps_never_read_tensors_on_the_host(make, no_host_reads):
+# A model for each route a training step can take (the Guide's passes, the layers).
+EVERY_ROUTE = [
+    lambda: TwoBranchNet(YDrop(warmup_epochs=0), YDrop(warmup_epochs=0, score_every=2)),
+    lambda: TwoBranchNet(YDrop(warmup_epochs=0), ExcitationDropout()),  # separate passes
+    lambda: chain_net(ExcitationDropout()),  # excitation in the forward
+    lambda: chain_net(YDrop(warmup_epochs=0)),  # conductance with the written backward
+    lambda: chain_net(YDrop(warmup_epochs=0, score="gradxact")),  # gradxact in the forward
+    # ... where the one-hot target starts below a ReLU on the logits
+    lambda: nn.Sequential(chain_net(YDrop(warmup_epochs=0)), nn.ReLU()),
+    lambda: TwoBranchNet(ActivationDropout(), YDrop(warmup_epochs=0, score="activation")),
+    lambda: TwoBranchNet(YDrop(warmup_epochs=0, score="excitation"), ExcitationDropout(score="conductance")),
+]
+
+
+def training_steps(make):
+    """A function that runs n training steps of the model ``make()`` with its Guide,
+    after one first step."""
     torch.manual_seed(13)
     model = make().train()
     guide = Guide(model)
     guide.set_epoch(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 12), torch.randint(0, 5, (16,))
-    guide.step(x, y)  # the first step may probe the model's structure once
-    model(x)
+
+    def steps(n):
+        for _ in range(n):
+            guide.step(x, y)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    steps(1)  # the first step may probe the model's structure once
+    return steps
+
+
+@pytest.mark.parametrize("make", EVERY_ROUTE)
+def test_training_steps_never_read_tensors_on_the_host(make, no_host_reads):
+    steps = training_steps(make)
     no_host_reads()
-    for _ in range(3):
-        guide.step(x, y)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    steps(3)
+
+
+def live_tensors() -> int:
+    import gc
+
+    gc.collect()
+    return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # gc.get_objects meets torch's deprecated aliases
+@pytest.mark.parametrize("make", EVERY_ROUTE)
+def test_training_steps_leave_no_tensors_behind(make):
+    """A pass that kept its graph alive (a reference cycle through autograd's C++
+    nodes, which no collector frees) grew the memory of an MNIST run by 0.6 GB an epoch."""
+    steps = training_steps(make)
+    steps(2)
+    before = live_tensors()
+    steps(5)
+    assert live_tensors() == before
 
 
 class Wrapped(nn.Module):

@@ -51,9 +51,16 @@ class Tap:
         # Inside a checkpointed block (torch.utils.checkpoint, non-reentrant), the
         # checkpoint's hooks would hold the pass's own graph as the block's and find
         # it missing when the block recomputes: the pass keeps its tensors itself.
-        with torch.autograd.graph.saved_tensors_hooks(_as_is, _as_is):
+        with torch.autograd.graph.saved_tensors_hooks(_detached, _as_is):
             for callback in callbacks if isinstance(value, Tensor) else ():
                 callback(value)
+
+
+def _detached(tensor: Tensor) -> Tensor:
+    # Not the tensor itself: an op that saves its own output would then hold that
+    # output, whose grad_fn is the op: a cycle through C++ that no collector frees,
+    # and the pass's graph would stay in memory after every step.
+    return tensor.detach()
 
 
 def _as_is(tensor: Tensor) -> Tensor:
