@@ -384,7 +384,8 @@ def test_training_steps_leave_no_tensors_behind(make):
     steps(2)
     before = live_tensors()
     steps(5)
-    assert live_tensors() == before
+    # At most as many: tensors of earlier tests may be freed meanwhile (torch.compile's).
+    assert live_tensors() <= before
 
 
 class Wrapped(nn.Module):
