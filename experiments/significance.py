@@ -24,10 +24,11 @@ import math
 import statistics
 from typing import Any, NamedTuple
 
-from ydrop.train.table import collect_results, row_groups
+from ydrop.train.table import collect_results, markdown_table, row_groups
 
 NO_TEST = "–"  # the cell of a test that cannot be made (too few seeds, no variance)
 SAME = "same"  # --baseline value: the row's own method
+HEADERS = ["dataset", "model", "method", "vs", "seeds (paired)", "mean Δ", "paired t (p)", "Welch t (p)"]
 
 
 class Row(NamedTuple):
@@ -52,7 +53,7 @@ def parse_args() -> argparse.Namespace:
                              "monitor=val_loss (default: the row's own)")
     args = parser.parse_args()
     try:
-        args.results = [result for folder in args.runs for result in collect_results(folder)]
+        args.results = collect_results(*args.runs)
     except FileNotFoundError as exc:
         parser.error(str(exc))
     if not args.results:
@@ -117,11 +118,8 @@ def comparisons(groups: dict[Row, dict[int, float]], baseline: str, model: str |
 
 def main() -> None:
     args = parse_args()
-    groups = accuracy_groups(args.results)
-    print("| dataset | model | method | vs | seeds (paired) | mean Δ | paired t (p) | Welch t (p) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for line in comparisons(groups, args.baseline, args.baseline_model, args.baseline_settings):
-        print(f"| {' | '.join(line)} |")
+    lines = comparisons(accuracy_groups(args.results), args.baseline, args.baseline_model, args.baseline_settings)
+    print(markdown_table(HEADERS, lines), end="")
 
 
 if __name__ == "__main__":

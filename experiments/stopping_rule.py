@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="folders holding finished runs (result.json)")
     args = parser.parse_args()
     try:
-        results = [result for folder in args.runs for result in collect_results(folder)]
+        results = collect_results(*args.runs)
     except FileNotFoundError as exc:
         parser.error(str(exc))
     if not results:

@@ -26,6 +26,7 @@ def test_grid_skips_finished_cells(tiny):
     assert trained == [("ydrop", 0), ("ydrop", 1)]
     assert [r.test_acc for r in second[:4]] == [r.test_acc for r in first]
     assert len(collect_results(base.out)) == 6
+    assert len(collect_results(base.out, base.out)) == 12  # several folders, read in turn
     # the Python API names its own parameter (the CLI says RUNS_DIR)
     with pytest.raises(FileNotFoundError, match=r"^runs_dir '.*missing' is not a folder"):
         collect_results(base.out + "/missing")

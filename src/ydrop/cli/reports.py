@@ -55,7 +55,7 @@ def _finished_runs(folders: list[str]) -> list[dict[str, Any]]:
     for folder in folders:
         if not Path(folder).is_dir():
             raise UsageError(f"RUNS_DIR {folder!r} is not a folder; {allowed}")
-    results = [result for folder in folders for result in collect_results(folder)]
+    results = collect_results(*folders)
     if not results:
         raise UsageError(f"RUNS_DIR {', '.join(map(repr, folders))} {'holds' if len(folders) == 1 else 'hold'} "
                          f"no finished run (no result.json written by ydrop in it or below it); {allowed}")

@@ -1,6 +1,6 @@
 """Result tables (Y-Drop Table 2 style) and validation curves from finished runs.
 
-``collect_results(runs_dir)`` reads every ``result.json`` below a folder;
+``collect_results(runs_dir, ...)`` reads every ``result.json`` below one or more folders;
 ``summarize(results)`` groups them by (dataset, model, method, training settings) into
 rows with the mean and sample std of the test accuracy over seeds, the gain (Δ,
 percentage points) over no dropout and over standard dropout of the same dataset,
@@ -63,15 +63,20 @@ def model_label(config: dict[str, Any]) -> str:
     return _label(config["model"], config.get("model_kwargs") or {})
 
 
-def collect_results(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every run's ``result.json`` below ``runs_dir`` (sorted by path), each with ``run_dir``
-    set; files of that name that ydrop did not write (another tool's) are skipped, and so
-    are unreadable ones, each with a :class:`~ydrop.train.store.UnreadableResultWarning`."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"runs_dir {os.fspath(runs_dir)!r} is not a folder")
-    runs, _ = store.find_run_results(root)
-    return [{**data, "run_dir": str(path.parent)} for path, data in runs.items()]
+def collect_results(runs_dir: str | os.PathLike, *more_dirs: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every run's ``result.json`` below ``runs_dir`` and then below each of ``more_dirs``
+    (sorted by path within a folder), each with ``run_dir`` set; files of that name that
+    ydrop did not write (another tool's) are skipped, and so are unreadable ones, each
+    with a :class:`~ydrop.train.store.UnreadableResultWarning`. A run found in two of the
+    folders is there twice (:func:`summarize` counts such a copy once)."""
+    results = []
+    for folder in (runs_dir, *more_dirs):
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"runs_dir {os.fspath(folder)!r} is not a folder")
+        runs, _ = store.find_run_results(root)
+        results += [{**data, "run_dir": str(path.parent)} for path, data in runs.items()]
+    return results
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
