@@ -10,9 +10,12 @@
 # - An interrupted cell resumes from its last checkpoint in $RUNS.
 # - `export_results` copies every finished cell (one with a result.json) back into
 #   docs/results/$GRID/, after each call.
-# - PROCESSES=n runs n copies of every `ydrop compare` call at once in $RUNS: each takes
-#   the next cell that no other holds (lock files make sure no cell is trained twice), so
-#   the copies end about together even where cells take unequal times.
+# - PROCESSES=n runs n copies of the grid at once in $RUNS: each copy makes every
+#   `ydrop compare` call, and each call takes the next cell that no other copy holds (lock
+#   files make sure no cell is trained twice). With --no-wait a call leaves the cells
+#   another copy trains to it and the copy goes on to its next call, so no copy idles at
+#   the end of a call while another finishes that call's last cell, and the copies end
+#   about together even where cells take unequal times.
 # - SHARD=i/n runs the i-th of n fixed parts of the cells (split by count, not by hours):
 #   for splitting a grid between runs folders or machines that are merged afterwards.
 
@@ -27,27 +30,43 @@ if [[ -n "${SHARD:-}" && $PROCESSES -gt 1 ]]; then
   exit 2
 fi
 if [[ -n "${SHARD:-}" ]]; then common+=(--shard "$SHARD"); fi
+no_wait=()  # (--no-wait) inside a copy of in_copies
 
-# compare ARGS...: `ydrop compare` with the shared and the given arguments, in $PROCESSES
-# copies at once (each fails the script if it fails), then export_results.
+# compare ARGS...: `ydrop compare` with the shared and the given arguments, then export_results.
 compare() {
+  $YDROP compare "${common[@]}" "${no_wait[@]}" "$@"
+  export_results
+}
+
+# in_copies COMMAND...: COMMAND (a function making the grid's compare calls) in $PROCESSES
+# copies at once, their calls with --no-wait; a failed copy fails the script. The last
+# call of each command to end finds all its cells finished and writes complete tables.
+in_copies() {
+  if ((PROCESSES == 1)); then
+    "$@"
+    return
+  fi
   local pids=() pid k
   for ((k = 0; k < PROCESSES; k++)); do
-    $YDROP compare "${common[@]}" "$@" &
+    (no_wait=(--no-wait); "$@") &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
-  export_results
 }
 
 # Whether each row's cells go to one `ydrop compare` call (SHARD, PROCESSES > 1).
 one_call() { [[ -n "${SHARD:-}" || $PROCESSES -gt 1 ]]; }
 
+# Each file copied under a temporary name, then renamed: copies exporting at once, or an
+# interrupted export, never leave a half-written file in docs/results.
 export_results() {
   (cd "$RUNS" && find . -name result.json) | while read -r f; do
     cell=$(dirname "$f")
     mkdir -p "$EXPORT/$cell"
-    cp "$RUNS/$cell/result.json" "$RUNS/$cell/config.json" "$EXPORT/$cell/"
+    for name in config.json result.json; do
+      tmp="$EXPORT/$cell/.$name.$BASHPID"  # ($$ is the same in every copy: a subshell keeps it)
+      cp "$RUNS/$cell/$name" "$tmp" && mv -f "$tmp" "$EXPORT/$cell/$name"
+    done
   done
 }
 
@@ -55,6 +74,7 @@ export_results() {
 # coreutils versions.)
 seed_runs() {
   mkdir -p "$RUNS" "$EXPORT"
+  find "$EXPORT" -name '.*.json.*' -delete  # an export's temporary file, left by an interrupted run
   (cd "$EXPORT" && find . -name result.json) | while read -r f; do
     cell=$(dirname "$f")
     if [[ ! -e "$RUNS/$cell/result.json" ]]; then
@@ -100,8 +120,12 @@ cells() {
 # `cells N ...`. In one process: every row with N = 1, then N = 2, ..., N = SEEDS (each
 # call skips the cells already done), so seed 0 of every method comes first and a
 # paired comparison per seed is there as early as possible. With SHARD or PROCESSES > 1:
-# each row once with N = SEEDS.
+# each row once with N = SEEDS (with PROCESSES, in copies: in_copies).
 seed_major() {
+  in_copies _seed_major_rows "$@"
+}
+
+_seed_major_rows() {
   local n row
   if one_call; then
     for row in "$@"; do "$row" "$SEEDS"; done

@@ -11,10 +11,11 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2] / "experiments" / "_resumable.sh"
 
 # Logs "start|end PID ARGS" and, like a finished `ydrop compare`, leaves a result.json in
-# the runs folder; sleeps between, so that copies running at once overlap in the log.
+# the runs folder; sleeps between, so that copies running at once overlap in the log (the
+# first call of all 2 s with SLOW_FIRST set: a cell that takes longer than the others).
 FAKE_YDROP = """#!/usr/bin/env bash
 echo "start $$ $*" >> "$LOG"
-sleep 0.5
+if [[ -n "${SLOW_FIRST:-}" ]] && mkdir slow-taken 2>/dev/null; then sleep 2; else sleep 0.5; fi
 mkdir -p runs/cell-$$ && echo '{}' > runs/cell-$$/result.json && echo '{}' > runs/cell-$$/config.json
 echo "end $$ $*" >> "$LOG"
 exit "${FAIL:-0}"
@@ -27,7 +28,8 @@ common=(--out runs)
 source {SHARED}
 seed_runs
 row() {{ cells "$1" a,b --set a.x=1; }}
-seed_major row
+second() {{ cells "$1" c; }}
+seed_major row ${{SECOND_ROW:+second}}
 """
 
 
@@ -60,9 +62,21 @@ def test_one_process_runs_seed_by_seed_and_method_by_method_and_exports(tmp_path
 def test_processes_runs_copies_of_one_call_at_once(tmp_path):
     done, lines = run_grid(tmp_path, PROCESSES="2")
     assert done.returncode == 0, done.stderr
-    assert calls(lines) == ["compare --out runs --seeds 2 --methods a,b --set a.x=1"] * 2
+    assert calls(lines) == ["compare --out runs --no-wait --seeds 2 --methods a,b --set a.x=1"] * 2
     assert [line[0] for line in lines] == ["start", "start", "end", "end"]  # both ran at once
     assert len(list((tmp_path / "docs" / "results" / "g").rglob("result.json"))) == 2  # exported after both
+    assert not [p.name for p in (tmp_path / "docs").rglob(".*")]  # no temporary file of the export left
+
+
+def test_a_copy_goes_on_to_the_next_row_while_another_finishes_the_last(tmp_path):
+    """Each copy runs every row with --no-wait: the copy whose call of the first row ends
+    first starts the second row while the other is still in the first."""
+    done, lines = run_grid(tmp_path, PROCESSES="2", SECOND_ROW="1", SLOW_FIRST="1")
+    assert done.returncode == 0, done.stderr
+    events = [(line[0], line[-1]) for line in lines]  # the last argument names the row: a.x=1 or c
+    assert events.index(("start", "c")) < events.index(("end", "a.x=1"), events.index(("end", "a.x=1")) + 1)
+    assert sorted(calls(lines)) == sorted(["compare --out runs --no-wait --seeds 2 --methods a,b --set a.x=1"] * 2
+                                          + ["compare --out runs --no-wait --seeds 2 --methods c"] * 2)
 
 
 def test_shard_runs_its_part_in_one_call(tmp_path):

@@ -98,6 +98,33 @@ def test_run_configs_does_other_cells_first_then_waits_for_locked_ones(tiny):
     assert calls == [0, 1, 2, 0, 0]
 
 
+def test_run_configs_without_wait_leaves_locked_cells_to_their_holder(tiny):
+    configs = [tiny(seed=s) for s in range(3)]
+    calls = []
+
+    def train(config, progress):
+        calls.append(config.seed)
+        if config.seed == 1:
+            raise RunLocked("busy")  # another process holds cell 1 throughout
+        return config.seed
+
+    assert run_configs(configs, progress=False, train=train, poll=0, wait=False) == [0, 2]
+    assert calls == [0, 1, 2]  # one look at the locked cell, no wait
+
+
+def test_compare_no_wait_trains_the_free_cells_and_says_what_it_left(tiny, capsys):
+    from ydrop.cli import main
+
+    config = tiny(max_epochs=1, model_kwargs={"hidden": (16, 16)})  # the dropout cell of seed 0 below
+    with try_lock(run_dir(config.resolved()) / LOCK_FILE):
+        assert main(["compare", "--methods", "none,dropout", "--seeds", "1", "--no-wait", "--out", config.out,
+                     "--epochs", "1", "--device", "cpu", "--no-progress", "--set", "hidden=16,16"]) == 0
+    out = capsys.readouterr().out
+    assert "1 run(s) trained, 0 reused, 1 left to the processes that train them (--no-wait); " \
+           "1 of the grid's 2 cells finished" in out
+    assert not (run_dir(config.resolved()) / "result.json").exists()
+
+
 def test_cli_train_of_a_locked_run_exits_1_naming_the_holder(tiny, capsys):
     from ydrop.cli import main
 

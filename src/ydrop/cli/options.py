@@ -124,6 +124,10 @@ def _grid_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                         help="run only the I-th (0-based) of N disjoint parts of the grid; parts share the out "
                              "folder and `ydrop table` merges them (default: the whole grid)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="leave cells that another process trains to it instead of waiting for them at the "
+                             "end (copies of a grid script go on to their next command; the tables hold the "
+                             "cells finished so far)")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:

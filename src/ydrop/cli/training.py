@@ -42,7 +42,7 @@ def _run_cells(args: argparse.Namespace, configs: list, tables) -> tuple[list, l
     from ..train.table import write_outputs
 
     train = functools.partial(train_run, tensorboard=True) if args.tensorboard else train_run
-    mine = run_configs(configs, progress=not args.no_progress, shard=args.shard, train=train)
+    mine = run_configs(configs, progress=not args.no_progress, shard=args.shard, train=train, wait=not args.no_wait)
     finished, texts = [], {}
     if distributed.is_main_process():
         out = Path(configs[0].out)
@@ -55,8 +55,10 @@ def _run_cells(args: argparse.Namespace, configs: list, tables) -> tuple[list, l
 
 def _ran(args: argparse.Namespace, mine: list, finished: list, cells: int, started: float) -> str:
     part = f"shard {args.shard[0]}/{args.shard[1]}: " if args.shard else ""
+    own = len(range(args.shard[0], cells, args.shard[1])) if args.shard else cells
+    left = f", {own - len(mine)} left to the processes that train them (--no-wait)" if own > len(mine) else ""
     return (f"{part}{sum(r.trained for r in mine)} run(s) trained, {len(mine) - sum(r.trained for r in mine)} "
-            f"reused; {len(finished)} of the grid's {cells} cells finished ({time.perf_counter() - started:.0f} s)")
+            f"reused{left}; {len(finished)} of the grid's {cells} cells finished ({time.perf_counter() - started:.0f} s)")
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -104,12 +104,16 @@ def run_configs(
     train: Callable[..., RunResult] = train_run,
     shard: tuple[int, int] | None = None,
     poll: float = WAIT_POLL,
+    wait: bool = True,
 ) -> list[RunResult]:
     """Run the cells of ``configs`` (of shard ``shard``), one result per cell, in order.
 
     Finished cells are loaded, interrupted ones resumed. Cells locked by another
     process are left for the end and waited for (``poll`` seconds between looks); the
-    first wait for a cell says on stderr which cell it is and who holds it.
+    first wait for a cell says on stderr which cell it is and who holds it. With
+    ``wait=False`` they are left to their holder instead and have no result in the
+    list: copies of a grid script then go on to their next grid instead of idling
+    until the other copies' last cells end.
     """
     cells = shard_cells(configs, shard)
     results: dict[int, RunResult] = {}
@@ -128,15 +132,21 @@ def run_configs(
                     locked[index] = exc
                     continue
                 bar.update(1)
+            if locked and not wait:
+                break
             if locked and len(locked) == len(pending):
-                # Nothing left to do but wait for the other processes: say for what, once.
-                for index in sorted(set(locked) - announced):
-                    announced.add(index)
-                    if dist_.is_main_process():
-                        tqdm.write(_waiting_message(cells[index], locked[index]), file=sys.stderr)
-                time.sleep(poll)
+                _wait_for_others(cells, locked, announced, poll)
             pending = list(locked)
-    return [results[index] for index in range(len(cells))]
+    return [results[index] for index in range(len(cells)) if index in results]
+
+
+def _wait_for_others(cells: list[TrainConfig], locked: dict[int, RunLocked], announced: set[int], poll: float) -> None:
+    """Nothing left to do but wait for the other processes: say for which cells, once each."""
+    for index in sorted(set(locked) - announced):
+        announced.add(index)
+        if dist_.is_main_process():
+            tqdm.write(_waiting_message(cells[index], locked[index]), file=sys.stderr)
+    time.sleep(poll)
 
 
 def _cell_name(config: TrainConfig) -> str:
