@@ -22,7 +22,7 @@
 EXPORT="docs/results/$GRID"
 PROCESSES=${PROCESSES:-1}
 if [[ ! $PROCESSES =~ ^[1-9][0-9]*$ ]]; then
-  echo "PROCESSES=$PROCESSES: allowed: a whole number >= 1 (the copies of each ydrop compare call)" >&2
+  echo "PROCESSES=$PROCESSES: allowed: a whole number >= 1 (the copies of the grid run at once)" >&2
   exit 2
 fi
 if [[ -n "${SHARD:-}" && $PROCESSES -gt 1 ]]; then

@@ -53,12 +53,15 @@ def _run_cells(args: argparse.Namespace, configs: list, tables) -> tuple[list, l
     return mine, finished, texts
 
 
-def _ran(args: argparse.Namespace, mine: list, finished: list, cells: int, started: float) -> str:
+def _ran(args: argparse.Namespace, mine: list, finished: list, configs: list, started: float) -> str:
+    from ..train.grid import shard_cells
+
     part = f"shard {args.shard[0]}/{args.shard[1]}: " if args.shard else ""
-    own = len(range(args.shard[0], cells, args.shard[1])) if args.shard else cells
+    own = len(shard_cells(configs, args.shard))
     left = f", {own - len(mine)} left to the processes that train them (--no-wait)" if own > len(mine) else ""
     return (f"{part}{sum(r.trained for r in mine)} run(s) trained, {len(mine) - sum(r.trained for r in mine)} "
-            f"reused{left}; {len(finished)} of the grid's {cells} cells finished ({time.perf_counter() - started:.0f} s)")
+            f"reused{left}; {len(finished)} of the grid's {len(configs)} cells finished "
+            f"({time.perf_counter() - started:.0f} s)")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -85,7 +88,7 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"\n{c.dataset}, {c.model} {c.model_kwargs or ''}, protocol {c.protocol} ({c.optimizer}, lr {c.lr}, "
           f"batch {c.batch_size}, max {c.max_epochs} epochs), {args.seeds} seed(s):\n")
     print(texts["table.md"])
-    print(f"wrote {out / 'table.md'}, table.csv, table.tex, val_curves.png; {_ran(args, mine, finished, len(configs), started)}")
+    print(f"wrote {out / 'table.md'}, table.csv, table.tex, val_curves.png; {_ran(args, mine, finished, configs, started)}")
     if args.analyze and finished:
         print_analysis([r.run_dir for r in finished], out / "analysis", None, args)
     return 0
@@ -115,7 +118,7 @@ def _sweep(args: argparse.Namespace) -> int:
     mine, finished, texts = _run_cells(args, configs, tables)
     if distributed.is_main_process():
         print(texts["sweep.md"])
-        print(f"wrote {Path(config.out) / 'sweep.md'}, sweep.csv; {_ran(args, mine, finished, len(configs), started)}")
+        print(f"wrote {Path(config.out) / 'sweep.md'}, sweep.csv; {_ran(args, mine, finished, configs, started)}")
     return 0
 
 
