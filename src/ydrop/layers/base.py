@@ -58,6 +58,7 @@ __all__ = [
     "unit_count_error",
     "plain_dropout",
     "plain_mask",
+    "checked_scores",
 ]
 
 
@@ -166,6 +167,15 @@ def plain_dropout(x: Tensor, p: float, unit_dim: int | None = None) -> Tensor:
     return (x * plain_mask(x, p, input_unit_dim(x, unit_dim))).to(x.dtype)
 
 
+def checked_scores(scores: Tensor) -> Tensor:
+    """``scores`` (samples, N) detached, after refusing another shape or a NaN / inf."""
+    if not isinstance(scores, Tensor) or scores.dim() != 2:
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ValueError(f"scores must be a tensor of shape (samples, units), got {shape}")
+    check_all_finite("scores", scores)
+    return scores.detach()
+
+
 class GuidedDropout(nn.Module):
     """Base class: warm-up, score bookkeeping, units and the no-score fallback.
 
@@ -228,11 +238,7 @@ class GuidedDropout(nn.Module):
     # ------------------------------------------------------------------- scores
     def set_scores(self, scores: Tensor) -> None:
         """Receive this step's scores, shape (B', N): one row per scored sample."""
-        if not isinstance(scores, Tensor) or scores.dim() != 2:
-            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise ValueError(f"scores must be a tensor of shape (samples, units), got {shape}")
-        check_all_finite("scores", scores)
-        self._scores = scores.detach()
+        self._scores = checked_scores(scores)
 
     def keep_scores(self) -> None:
         """Called by the Guide on a step where this layer asked for no new scores

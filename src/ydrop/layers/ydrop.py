@@ -41,15 +41,30 @@ checkpoint's recomputation): under checkpointing, give it a Guide.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from .._validation import check_non_negative, check_open_unit, check_positive_int, check_rate
 from ..distributed import all_reduce_mean, broadcast_from_main
 from . import functional as F_
-from .base import GuidedDropout, ScoreRequest, spread_mask, unit_count_error, unit_keep_shape
+from .base import GuidedDropout, ScoreRequest, checked_scores, spread_mask, unit_count_error, unit_keep_shape
 
 __all__ = ["YDrop"]
+
+
+@dataclass
+class _Step:
+    """One step's state (module docstring), a plain object so that the per-step
+    updates skip ``nn.Module.__setattr__``. ``draw``: the bucket rates (p_L, p_H) of
+    Eq. 8 (None: no step begun); ``ema_moved``: whether the EMA moved with them yet;
+    ``awaiting``: the step's scores come inside the forward, its draws taken (True),
+    came (False); None: no Guide steps this layer."""
+
+    draw: Tensor | None = None
+    ema_moved: bool = False
+    awaiting: bool | None = None
 
 
 class YDrop(GuidedDropout):
@@ -145,13 +160,7 @@ class YDrop(GuidedDropout):
         self._reuses_left: int | None = None
         self.register_buffer("reuses_left", torch.tensor(-1, dtype=torch.int64))
         self._bucket_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
-        # This step's draws (p_L, p_H) of Eq. 8 and whether the EMA moved with them yet
-        # (module docstring); None: no step begun. ``_awaiting``: the step's scores
-        # come inside the forward, its draws taken (True), came (False); None: no
-        # Guide steps this layer.
-        self._step_draw: Tensor | None = None
-        self._ema_moved = False
-        self._awaiting: bool | None = None
+        self._step = _Step()
         # (mean_score, strong_fraction, strong units): ranked once per new mean.
         self._strong_cache: tuple[Tensor, float, Tensor] | None = None
         self.register_load_state_dict_pre_hook(_before_load)
@@ -179,7 +188,7 @@ class YDrop(GuidedDropout):
         step's bucket draws (Eq. 8) are taken now, outside the forward, so that a
         checkpointed block's recomputation draws its masks from the same random state."""
         self._begin_step()
-        self._awaiting = True
+        self._step.awaiting = True
 
     def _set_reuses_left(self, value: int | None) -> None:
         self._reuses_left = value
@@ -188,16 +197,14 @@ class YDrop(GuidedDropout):
     def set_scores(self, scores: Tensor) -> None:
         """Receive scores (samples, N); only their mean over samples (Eq. 4) is kept.
         A step begins, unless they are the ones it awaited (:meth:`expect_scores`)."""
-        super().set_scores(scores)
         # Under DDP every rank must rank the same units: mean over ranks.
-        self.mean_score = all_reduce_mean(self._scores.float().mean(dim=0))
-        self._scores = None
+        self.mean_score = all_reduce_mean(checked_scores(scores).float().mean(dim=0))
         self._rank()
         # Scores given during warm-up are kept but count as stale: the first guided
         # step still asks the Guide for fresh ones.
         self._set_reuses_left(0 if self.in_warmup else self.score_every - 1)
-        if self._awaiting:
-            self._awaiting = False  # the scores this step awaited: its draws are taken
+        if self._step.awaiting:
+            self._step.awaiting = False  # the scores this step awaited: its draws are taken
         else:
             self._begin_step()
 
@@ -205,21 +212,21 @@ class YDrop(GuidedDropout):
         super().clear_scores()
         self.mean_score = self.mean_score.new_zeros(0)
         self._strong_cache = None
-        self._step_draw = None
+        self._step.draw = None
         self._set_reuses_left(None)
 
     def _begin_step(self) -> None:
         """Take this step's bucket draws (p_L, p_H) of Eq. 8 (module docstring); the
         step's first forward moves the EMA with them (Eq. 6). None in warm-up."""
-        self._step_draw = None if self.in_warmup else self._draw_bucket_rates()
-        self._ema_moved = False
+        self._step.draw = None if self.in_warmup else self._draw_bucket_rates()
+        self._step.ema_moved = False
 
     def _current_scores(self, x: Tensor) -> Tensor | None:
         """The kept mean scores as one row (1, N). Refreshed by the Guide's
         :meth:`set_scores` (or a pending in-forward score function); scores read off
         ``x`` (a kind with ``from_input``) cost no pass and are refreshed at every step's
         first forward (every forward without a Guide: module docstring)."""
-        if self.kind.from_input is not None and self._awaiting is not False:
+        if self.kind.from_input is not None and self._step.awaiting is not False:
             self.set_scores(super()._current_scores(x))
         return None if self._reuses_left is None else self.mean_score.unsqueeze(0)
 
@@ -279,13 +286,14 @@ class YDrop(GuidedDropout):
     def _guided_mask(self, x: Tensor, scores: Tensor, dim: int) -> Tensor:
         # ``scores`` is the kept mean as one row (``_current_scores``); g_B (N,) puts
         # this step's draws on its ranking.
-        if self._step_draw is None:
+        step = self._step
+        if step.draw is None:
             self._begin_step()
-        rates = F_.bucket_drop_rates(self._kept_strong_units().to(x.device), *self._step_draw.to(x.device))
-        if not self._ema_moved:  # once a step, also when the forward runs again (checkpointing)
+        rates = F_.bucket_drop_rates(self._kept_strong_units().to(x.device), *step.draw.to(x.device))
+        if not step.ema_moved:  # once a step, also when the forward runs again (checkpointing)
             self._ensure_state(x, dim)
             F_.ema_update(self.drop_rate, rates, self.elasticity)
-            self._ema_moved = True
+            step.ema_moved = True
         # (N,) rates broadcast along the last (unit) dim of the keep shape.
         keep = (1.0 - rates).expand(unit_keep_shape(x, dim))
         return spread_mask(F_.bernoulli_mask(keep).div_(1.0 - self.drop_rate), x, dim)
@@ -361,4 +369,4 @@ def _after_load(module: YDrop, incompatible_keys: object) -> None:
     module._rank()
     # The next forward moves the loaded EMA with this step's draws (if begun: drawing
     # them there would take random numbers inside a checkpointed block) on the loaded ranking.
-    module._ema_moved = False
+    module._step.ema_moved = False

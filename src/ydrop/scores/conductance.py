@@ -126,10 +126,11 @@ def conductance_above_stem(
     ``stem``, in eval mode) for the zero baseline, from the stem's output (B, *): an
     affine map's outputs on the model's path interpolate its outputs at the two ends,
     at zero its bias, exactly. The Guide's pass inside the training forward."""
-    at_zero = stem_output.new_zeros((1,) + stem_output.shape[1:])
-    if stem.bias is not None:
+    if stem.bias is None:
+        at_zero = stem_output.new_zeros(())
+    else:
         shape = (-1,) if isinstance(stem, nn.Linear) else (-1,) + (1,) * (stem_output.dim() - 2)
-        at_zero = at_zero + stem.bias.detach().reshape(shape).to(stem_output.dtype)
+        at_zero = stem.bias.detach().reshape(shape).to(stem_output.dtype)
     steps = getattr(modules[0], "steps", 5)
     path = path_points(at_zero.expand_as(stem_output), stem_output, steps)
     outputs, grads, _ = gradients_along(chain, path, target, modules, steps, shared=True)
