@@ -178,20 +178,24 @@ def check_targets(name: str, target: Any, batch_size: int, num_classes: int | No
             f"{name} must have shape ({batch_size},) to match the batch, got {tuple(target.shape)}"
         )
     if num_classes is not None and target.numel() > 0:
-        def explain() -> str:
-            bad = target[(target < 0) | (target >= num_classes)][0].item()
-            hint = ("; a binary classifier with one logit z (BCEWithLogitsLoss) scores as two logits: give the Guide "
-                    "to_logits=lambda z: torch.cat([-z, z], dim=1) (conductance, gradxact), or give the model a head "
-                    "of two outputs (Excitation Backprop follows modules only)" if num_classes == 1 else "")
-            return (f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
-                    f"for a model with {num_classes} outputs{hint}")
-
-        def in_range() -> bool:
-            low, high = torch.aminmax(target)
-            return int(low) >= 0 and int(high) < num_classes
-
-        _assert_on_device(target, in_range, explain)
+        _check_class_range(name, target, num_classes)
     return target.long()
+
+
+def _check_class_range(name: str, target: Tensor, num_classes: int) -> None:
+    def explain() -> str:
+        bad = target[(target < 0) | (target >= num_classes)][0].item()
+        hint = ("; a binary classifier with one logit z (BCEWithLogitsLoss) scores as two logits: give the Guide "
+                "to_logits=lambda z: torch.cat([-z, z], dim=1) (conductance, gradxact), or give the model a head "
+                "of two outputs (Excitation Backprop follows modules only)" if num_classes == 1 else "")
+        return (f"{name} holds class index {bad}, outside [0, {num_classes - 1}] "
+                f"for a model with {num_classes} outputs{hint}")
+
+    def in_range() -> bool:
+        low, high = torch.aminmax(target)
+        return int(low) >= 0 and int(high) < num_classes
+
+    _assert_on_device(target, in_range, explain)
 
 
 def check_logits(logits: Any, target: Tensor, batch_size: int) -> int:

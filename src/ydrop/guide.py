@@ -201,10 +201,8 @@ class Guide:
         return True
 
     def _warn_if_epoch_never_set(self) -> None:
-        if self._warned_no_epoch:
-            return
         warming = [name for name, layer in self.layers.items() if layer.warmup_epochs]
-        if self.epoch is None and warming:
+        if self.epoch is None and not self._warned_no_epoch and warming:
             warnings.warn(f"Guide.set_epoch(epoch) was never called, so layers with warm-up ({', '.join(warming)}) "
                           "stay plain dropout; call guide.set_epoch(epoch) at the start of every epoch",
                           RuntimeWarning, stacklevel=3)

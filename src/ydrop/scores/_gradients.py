@@ -48,8 +48,7 @@ def gradients_along(
 ) -> Passes:
     """The same for ``chain`` fed ``start``, the output of ``start_module`` (scored if
     listed); ``shared``: the first group's rows are one point (a shared baseline)."""
-    # The start module, whose output is ``start``: one of its own when it is scored.
-    stand_in = _UNSCORED_START if start_module is None else nn.Identity()
+    stand_in = nn.Identity()  # the start module, whose output is ``start``
     scored = [stand_in if module is start_module else module for module in modules]
     leaves = chain_leaves(tuple(chain), _written)
     if leaves is not None:  # runs no module: their train / eval flags do not matter
@@ -57,9 +56,6 @@ def gradients_along(
     sequence = nn.Sequential(stand_in, *chain)
     with eval_mode(sequence):
         return autograd_pass(sequence, start, target, scored, groups)
-
-
-_UNSCORED_START = nn.Identity()
 
 
 class _Stop(BaseException):  # not an Exception: a model's own ``except Exception`` lets it through

@@ -126,9 +126,8 @@ def conductance_above_stem(
     ``stem``, in eval mode) for the zero baseline, from the stem's output (B, *): an
     affine map's outputs on the model's path interpolate its outputs at the two ends,
     at zero its bias, exactly. The Guide's pass inside the training forward."""
-    if stem.bias is None:
-        at_zero = stem_output.new_zeros(())
-    else:
+    at_zero = stem_output.new_zeros(())
+    if stem.bias is not None:
         shape = (-1,) if isinstance(stem, nn.Linear) else (-1,) + (1,) * (stem_output.dim() - 2)
         at_zero = stem.bias.detach().reshape(shape).to(stem_output.dtype)
     steps = getattr(modules[0], "steps", 5)
