@@ -159,7 +159,7 @@ class Guide:
                   scores: list[Tensor]) -> dict[str, Tensor]:
         """Give each layer ``names[i]`` its ``scores[i]``; a ranking layer
         (``per_sample[i]`` false) scored on the whole batch takes the random ``subset``."""
-        given = {name: layer_scores if subset is None or each else layer_scores[subset]
+        given = {name: layer_scores if subset is None or each else layer_scores.index_select(0, subset)
                  for name, each, layer_scores in zip(names, per_sample, scores)}
         for name, layer_scores in given.items():
             self.layers[name].set_scores(layer_scores)
@@ -181,13 +181,13 @@ class Guide:
             return False
         anchor, chain = found.module, found.chain
         batch = inputs.shape[0]
-        scored_target = target if rows is None else target[rows]
+        scored_target = target if rows is None else target.index_select(0, rows)
 
         def score(value: Tensor) -> None:
             if value.shape[0] != batch:
                 raise ValueError(f"guide.step was given a batch of {batch} samples but the next training forward has "
                                  f"{value.shape[0]} rows; call guide.step(inputs, target) with its batch, batch first")
-            value = value.detach() if rows is None else value.detach()[rows]
+            value = value.detach() if rows is None else value.detach().index_select(0, rows)
             hand_out(kind.along(chain, value, scored_target, layers, anchor))
 
         key = (id(anchor), not at_stem)
