@@ -44,7 +44,8 @@ TABLE_HEADER = (
 )
 
 
-def _time(fn: Callable[[], object], repeats: int) -> float:
+def seconds_per_call(fn: Callable[[], object], repeats: int) -> float:
+    """Mean wall time of ``repeats`` calls of ``fn``."""
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
@@ -67,11 +68,11 @@ def compare(
     for round_index in range(rounds):
         # Alternate which goes first so neither always runs on a warm cache.
         if round_index % 2:
-            r = _time(reference, repeats)
-            c = _time(candidate, repeats)
+            r = seconds_per_call(reference, repeats)
+            c = seconds_per_call(candidate, repeats)
         else:
-            c = _time(candidate, repeats)
-            r = _time(reference, repeats)
+            c = seconds_per_call(candidate, repeats)
+            r = seconds_per_call(reference, repeats)
         cand.append(c)
         ref.append(r)
         ratios.append(c / r)
