@@ -59,7 +59,6 @@ from torch import Tensor, nn
 
 import ydrop
 from ydrop.data import PadCropFlip, load_dataset
-from ydrop.layers import GuidedDropout
 from ydrop.train import store
 
 # name -> (dropout method, dropout_at); "all" is the model's default (both FC layers).
@@ -224,8 +223,7 @@ class _Run:
         seed = config["seed"]
         torch.manual_seed(seed)  # the same initial weights for every method of a seed
         self.model = _build_model(config, train, device)
-        needs_guide = any(isinstance(m, GuidedDropout) for m in self.model.modules())
-        self.guide = ydrop.Guide(self.model) if needs_guide else None
+        self.guide = ydrop.Guide(self.model) if ydrop.guided_layers(self.model) else None
         # The fused kernel (CUDA and CPU) keeps its step counters on the device: the
         # for-each kernel reads a host copy of each one with .item() every step.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"],

@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 import ydrop
 from ydrop.data import BatchLoader, PadCropFlip, load_dataset, train_val_split
-from ydrop.layers import GuidedDropout
 
 CELLS = {
     "none": ("none", {}, {}),
@@ -54,7 +53,7 @@ def build_setups() -> dict[str, tuple[nn.Module, ydrop.Guide | None, torch.optim
     for name, (method, kwargs, model_kwargs) in CELLS.items():
         torch.manual_seed(0)
         model = ydrop.models.create("s1", dropout=method, dropout_kwargs=kwargs, **model_kwargs)
-        guide = ydrop.Guide(model) if any(isinstance(m, GuidedDropout) for m in model.modules()) else None
+        guide = ydrop.Guide(model) if ydrop.guided_layers(model) else None
         if guide is not None:
             guide.set_epoch(1)
         setups[name] = (model, guide, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))

@@ -720,3 +720,12 @@ def test_a_guide_built_every_epoch_leaves_no_hooks_behind():
         assert not torch.equal(model[3].mean_score, before)
     model(x)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_guided_layers_lists_the_guided_layers_at_any_depth_and_nothing_else():
+    inner = nn.Sequential(nn.Linear(4, 4), ExcitationDropout(), nn.Dropout(0.5))
+    model = nn.Sequential(nn.Linear(4, 4), YDrop(), inner, ActivationDropout(), nn.Linear(4, 2))
+    found = ydrop.guided_layers(model)
+    assert list(found) == ["1", "2.1", "3"]
+    assert found["2.1"] is inner[1] and found == Guide(model).layers
+    assert ydrop.guided_layers(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))) == {}

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ._forward import ScoringForward, check_forward_kwargs
 from ._validation import check_bool, check_mapping, check_module, check_non_negative_int, check_score_rows, check_targets
 from .distributed import unwrap_model
-from .layers.base import GuidedDropout
+from .layers.base import GuidedDropout, guided_layers
 from .scores import eval_mode, score_kind
 from .scores.plan import lowest_anchor, stem_anchor
 
@@ -59,7 +59,7 @@ class Guide:
 
     def __init__(self, model: nn.Module, reuse_forward: bool = True, to_logits: Callable | None = None) -> None:
         self.model = model = unwrap_model(check_module("model", model))
-        self.layers = {name: m for name, m in model.named_modules() if isinstance(m, GuidedDropout)}
+        self.layers = guided_layers(model)
         if not self.layers:
             kinds = ", ".join(sorted({type(m).__name__ for m in model.modules()} - {type(model).__name__}))
             raise ValueError(f"model ({type(model).__name__}) holds no guided dropout layer (ydrop.YDrop, ydrop."

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .._validation import check_positive_int
 from ..guide import Guide
-from ..layers import Dropout, GuidedDropout
+from ..layers import Dropout, GuidedDropout, guided_layers
 from .metrics import pairs
 
 __all__ = ["ScaleResult", "train_test_scale"]
@@ -100,7 +100,7 @@ def train_test_scale(model: nn.Module, data: Iterable, repeats: int = 1) -> dict
 def _guide_past_warmup(model: nn.Module) -> Guide | None:
     """A Guide for the guided layers of ``model`` (None without any), at an epoch past
     every layer's warm-up, so that the layers' own policies run."""
-    if not any(isinstance(m, GuidedDropout) for m in model.modules()):
+    if not guided_layers(model):
         return None
     guide = Guide(model, reuse_forward=False)
     guide.set_epoch(max(m.warmup_epochs for m in guide.layers.values()))

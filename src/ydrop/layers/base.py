@@ -59,6 +59,7 @@ __all__ = [
     "plain_dropout",
     "plain_mask",
     "checked_scores",
+    "guided_layers",
 ]
 
 
@@ -174,6 +175,12 @@ def checked_scores(scores: Tensor) -> Tensor:
         raise ValueError(f"scores must be a tensor of shape (samples, units), got {shape}")
     check_all_finite("scores", scores)
     return scores.detach()
+
+
+def guided_layers(model: nn.Module) -> dict[str, GuidedDropout]:
+    """The guided dropout layers of ``model`` (any depth), by qualified name; empty
+    when it has none (then it needs no :class:`~ydrop.Guide`)."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, GuidedDropout)}
 
 
 class GuidedDropout(nn.Module):

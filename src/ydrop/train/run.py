@@ -44,7 +44,7 @@ from .. import __version__
 from .. import distributed as dist_
 from ..data import BatchLoader, PadCropFlip, load_dataset, train_val_split
 from ..guide import Guide
-from ..layers import GuidedDropout, information_kl
+from ..layers import guided_layers, information_kl
 from ..models import create
 from . import store
 from .config import DRY_RUN_BATCHES, NEUTRAL_FIELDS, TrainConfig
@@ -130,7 +130,7 @@ def _state_copy(model: nn.Module, device: str | None = None) -> dict[str, Any]:
 
 
 def _needs_guide(model: nn.Module) -> bool:
-    return any(isinstance(m, GuidedDropout) for m in model.modules())
+    return bool(guided_layers(model))
 
 
 def _make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
