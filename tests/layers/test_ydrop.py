@@ -490,3 +490,21 @@ def test_a_lazy_layer_of_a_double_model_loads_the_ema_in_float64():
     lazy = YDrop(elasticity=0.5).double()
     lazy.load_state_dict(trained.state_dict())
     assert lazy.drop_rate.dtype == torch.float64 and torch.equal(lazy.drop_rate.float(), trained.drop_rate)
+
+
+def test_a_layer_pickled_with_the_earlier_step_fields_loads_and_trains():
+    """``torch.save(model)`` of an earlier version kept the step state in three
+    attributes (``_step_draw``, ``_ema_moved``, ``_awaiting``); unpickling maps them."""
+    layer = started(YDrop(score_every=2))
+    layer.set_scores(ranked_scores())
+    layer(torch.ones(8, UNITS))
+    state = layer.__getstate__()
+    step = state.pop("_step")
+    state.update(_step_draw=step.draw, _ema_moved=step.ema_moved, _awaiting=step.awaiting)
+    old = YDrop.__new__(YDrop)
+    old.__setstate__(state)
+    assert torch.equal(old._step.draw, step.draw) and old._step.ema_moved and old._step.awaiting is None
+    assert not hasattr(old, "_step_draw")
+    drop_rate = old.drop_rate.clone()
+    old.keep_scores()  # the next step: new draws, the EMA moves at its forward
+    assert old(torch.ones(8, UNITS)).shape == (8, UNITS) and not torch.equal(old.drop_rate, drop_rate)

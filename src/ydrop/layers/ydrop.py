@@ -166,6 +166,14 @@ class YDrop(GuidedDropout):
         self.register_load_state_dict_pre_hook(_before_load)
         self.register_load_state_dict_post_hook(_after_load)
 
+    def __setstate__(self, state: dict) -> None:
+        # A whole layer pickled (``torch.save(model)``) before the step state was one
+        # object kept it in three attributes.
+        if "_step" not in state:
+            state["_step"] = _Step(state.pop("_step_draw", None), state.pop("_ema_moved", False),
+                                   state.pop("_awaiting", None))
+        super().__setstate__(state)
+
     # ------------------------------------------------------------ score_every
     @property
     def needs_guide(self) -> bool:
