@@ -29,7 +29,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from benchmarks.common import seconds_per_call, training_step
+from benchmarks.common import interleaved, model_step
 
 REVISION_PACKAGE = "ydrop_rev"
 
@@ -65,34 +65,10 @@ def _renamed(code: str) -> str:
 def guided_step(package: ModuleType | None, small: bool) -> Callable[[], None]:
     """One SGD step of FC_1 (or its 16-32-32-10 layout) on a fixed batch of 64: Y-Drop
     scored every step with ``package``'s Guide, or ``nn.Dropout`` for None."""
-    import ydrop
-
-    shape, layout = ((1, 4, 4), {"hidden": (32, 32)}) if small else ((1, 28, 28), {})
-    torch.manual_seed(0)
+    shape, layout = ((1, 4, 4), {"hidden": (32, 32)}) if small else (None, None)
     if package is None:
-        model = ydrop.models.create("fc1", in_shape=shape, dropout=nn.Dropout, **layout).train()
-    else:
-        model = package.models.create("fc1", in_shape=shape, dropout="ydrop",
-                                      dropout_kwargs={"warmup_epochs": 0}, **layout).train()
-    torch.manual_seed(1)
-    x, y = torch.rand(64, *shape), torch.randint(0, 10, (64,))
-    guide = None if package is None else package.Guide(model)
-    if guide is not None:
-        guide.set_epoch(0)
-    return training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y, guide)
-
-
-def interleaved(steps: dict[str, Callable[[], None]], rounds: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per step of each of ``steps``, ``rounds`` times, in alternating order."""
-    for step in steps.values():
-        for _ in range(5):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
-    for round_index in range(rounds):
-        for name in order if round_index % 2 else order[::-1]:
-            times[name].append(seconds_per_call(steps[name], repeats))
-    return times
+        return model_step("fc1", nn.Dropout, 64, shape, model_kwargs=layout)
+    return model_step("fc1", "ydrop", 64, shape, model_kwargs=layout, package=package, warmup_epochs=0)
 
 
 def main() -> None:
@@ -107,7 +83,7 @@ def main() -> None:
         old = export_revision(args.revision, Path(folder))
         steps = {"old": guided_step(old, args.small), "new": guided_step(ydrop, args.small),
                  "nn.Dropout": guided_step(None, args.small)}
-        times = interleaved(steps, args.rounds, repeats=40 if args.small else 5)
+        times = interleaved(steps, args.rounds, repeats=40 if args.small else 5, warmup=5)
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(times[a], times[b]))

@@ -61,51 +61,55 @@ def compare(
     warmup: int = 3,
 ) -> Ratio:
     """candidate time / reference time, measured alternately ``rounds`` times."""
-    for _ in range(warmup):
-        candidate()
-        reference()
-    ratios, cand, ref = [], [], []
-    for round_index in range(rounds):
-        # Alternate which goes first so neither always runs on a warm cache.
-        if round_index % 2:
-            r = seconds_per_call(reference, repeats)
-            c = seconds_per_call(candidate, repeats)
-        else:
-            c = seconds_per_call(candidate, repeats)
-            r = seconds_per_call(reference, repeats)
-        cand.append(c)
-        ref.append(r)
-        ratios.append(c / r)
+    times = interleaved({"candidate": candidate, "reference": reference}, rounds, repeats, warmup)
+    cand, ref = times["candidate"], times["reference"]
+    ratios = [c / r for c, r in zip(cand, ref)]
     return Ratio(name, ratios, statistics.median(cand) * 1e3, statistics.median(ref) * 1e3)
 
 
-def paper_model(name: str, dropout, in_shape=None, model_kwargs=None, **dropout_kwargs) -> nn.Module:
+def interleaved(steps: dict[str, Callable[[], object]], rounds: int, repeats: int,
+                warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds per call of each of ``steps``, ``rounds`` times; the order is reversed
+    every other round, so that none always runs on a warm cache."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    for round_index in range(rounds):
+        for name in order[::-1] if round_index % 2 else order:
+            times[name].append(seconds_per_call(steps[name], repeats))
+    return times
+
+
+def paper_model(name: str, dropout, in_shape=None, model_kwargs=None, package=None, **dropout_kwargs) -> nn.Module:
     """A ``ydrop.models`` network in training mode with ``dropout`` in every slot
     (``nn.Dropout`` for the reference: p = 0.5); ``model_kwargs`` change its layout
-    (``{"hidden": (32, 32)}``)."""
+    (``{"hidden": (32, 32)}``); ``package``: another copy of ydrop to build it with
+    (``benchmarks.ab_revision``), None: ydrop."""
     import ydrop
 
     torch.manual_seed(0)
-    return ydrop.models.create(name, in_shape=in_shape, dropout=dropout, dropout_kwargs=dropout_kwargs,
+    return (package or ydrop).models.create(name, in_shape=in_shape, dropout=dropout, dropout_kwargs=dropout_kwargs,
                                **(model_kwargs or {})).train()
 
 
 def model_step(name: str, dropout, batch: int, in_shape=None, guide_kwargs=None, model_kwargs=None,
-               **dropout_kwargs) -> Callable[[], None]:
+               package=None, **dropout_kwargs) -> Callable[[], None]:
     """One SGD training step of a ``ydrop.models`` network on a fixed random batch.
 
     A guided model is past its warm-up (epoch 0; pass ``warmup_epochs=0`` for
     Y-Drop), so its Guide scores as it would for the rest of training. Activation
-    Dropout and plain dropout need no Guide.
+    Dropout and plain dropout need no Guide. ``package``: as for :func:`paper_model`.
     """
     import ydrop
 
-    model = paper_model(name, dropout, in_shape, model_kwargs, **dropout_kwargs)
+    model = paper_model(name, dropout, in_shape, model_kwargs, package, **dropout_kwargs)
     torch.manual_seed(1)
     x, y = torch.rand(batch, *(in_shape or guided_input_shape(name))), torch.randint(0, 10, (batch,))
     guide = None
     if dropout in ("ydrop", "excitation"):
-        guide = ydrop.Guide(model, **(guide_kwargs or {}))
+        guide = (package or ydrop).Guide(model, **(guide_kwargs or {}))
         guide.set_epoch(0)
     return training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y, guide)
 

@@ -129,10 +129,6 @@ def _state_copy(model: nn.Module, device: str | None = None) -> dict[str, Any]:
             else copy.deepcopy(v) for k, v in model.state_dict().items()}
 
 
-def _needs_guide(model: nn.Module) -> bool:
-    return bool(guided_layers(model))
-
-
 def _make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
     if c.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
@@ -348,7 +344,7 @@ class _Trainer:
         torch.manual_seed(c.seed)  # the same initial weights on every rank
         self.model = build_model(c, info).to(self.device)
         self.optimizer = _make_optimizer(self.model, c)
-        self.guide = Guide(self.model) if _needs_guide(self.model) else None
+        self.guide = Guide(self.model) if guided_layers(self.model) else None
         # The training forward goes through DDP (gradients averaged over ranks); scoring,
         # evaluation and checkpoints use the bare network.
         self.forward = self.model
