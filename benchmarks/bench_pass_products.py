@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.common import model_step, paper_model
+from ydrop.scores.conductance import path_points
 
 SAMPLES, STEPS = 64 // 5, 5  # B_c = B // n_c samples of a batch of 64, n_c points
 FORWARD_ROWS, BACKWARD_ROWS = SAMPLES * STEPS + 1, SAMPLES * STEPS  # the baseline point is shared
@@ -52,12 +53,11 @@ def pass_rows(model: nn.Sequential) -> tuple[Tensor, Tensor]:
     inputs = torch.rand(SAMPLES, stem.in_features, generator=generator)
     target = torch.randint(0, head.out_features, (SAMPLES,), generator=generator)
     with torch.no_grad():
-        at_input, at_zero = stem(inputs), stem.bias.expand(SAMPLES, -1)
-        alphas = torch.linspace(0, 1, STEPS + 1).view(-1, 1, 1)
-        hidden_in = (alphas * (at_input - at_zero) + at_zero).relu()  # (STEPS + 1, SAMPLES, 1024)
-        positive = hidden(hidden_in[:STEPS]).sign().clamp_min(0)
+        # Point-major rows ((STEPS + 1) SAMPLES, 1024), the first SAMPLES all at the stem's bias.
+        hidden_in = path_points(stem.bias.expand(SAMPLES, -1), stem(inputs), STEPS).relu()
+        positive = hidden(hidden_in[: STEPS * SAMPLES]).sign().clamp_min(0).unflatten(0, (STEPS, SAMPLES))
         cotangents = head.weight.index_select(0, target) * positive
-    return hidden_in.flatten(0, 1)[SAMPLES - 1:], cotangents
+    return hidden_in[SAMPLES - 1:], cotangents
 
 
 def sparse_backward(cotangents: Tensor, weight: Tensor) -> Tensor:
